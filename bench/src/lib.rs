@@ -1,0 +1,1 @@
+//! vcompare's benchmark harness: statistics, results and reports.

@@ -1,0 +1,141 @@
+//! The one contract both execution modes implement, so `run`, `ps`, `stop`, `kill`, `start`,
+//! `rm`, `exec` and `inspect` treat a container and a microVM the same way and only the
+//! mechanism differs (which is the point of the comparison).
+
+pub mod container;
+pub mod vm;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How an instance runs: the two sides of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Namespace container on the shared host kernel.
+    Container,
+    /// KVM microVM with its own guest kernel.
+    Vm,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Container => "container",
+            Mode::Vm => "vm",
+        })
+    }
+}
+
+/// A `-v HOST:GUEST[:ro]` request, already validated (host path exists and is absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// Absolute, canonical host path.
+    pub host: PathBuf,
+    /// Absolute path inside the instance.
+    pub guest: String,
+    /// `:ro` was given.
+    pub readonly: bool,
+}
+
+/// Everything a backend needs to start one instance; identical for both modes so that the
+/// same image and the same flags give a fair comparison. Stored as `spec.json` in the
+/// instance directory so `start` can run it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// 64 hex chars.
+    pub id: String,
+    /// Optional `--name`.
+    pub name: Option<String>,
+    /// Which side of the comparison.
+    pub mode: Mode,
+    /// The image reference the user typed, as resolved (`name:tag`).
+    pub image_ref: String,
+    /// Manifest digest (`sha256:…`) of the image; keys the rootfs and disk caches.
+    pub image_digest: String,
+    /// The image's unpacked root filesystem (read-only cache shared by all instances).
+    pub rootfs: PathBuf,
+    /// Final argv: entrypoint + cmd after CLI overrides. Never empty.
+    pub args: Vec<String>,
+    /// Final environment, `K=V`.
+    pub env: Vec<String>,
+    /// Working directory inside the instance (absolute).
+    pub cwd: String,
+    /// Numeric user inside the instance.
+    pub uid: u32,
+    /// Numeric group inside the instance.
+    pub gid: u32,
+    /// Hostname inside the instance (12-hex short id unless `--hostname`).
+    pub hostname: String,
+    /// `-v` mounts.
+    pub volumes: Vec<VolumeSpec>,
+    /// `--memory`, bytes: a cgroup limit for containers, the guest RAM size for VMs.
+    pub memory_bytes: Option<u64>,
+    /// `--cpus`: a CPU quota for containers, the number of vCPUs for VMs.
+    pub cpus: Option<f64>,
+    /// `--pids-limit` (containers).
+    pub pids_limit: Option<i64>,
+    /// `-t`: allocate a pseudo-terminal.
+    pub tty: bool,
+    /// `-i`: keep stdin open.
+    pub interactive: bool,
+    /// `--init` (containers): a tiny reaper is PID 1 instead of the entrypoint.
+    pub init: bool,
+    /// `--userns host` turns the user namespace off (containers).
+    pub userns: bool,
+    /// `--network host` shares the host network stack (containers).
+    pub network_host: bool,
+    /// `--prealloc` (VMs): fault all guest RAM in up front.
+    pub prealloc: bool,
+    /// `--timeout` seconds: watchdog for the whole run (VMs; containers too).
+    pub timeout_secs: Option<u64>,
+    /// Per-instance directory: copy-on-write layer, VM disk, logs, state.
+    pub instance_dir: PathBuf,
+    /// The data directory (`--root`): caches keyed by image digest live below it.
+    pub data_root: PathBuf,
+}
+
+/// How an instance's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal number.
+    Signaled(i32),
+    /// Killed by the kernel's OOM killer because of `--memory`.
+    OomKilled,
+    /// The watchdog (`--timeout`) ended it.
+    TimedOut,
+}
+
+impl Outcome {
+    /// The exit status vcompare itself returns: the code, or 128+N for signal N.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Exited(c) => c,
+            Outcome::Signaled(s) => 128 + s,
+            Outcome::OomKilled => 137,
+            Outcome::TimedOut => 124,
+        }
+    }
+}
+
+/// A named instant during startup, for the phase breakdown of the startup benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseMark {
+    /// e.g. "namespaces", "mounts", "cgroup", "exec", "vmm_setup", "kernel_boot", "init".
+    pub name: String,
+    /// Nanoseconds since the `vcompare` process started (CLOCK_MONOTONIC based).
+    pub at_ns: u64,
+}
+
+/// Callbacks from a running backend to the lifecycle code, so the instance record is written
+/// as soon as there is a process to signal (before the run ends).
+pub trait RunHooks {
+    /// The process `stop`/`kill` should signal is alive: container init (host pid) or the VMM.
+    fn started(&mut self, pid: i32);
+    /// A startup phase finished.
+    fn phase(&mut self, mark: PhaseMark);
+}

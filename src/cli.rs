@@ -1,0 +1,273 @@
+//! The command-line surface (clap derive), docker-like so course material maps one to one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backend::Mode;
+
+/// Run the same OCI image as a KVM microVM or as a namespace container, and measure the difference.
+#[derive(Debug, Parser)]
+#[command(name = "vcompare", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (images, instances, caches).
+    #[arg(long, global = true, env = "VCOMPARE_ROOT")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format for listing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// All commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and run an instance of IMAGE (the built-in default is vcompare/probe).
+    Run(RunArgs),
+    /// List instances (running only, unless -a).
+    Ps {
+        /// Show all instances, also exited ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Only print ids.
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Start an exited instance again (containers keep their RW layer, VMs their disk).
+    Start {
+        /// Attach: run in the foreground and return its exit status.
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop instances: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Send a signal to instances (default SIGKILL).
+    Kill {
+        /// Signal name or number.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove instances and what they own on the host (RW layer, disk, logs).
+    Rm {
+        /// Kill running instances first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print an instance's output (detached instances).
+    Logs {
+        /// Keep following until the instance exits.
+        #[arg(short, long)]
+        follow: bool,
+        id: String,
+    },
+    /// Run a command inside a running instance.
+    Exec {
+        /// Keep stdin open.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a pseudo-terminal.
+        #[arg(short, long)]
+        tty: bool,
+        id: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Host view vs instance view of one instance.
+    Inspect {
+        id: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Run the benchmark suite.
+    Bench(BenchArgs),
+    /// Re-render a report from results.json.
+    Report {
+        /// A results directory (or two with --compare).
+        dirs: Vec<PathBuf>,
+        /// Compare two runs side by side.
+        #[arg(long)]
+        compare: bool,
+    },
+    /// The lecture demo: the same image as container and VM, side by side.
+    Demo {
+        /// Where to write the demo report.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check what this host offers (KVM backend, namespaces, cgroups, peers).
+    Doctor {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Internal: the monitor of a detached instance.
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
+}
+
+/// `vcompare run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// container (shared kernel) or vm (own kernel).
+    #[arg(long, value_enum, default_value_t = Mode::Container)]
+    pub mode: Mode,
+    /// Detached: print the id and keep running in the background.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the instance when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Name the instance (usable wherever an id is).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Bind a host directory: HOST:GUEST[:ro].
+    #[arg(short, long = "volume")]
+    pub volumes: Vec<String>,
+    /// Environment variable K=V (repeatable).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// UID[:GID] inside.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Hostname inside (default: the 12-hex short id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory: a cgroup limit for containers, guest RAM for VMs (e.g. 256m, 1g; default VM 256m).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// CPUs: a quota for containers, the vCPU count for VMs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes (containers).
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Run a tiny reaper as PID 1 (containers).
+    #[arg(long)]
+    pub init: bool,
+    /// `host` disables the user namespace (containers).
+    #[arg(long, default_value = "private")]
+    pub userns: String,
+    /// `host` shares the host network stack (containers); default: only `lo`.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// Fault all guest RAM in up front (VMs).
+    #[arg(long)]
+    pub prealloc: bool,
+    /// Watchdog: end the instance after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Image reference (name[:tag] or id prefix).
+    pub image: String,
+    /// Command and arguments (replace the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+/// `vcompare image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI layout directory, OCI archive or `docker save` tarball.
+    Import {
+        path: PathBuf,
+        /// Tag the (first) image as NAME[:TAG].
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Build a one-layer image from a directory.
+    Build {
+        dir: PathBuf,
+        #[arg(long, required = true)]
+        tag: String,
+        /// ENTRYPOINT: JSON array or words.
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// CMD: JSON array or words.
+        #[arg(long)]
+        cmd: Option<String>,
+        /// ENV K=V (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+        /// WORKDIR.
+        #[arg(long)]
+        workdir: Option<String>,
+        /// USER.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List images.
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Only print ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images (refuses images in use unless -f).
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show an image's record, manifest and config.
+    Inspect { image: String },
+}
+
+/// `vcompare bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Modes to measure: host,container,vm.
+    #[arg(long, default_value = "host,container,vm")]
+    pub modes: String,
+    /// Peers to measure side by side: crun,runc,qemu,firecracker.
+    #[arg(long, default_value = "crun,runc,qemu,firecracker")]
+    pub peers: String,
+    /// Suites: startup,cpu,memory,density,disk,io.
+    #[arg(long, default_value = "startup,cpu,memory,density,disk")]
+    pub suite: String,
+    /// Runs per measurement.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Image to measure.
+    #[arg(long, default_value = crate::default_image::REFERENCE)]
+    pub image: String,
+    /// Output directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,180 @@
+//! `ps`, `inspect`, `logs` and `exec`: looking at and into instances.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::table;
+use super::Ctx;
+use crate::backend::{self, Mode};
+use crate::cli::Format;
+use crate::instance::{now_unix, Instance, Status};
+
+/// The STATUS column: `Up 3 seconds`, `Exited (0) 5 minutes ago`, `Created`.
+pub fn status_text(i: &Instance) -> String {
+    let now = now_unix();
+    match i.status() {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", table::ago(now - i.state.started_at.unwrap_or(now))),
+        Status::Exited => {
+            let code = i.exit_code().map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+            let when = i.state.finished_at.map(|t| format!(" {} ago", table::ago(now - t))).unwrap_or_default();
+            let why = match i.state.outcome {
+                Some(backend::Outcome::OomKilled) => " OOMKilled",
+                Some(backend::Outcome::TimedOut) => " TimedOut",
+                _ if i.state.error.is_some() => " Failed",
+                _ => "",
+            };
+            format!("Exited ({code}){why}{when}")
+        }
+    }
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Created => "created",
+        Status::Running => "running",
+        Status::Exited => "exited",
+    }
+}
+
+/// One instance as JSON (for `ps --format json` and `inspect`).
+fn summary(i: &Instance) -> Value {
+    json!({
+        "id": i.spec.id,
+        "name": i.spec.name,
+        "image": i.spec.image_ref,
+        "image_digest": i.spec.image_digest,
+        "mode": i.spec.mode,
+        "command": i.spec.args,
+        "status": status_word(i.status()),
+        "status_text": status_text(i),
+        "exit_code": i.exit_code(),
+        "outcome": i.state.outcome,
+        "error": i.state.error,
+        "pid": i.state.pid.filter(|_| i.status() == Status::Running),
+        "started_at": i.state.started_at,
+        "finished_at": i.state.finished_at,
+        "phases": i.state.phases,
+    })
+}
+
+/// `vcompare ps [-a] [-q] [--format json]`.
+pub fn ps(ctx: &Ctx, all: bool, quiet: bool, format: Format) -> anyhow::Result<i32> {
+    let list: Vec<Instance> = ctx.instances.list()?.into_iter().filter(|i| all || i.status() == Status::Running).collect();
+    if quiet {
+        list.iter().for_each(|i| println!("{}", i.short_id()));
+    } else if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&list.iter().map(summary).collect::<Vec<_>>())?);
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|i| {
+                let mut cmd = i.spec.args.join(" ");
+                if cmd.chars().count() > 30 {
+                    cmd = cmd.chars().take(29).collect::<String>() + "…";
+                }
+                vec![
+                    i.short_id().to_string(),
+                    i.spec.name.clone().unwrap_or_default(),
+                    i.spec.image_ref.clone(),
+                    i.spec.mode.to_string(),
+                    format!("\"{cmd}\""),
+                    status_text(i),
+                    i.state.pid.filter(|_| i.status() == Status::Running).map(|p| p.to_string()).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table::print(&["ID", "NAME", "IMAGE", "MODE", "COMMAND", "STATUS", "PID"], &rows);
+    }
+    Ok(0)
+}
+
+/// `vcompare inspect ID`: the record plus the backend's host-vs-inside view.
+pub fn inspect(ctx: &Ctx, q: &str, format: Format) -> anyhow::Result<i32> {
+    let i = ctx.instances.resolve(q)?;
+    let pid = i.state.pid.filter(|_| i.status() == Status::Running && i.target_alive());
+    let view = match i.spec.mode {
+        Mode::Container => backend::container::inspect(&i.spec, pid)?,
+        Mode::Vm => backend::vm::inspect(&i.spec, pid)?,
+    };
+    let mut doc = summary(&i);
+    doc["spec"] = serde_json::to_value(&i.spec)?;
+    doc["view"] = view.clone();
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    println!("{} ({}, {}), image {}, {}", i.short_id(), i.spec.mode, status_text(&i), i.spec.image_ref, i.spec.args.join(" "));
+    print_side_by_side(&view);
+    Ok(0)
+}
+
+/// Renders `{"host": {...}, "<inside>": {...}}` as FIELD | HOST | INSIDE rows; other keys as JSON.
+pub fn print_side_by_side(view: &Value) {
+    let Some(obj) = view.as_object() else { return };
+    let inside_key = ["container", "guest", "instance", "inside"].into_iter().find(|k| obj.contains_key(*k));
+    let (Some(host), Some(k)) = (obj.get("host").and_then(Value::as_object), inside_key) else {
+        println!("{}", serde_json::to_string_pretty(view).unwrap_or_default());
+        return;
+    };
+    let inside = obj[k].as_object().cloned().unwrap_or_default();
+    let mut keys: Vec<&String> = host.keys().collect();
+    keys.extend(inside.keys().filter(|x| !host.contains_key(*x)));
+    let cell = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let rows: Vec<Vec<String>> = keys.iter().map(|key| vec![key.to_string(), cell(host.get(*key)), cell(inside.get(*key))]).collect();
+    table::print(&["", "HOST VIEW", &format!("{} VIEW", k.to_uppercase())], &rows);
+    for (key, v) in obj.iter().filter(|(x, _)| x.as_str() != "host" && x.as_str() != k) {
+        println!("{key}: {}", cell(Some(v)));
+    }
+}
+
+/// `vcompare logs [-f] ID`: the detached run's output (foreground runs print to the terminal).
+pub fn logs(ctx: &Ctx, q: &str, follow: bool) -> anyhow::Result<i32> {
+    let i = ctx.instances.resolve(q)?;
+    let path = i.spec.instance_dir.join("log");
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) => return Ok(0), // never ran detached: no output kept
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        out.flush()?;
+        if !follow {
+            return Ok(0);
+        }
+        let running = ctx.instances.load(&i.spec.id).map(|x| x.status() == Status::Running).unwrap_or(false);
+        if !running {
+            // Drain what the final moments wrote, then stop.
+            let pos = f.stream_position()?;
+            f.seek(SeekFrom::Start(pos))?;
+            std::io::copy(&mut f, &mut out)?;
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `vcompare exec [-i] [-t] ID CMD…`.
+pub fn exec(ctx: &Ctx, q: &str, cmd: &[String], interactive: bool, tty: bool) -> anyhow::Result<i32> {
+    let i = ctx.instances.resolve(q)?;
+    let pid = match i.state.pid {
+        Some(p) if i.status() == Status::Running && i.target_alive() => p,
+        _ => anyhow::bail!("instance {} is not running; start it with `vcompare start {}`", i.short_id(), i.short_id()),
+    };
+    match i.spec.mode {
+        Mode::Container => backend::container::exec(&i.spec, pid, cmd, tty, interactive),
+        Mode::Vm => backend::vm::exec(&i.spec, pid, cmd, tty, interactive),
+    }
+}

@@ -1,0 +1,53 @@
+//! `vcompare`: run the same OCI image as a KVM microVM or as a namespace container, and
+//! measure what the difference costs. This binary is a thin CLI over the image store, the
+//! instance records and the two backends (`vcompare-container`, `vcompare-vmm`).
+
+mod artifacts;
+mod backend;
+mod cli;
+mod commands;
+mod default_image;
+mod fsutil;
+mod instance;
+mod paths;
+mod store;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let root = cli.root.clone().unwrap_or_else(paths::default_root);
+    let ctx = commands::Ctx::open(root)?;
+    use commands::*;
+    match &cli.command {
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Monitor { id } => run::monitor(&ctx, id),
+        Command::Start { ids, attach } => run::start(&ctx, ids, *attach),
+        Command::Ps { all, quiet, format } => view::ps(&ctx, *all, *quiet, *format),
+        Command::Stop { time, ids } => control::stop(&ctx, ids, *time),
+        Command::Kill { signal, ids } => control::kill(&ctx, ids, signal),
+        Command::Rm { force, ids } => control::rm(&ctx, ids, *force),
+        Command::Logs { follow, id } => view::logs(&ctx, id, *follow),
+        Command::Exec { interactive, tty, id, cmd } => view::exec(&ctx, id, cmd, *interactive, *tty),
+        Command::Inspect { id, format } => view::inspect(&ctx, id, *format),
+        Command::Image(c) => image::image(&ctx, c),
+        Command::Doctor { format } => doctor::doctor(&ctx, *format),
+        Command::Demo { .. } => demo::demo(&ctx),
+        Command::Bench(_) => anyhow::bail!("`vcompare bench` is not implemented yet"),
+        Command::Report { .. } => anyhow::bail!("`vcompare report` is not implemented yet"),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the outermost context and its causes, joined.
+            eprintln!("vcompare: error: {e:#}");
+            125
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,118 @@
+//! The boot-timer pseudo-device: the guest init writes a 32-bit value to one I/O port, the
+//! VMM timestamps it (like Firecracker's "boot time" MMIO byte). The low byte is the phase,
+//! the upper 24 bits an argument; the exit phase carries the entrypoint's status, so this is
+//! also how the guest reports how the entrypoint ended.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The I/O port the guest writes to (unused by PC hardware).
+pub const PORT: u16 = 0x4f0;
+
+/// Guest phases, as numbered in the port protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// 1: PID 1 (our init) runs: the kernel boot is over.
+    InitStart,
+    /// 2: the root disk is mounted and init switched into it.
+    RootMounted,
+    /// 3: the entrypoint is about to exec.
+    EntrypointExec,
+    /// 4: the entrypoint ended; argument = exit code (bits 0..8) | signal (bits 8..16).
+    EntrypointExit,
+    /// 5: init failed before the entrypoint ran; argument = errno. Details are on the console.
+    InitFailed,
+}
+
+impl Phase {
+    /// The phase for a port value's low byte.
+    pub fn from_byte(b: u8) -> Option<Phase> {
+        Some(match b {
+            1 => Phase::InitStart,
+            2 => Phase::RootMounted,
+            3 => Phase::EntrypointExec,
+            4 => Phase::EntrypointExit,
+            5 => Phase::InitFailed,
+            _ => return None,
+        })
+    }
+}
+
+/// One timestamped write.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    /// Which phase.
+    pub phase: Phase,
+    /// The 24-bit argument.
+    pub arg: u32,
+    /// When the VMM saw the write.
+    pub at: Instant,
+}
+
+/// The device: a list of marks, plus the console-forwarding switch it flips when the
+/// entrypoint starts and ends.
+pub struct BootTimer {
+    marks: Mutex<Vec<Mark>>,
+    forward: Arc<AtomicBool>,
+    keep_forwarding: bool,
+}
+
+impl BootTimer {
+    /// `forward` is the console switch; `keep_forwarding` leaves it on all the time (boot log
+    /// wanted); `on_exit` runs when the guest reports the entrypoint's end (flush the console).
+    pub fn new(forward: Arc<AtomicBool>, keep_forwarding: bool) -> Self {
+        BootTimer { marks: Mutex::new(Vec::new()), forward, keep_forwarding }
+    }
+
+    /// A port write from a vCPU.
+    pub fn write(&self, data: &[u8]) {
+        let at = Instant::now();
+        let mut v = [0u8; 4];
+        let n = data.len().min(4);
+        v[..n].copy_from_slice(&data[..n]);
+        let value = u32::from_le_bytes(v);
+        let Some(phase) = Phase::from_byte(value as u8) else { return };
+        match phase {
+            Phase::EntrypointExec => self.forward.store(true, Ordering::SeqCst),
+            Phase::EntrypointExit if !self.keep_forwarding => {
+                (self.on_exit)();
+                self.forward.store(false, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        self.marks.lock().unwrap().push(Mark { phase, arg: value >> 8, at });
+    }
+
+    /// All marks so far.
+    pub fn marks(&self) -> Vec<Mark> {
+        self.marks.lock().unwrap().clone()
+    }
+
+    /// The last mark of `phase`.
+    pub fn last(&self, phase: Phase) -> Option<Mark> {
+        self.marks.lock().unwrap().iter().rev().find(|m| m.phase == phase).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_and_forwarding() {
+        let fwd = Arc::new(AtomicBool::new(false));
+        let t = BootTimer::new(fwd.clone(), false);
+        t.write(&1u32.to_le_bytes());
+        assert!(!fwd.load(Ordering::SeqCst));
+        t.write(&3u32.to_le_bytes());
+        assert!(fwd.load(Ordering::SeqCst));
+        t.write(&(4u32 | (42 << 8) | (9 << 16)).to_le_bytes());
+        assert!(!fwd.load(Ordering::SeqCst));
+        let m = t.last(Phase::EntrypointExit).unwrap();
+        assert_eq!((m.arg & 0xff, m.arg >> 8), (42, 9));
+        t.write(&[0x77]); // unknown phase: ignored
+        assert_eq!(t.marks().len(), 3);
+    }
+}

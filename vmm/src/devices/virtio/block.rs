@@ -1,0 +1,298 @@
+//! virtio-blk (virtio 1.2 spec, 5.2) serving the VM's root disk from a host file: read,
+//! write, flush and get-id requests on one queue, with pread/pwrite straight into guest RAM.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+
+use super::VirtioDevice;
+use crate::memory::GuestMem;
+
+/// virtio device id of a block device.
+pub const DEVICE_ID: u32 = 2;
+/// Feature: the device is read-only.
+pub const VIRTIO_BLK_F_RO: u64 = 1 << 5;
+/// Feature: the device understands flush requests.
+pub const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
+/// Request type: read.
+pub const VIRTIO_BLK_T_IN: u32 = 0;
+/// Request type: write.
+pub const VIRTIO_BLK_T_OUT: u32 = 1;
+/// Request type: flush.
+pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
+/// Request type: device id string.
+pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
+const S_OK: u8 = 0;
+const S_IOERR: u8 = 1;
+const S_UNSUPP: u8 = 2;
+const SECTOR: u64 = 512;
+const QUEUE_SIZE: u16 = 256;
+
+/// A block device backed by a file.
+pub struct Block {
+    file: File,
+    sectors: u64,
+    read_only: bool,
+    id: [u8; 20],
+    max_sizes: [u16; 1],
+}
+
+/// Errors opening the backing file.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// The disk file is missing or unreadable.
+    #[error("cannot open disk image {path}: {source}")]
+    Open {
+        /// Disk path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Block {
+    /// Serves `path`; `read_only` offers VIRTIO_BLK_F_RO and refuses writes.
+    pub fn open(path: &std::path::Path, read_only: bool, id: &str) -> Result<Self, BlockError> {
+        let err = |source| BlockError::Open { path: path.display().to_string(), source };
+        let file = std::fs::OpenOptions::new().read(true).write(!read_only).open(path).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        Ok(Self::from_file(file, len, read_only, id))
+    }
+
+    /// Serves an already open file of `len` bytes.
+    pub fn from_file(file: File, len: u64, read_only: bool, id: &str) -> Self {
+        let mut idb = [0u8; 20];
+        let n = id.len().min(20);
+        idb[..n].copy_from_slice(&id.as_bytes()[..n]);
+        Block { file, sectors: len / SECTOR, read_only, id: idb, max_sizes: [QUEUE_SIZE] }
+    }
+
+    /// Executes one request chain; returns bytes written into guest buffers (incl. status).
+    fn handle(&mut self, mem: &GuestMem, chain: virtio_queue::DescriptorChain<&GuestMem>) -> u32 {
+        let descs: Vec<_> = chain.collect();
+        let (Some(head), Some(status)) = (descs.first(), descs.last()) else { return 0 };
+        if descs.len() < 2 || !status.is_write_only() || status.len() < 1 || head.len() < 16 {
+            return 0;
+        }
+        let mut hdr = [0u8; 16];
+        if mem.read_slice(&mut hdr, head.addr()).is_err() {
+            return 0;
+        }
+        let kind = u32::from_le_bytes(hdr[0..4].try_into().unwrap());
+        let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+        let data = &descs[1..descs.len() - 1];
+        let mut written = 0u32;
+        let code = match kind {
+            VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
+                let is_read = kind == VIRTIO_BLK_T_IN;
+                let total: u64 = data.iter().map(|d| u64::from(d.len())).sum();
+                if !is_read && self.read_only {
+                    S_IOERR
+                } else if sector.checked_mul(SECTOR).and_then(|o| o.checked_add(total)).is_none_or(|end| end > self.sectors * SECTOR) {
+                    S_IOERR
+                } else {
+                    let mut off = sector * SECTOR;
+                    let mut ok = true;
+                    for d in data {
+                        if d.is_write_only() != is_read {
+                            ok = false;
+                            break;
+                        }
+                        if let Err(()) = self.transfer(mem, d.addr(), d.len() as usize, off, is_read) {
+                            ok = false;
+                            break;
+                        }
+                        off += u64::from(d.len());
+                        if is_read {
+                            written += d.len();
+                        }
+                    }
+                    if ok { S_OK } else { S_IOERR }
+                }
+            }
+            VIRTIO_BLK_T_FLUSH => {
+                if self.file.sync_data().is_ok() { S_OK } else { S_IOERR }
+            }
+            VIRTIO_BLK_T_GET_ID => match data.first() {
+                Some(d) if d.is_write_only() => {
+                    let n = (d.len() as usize).min(20);
+                    if mem.write_slice(&self.id[..n], d.addr()).is_ok() {
+                        written += n as u32;
+                        S_OK
+                    } else {
+                        S_IOERR
+                    }
+                }
+                _ => S_IOERR,
+            },
+            _ => S_UNSUPP,
+        };
+        let _ = mem.write_obj(code, status.addr());
+        written + 1
+    }
+
+    /// Copies between the disk at byte `off` and guest RAM at `addr` without a bounce buffer.
+    fn transfer(&self, mem: &GuestMem, addr: GuestAddress, len: usize, off: u64, is_read: bool) -> Result<(), ()> {
+        let slice = mem.get_slice(addr, len).map_err(|_| ())?;
+        let guard = slice.ptr_guard_mut();
+        let ptr = guard.as_ptr();
+        // SAFETY: `ptr..ptr+len` lies inside one mapped guest memory region (get_slice checked
+        // the range) that outlives this call; the guest may race on it, which only affects the
+        // guest's own data, as with a DMA-capable disk.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+        let r = if is_read { self.file.read_exact_at(buf, off) } else { self.file.write_all_at(buf, off) };
+        r.map_err(|_| ())
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        DEVICE_ID
+    }
+
+    fn features(&self) -> u64 {
+        VIRTIO_BLK_F_FLUSH | if self.read_only { VIRTIO_BLK_F_RO } else { 0 }
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.max_sizes
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // Config space: capacity (le64, in 512-byte sectors) is all the driver needs.
+        let cfg = self.sectors.to_le_bytes();
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = cfg.get(offset as usize + i).copied().unwrap_or(0);
+        }
+    }
+
+    fn process_queue(&mut self, _index: usize, queue: &mut Queue, mem: &GuestMem) -> bool {
+        let mut used = false;
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            let head = chain.head_index();
+            let len = self.handle(mem, chain);
+            if queue.add_used(mem, head, len).is_err() {
+                break;
+            }
+            used = true;
+        }
+        used
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::mmio::MmioTransport;
+    use std::io::Write;
+    use vmm_sys_util::eventfd::EventFd;
+
+    // Guest-memory layout for the test queue.
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+    const HDR: u64 = 0x4000;
+    const DATA: u64 = 0x5000;
+    const STATUS: u64 = 0x6000;
+
+    fn w32(t: &mut MmioTransport, off: u64, v: u32) {
+        t.write(off, &v.to_le_bytes());
+    }
+
+    fn r32(t: &mut MmioTransport, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn desc(mem: &GuestMem, i: u64, addr: u64, len: u32, flags: u16, next: u16) {
+        let at = GuestAddress(DESC + 16 * i);
+        mem.write_obj(addr, at).unwrap();
+        mem.write_obj(len, at.unchecked_add(8)).unwrap();
+        mem.write_obj(flags, at.unchecked_add(12)).unwrap();
+        mem.write_obj(next, at.unchecked_add(14)).unwrap();
+    }
+
+    /// Drives the transport like the Linux driver would and does one request.
+    fn setup() -> (GuestMem, MmioTransport, EventFd, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("vcmp-blk-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let mut f = File::create(&path).unwrap();
+        let mut content = vec![0u8; 8192];
+        content[512..517].copy_from_slice(b"hello");
+        f.write_all(&content).unwrap();
+        let mem = crate::memory::create(32, false).unwrap();
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let dev = Block::open(&path, false, "vcmp-test").unwrap();
+        let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq.try_clone().unwrap());
+        assert_eq!(r32(&mut t, 0), 0x7472_6976);
+        assert_eq!(r32(&mut t, 4), 2);
+        assert_eq!(r32(&mut t, 8), DEVICE_ID);
+        w32(&mut t, 0x14, 1);
+        assert_eq!(r32(&mut t, 0x10), 1, "VERSION_1 offered");
+        w32(&mut t, 0x70, 1 | 2);
+        w32(&mut t, 0x24, 1);
+        w32(&mut t, 0x20, 1);
+        w32(&mut t, 0x70, 1 | 2 | 8);
+        assert_eq!(t.status() & 8, 8, "FEATURES_OK accepted");
+        w32(&mut t, 0x30, 0);
+        assert_eq!(r32(&mut t, 0x34), u32::from(QUEUE_SIZE));
+        w32(&mut t, 0x38, 16);
+        w32(&mut t, 0x80, DESC as u32);
+        w32(&mut t, 0x90, AVAIL as u32);
+        w32(&mut t, 0xa0, USED as u32);
+        w32(&mut t, 0x44, 1);
+        w32(&mut t, 0x70, 1 | 2 | 8 | 4);
+        let mut cap = [0u8; 8];
+        t.read(0x100, &mut cap);
+        assert_eq!(u64::from_le_bytes(cap), 16);
+        (mem, t, irq, path)
+    }
+
+    fn request(mem: &GuestMem, t: &mut MmioTransport, kind: u32, sector: u64, write_data: bool, avail_idx: u16) {
+        let mut hdr = [0u8; 16];
+        hdr[0..4].copy_from_slice(&kind.to_le_bytes());
+        hdr[8..16].copy_from_slice(&sector.to_le_bytes());
+        mem.write_slice(&hdr, GuestAddress(HDR)).unwrap();
+        desc(mem, 0, HDR, 16, 1, 1);
+        desc(mem, 1, DATA, 512, 1 | if write_data { 0 } else { 2 }, 2);
+        desc(mem, 2, STATUS, 1, 2, 0);
+        mem.write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(avail_idx - 1))).unwrap();
+        mem.write_obj(avail_idx, GuestAddress(AVAIL + 2)).unwrap();
+        w32(t, 0x50, 0);
+    }
+
+    #[test]
+    fn read_then_write_through_queue() {
+        let (mem, mut t, irq, path) = setup();
+        request(&mem, &mut t, VIRTIO_BLK_T_IN, 1, false, 1);
+        let mut buf = [0u8; 5];
+        mem.read_slice(&mut buf, GuestAddress(DATA)).unwrap();
+        assert_eq!(&buf, b"hello");
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
+        assert_eq!(mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(), 1, "used idx");
+        assert_eq!(mem.read_obj::<u32>(GuestAddress(USED + 8)).unwrap(), 513, "used len");
+        assert_eq!(irq.read().unwrap(), 1);
+        assert_eq!(r32(&mut t, 0x60), 1);
+        w32(&mut t, 0x64, 1);
+        assert_eq!(r32(&mut t, 0x60), 0);
+
+        mem.write_slice(b"world", GuestAddress(DATA)).unwrap();
+        request(&mem, &mut t, VIRTIO_BLK_T_OUT, 3, true, 2);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
+        let disk = std::fs::read(&path).unwrap();
+        assert_eq!(&disk[1536..1541], b"world");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_is_ioerr() {
+        let (mem, mut t, _irq, path) = setup();
+        request(&mem, &mut t, VIRTIO_BLK_T_IN, 16, false, 1);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_IOERR);
+        request(&mem, &mut t, 99, 0, false, 2);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_UNSUPP);
+        std::fs::remove_file(path).unwrap();
+    }
+}

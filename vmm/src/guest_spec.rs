@@ -1,0 +1,28 @@
+// What the guest init must do, sent as `/vcompare.json` in the initramfs. This file is shared
+// verbatim with the init crate (`include!`), so it may only use `serde` and `std`.
+
+/// Instructions for the guest init (PID 1).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GuestSpec {
+    /// Entrypoint + command, never empty.
+    pub args: Vec<String>,
+    /// Environment, `K=V`.
+    pub env: Vec<String>,
+    /// Working directory inside the image.
+    pub cwd: String,
+    /// Numeric user.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Hostname.
+    pub hostname: String,
+    /// Block device holding the image's root filesystem (ext4), e.g. `/dev/vda`.
+    pub root_device: String,
+    /// Filesystem type of the root device.
+    pub root_fstype: String,
+    /// Mount the root read-only.
+    #[serde(default)]
+    pub root_readonly: bool,
+    /// I/O port of the boot-timer device (phase reports, exit status).
+    pub boot_timer_port: u16,
+}

@@ -1,0 +1,141 @@
+//! vCPU threads: each runs KVM_RUN in a loop and dispatches port-I/O and MMIO exits to the
+//! devices; anything that ends the VM (triple fault, emulator failure, entry failure, VMM
+//! error) is recorded and the main loop is woken. The main loop stops vCPUs by setting a flag
+//! and kicking the threads out of KVM_RUN with a real-time signal.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::Devices;
+
+/// Why a vCPU stopped the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcpuEnd {
+    /// KVM_EXIT_SHUTDOWN: triple fault (or a shutdown the guest asked for without i8042).
+    Shutdown,
+    /// KVM_EXIT_INTERNAL_ERROR: on PVM hosts usually an instruction the emulator cannot run.
+    InternalError,
+    /// KVM_EXIT_FAIL_ENTRY with the hardware reason.
+    FailEntry(u64),
+    /// KVM_EXIT_SYSTEM_EVENT (reset/shutdown request).
+    SystemEvent(u32),
+    /// Any other unexpected exit.
+    Unexpected(String),
+    /// KVM_RUN itself failed.
+    RunError(String),
+}
+
+/// Shared state between the vCPU threads and the main loop.
+pub struct VcpuShared {
+    /// Set by the main loop: leave KVM_RUN and exit the thread.
+    pub stop: AtomicBool,
+    /// The first vCPU end reported (later ones are ignored).
+    pub end: Mutex<Option<(usize, VcpuEnd)>>,
+    /// Written when `end` is set.
+    pub end_evt: EventFd,
+    /// When vCPU 0 entered the guest for the first time (end of VMM setup).
+    pub first_entry: OnceLock<Instant>,
+    /// Linux thread ids of the vCPU threads, by index (for `inspect`).
+    pub tids: Mutex<Vec<(usize, i32)>>,
+}
+
+impl VcpuShared {
+    /// Fresh shared state.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(VcpuShared {
+            stop: AtomicBool::new(false),
+            end: Mutex::new(None),
+            end_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            first_entry: OnceLock::new(),
+            tids: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn report(&self, index: usize, end: VcpuEnd) {
+        let mut e = self.end.lock().unwrap();
+        if e.is_none() {
+            *e = Some((index, end));
+            let _ = self.end_evt.write(1);
+        }
+    }
+}
+
+/// The signal used to kick vCPU threads out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    libc::SIGRTMIN() + 1
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Installs the (empty) kick handler once per process; KVM_RUN then returns EINTR.
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    static DONE: OnceLock<Result<(), i32>> = OnceLock::new();
+    DONE.get_or_init(|| vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()))
+        .map_err(|&e| vmm_sys_util::errno::Error::new(e))
+}
+
+/// Starts the thread for vCPU `index`.
+pub fn spawn(index: usize, mut vcpu: VcpuFd, devices: Arc<Devices>, shared: Arc<VcpuShared>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("vcpu{index}")).stack_size(256 * 1024).spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        shared.tids.lock().unwrap().push((index, tid));
+        // The kick signal must reach this thread even if the spawner blocked it.
+        // SAFETY: plain sigset manipulation on a local set.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, kick_signal());
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
+        run_loop(index, &mut vcpu, &devices, &shared);
+    })
+}
+
+fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuShared) {
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        if index == 0 {
+            shared.first_entry.get_or_init(Instant::now);
+        }
+        match vcpu.run() {
+            Ok(VcpuExit::IoIn(port, data)) => devices.pio_read(port, data),
+            Ok(VcpuExit::IoOut(port, data)) => devices.pio_write(port, data),
+            Ok(VcpuExit::MmioRead(addr, data)) => devices.mmio_read(addr, data),
+            Ok(VcpuExit::MmioWrite(addr, data)) => devices.mmio_write(addr, data),
+            Ok(VcpuExit::Intr) => {}
+            Ok(VcpuExit::Hlt) => {
+                // Only without an in-kernel irqchip; treat as "nothing to do until stopped".
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(VcpuExit::Shutdown) => return shared.report(index, VcpuEnd::Shutdown),
+            Ok(VcpuExit::InternalError) => return shared.report(index, VcpuEnd::InternalError),
+            Ok(VcpuExit::FailEntry(reason, _)) => return shared.report(index, VcpuEnd::FailEntry(reason)),
+            Ok(VcpuExit::SystemEvent(kind, _)) => return shared.report(index, VcpuEnd::SystemEvent(kind)),
+            Ok(other) => return shared.report(index, VcpuEnd::Unexpected(format!("{other:?}"))),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => return shared.report(index, VcpuEnd::RunError(e.to_string())),
+        }
+    }
+}
+
+/// Stops all vCPU threads: flag, then kick until each has left KVM_RUN, then join.
+pub fn stop_all(shared: &VcpuShared, threads: Vec<JoinHandle<()>>) {
+    use std::os::unix::thread::JoinHandleExt;
+    shared.stop.store(true, Ordering::Release);
+    for t in threads {
+        while !t.is_finished() {
+            // SAFETY: the pthread_t is valid until joined below; the handler does nothing.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let _ = t.join();
+    }
+}
