@@ -103,6 +103,9 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage named volumes (`-v NAME:GUEST`).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Run the benchmark suite.
     Bench(BenchArgs),
     /// Re-render a report from results.json.
@@ -150,7 +153,7 @@ pub struct RunArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
-    /// Bind a host directory: HOST:GUEST[:ro].
+    /// Bind a host directory or a named volume: HOST:GUEST[:ro] or NAME:GUEST[:ro].
     #[arg(short, long = "volume")]
     pub volumes: Vec<String>,
     /// Environment variable K=V (repeatable).
@@ -247,6 +250,25 @@ pub enum ImageCommand {
     },
     /// Show an image's record, manifest and config.
     Inspect { image: String },
+}
+
+/// `vcompare volume …`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume.
+    Create { name: String },
+    /// List volumes.
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove volumes (refuses volumes used by an instance).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show a volume.
+    Inspect { name: String },
 }
 
 /// `vcompare bench`.

@@ -11,6 +11,7 @@ mod fsutil;
 mod instance;
 mod paths;
 mod store;
+mod volume;
 
 use clap::Parser;
 
@@ -32,6 +33,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec { interactive, tty, id, cmd } => view::exec(&ctx, id, cmd, *interactive, *tty),
         Command::Inspect { id, format } => view::inspect(&ctx, id, *format),
         Command::Image(c) => image::image(&ctx, c),
+        Command::Volume(c) => volume::volume(&ctx, c),
         Command::Doctor { format } => doctor::doctor(&ctx, *format),
         Command::Demo { .. } => demo::demo(&ctx),
         Command::Bench(_) => anyhow::bail!("`vcompare bench` is not implemented yet"),

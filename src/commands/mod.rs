@@ -9,6 +9,7 @@ pub mod spec;
 pub mod supervise;
 pub mod table;
 pub mod view;
+pub mod volume;
 
 use std::path::PathBuf;
 

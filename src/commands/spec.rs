@@ -15,6 +15,8 @@ pub enum SpecError {
     VolumeSyntax(String),
     #[error("bad -v `{spec}`: the host path {host} does not exist; create it or fix the path")]
     VolumeMissing { spec: String, host: String },
+    #[error("bad -v `{0}`: {1}")]
+    Volume(String, String),
     #[error("bad -v `{0}`: the guest path must be absolute and must not contain `..`")]
     VolumeGuest(String),
     #[error("bad --memory `{0}`: use a number with an optional b, k, m or g suffix (e.g. 256m)")]
@@ -54,8 +56,9 @@ fn is_clean_absolute(p: &str) -> bool {
     p.starts_with('/') && !Path::new(p).components().any(|c| c == Component::ParentDir)
 }
 
-/// Parses `HOST:GUEST[:ro|:rw]`; the host path must exist.
-pub fn parse_volume(v: &str) -> Result<VolumeSpec, SpecError> {
+/// Parses `HOST:GUEST[:ro|:rw]` (the host path must exist) or `NAME:GUEST[:ro|:rw]` (a
+/// managed volume, found or created by `volume`).
+pub fn parse_volume(v: &str, volume: &dyn Fn(&str) -> Result<std::path::PathBuf, String>) -> Result<VolumeSpec, SpecError> {
     let parts: Vec<&str> = v.split(':').collect();
     let (host, guest, readonly) = match parts.as_slice() {
         [h, g] => (*h, *g, false),
@@ -63,11 +66,15 @@ pub fn parse_volume(v: &str) -> Result<VolumeSpec, SpecError> {
         [h, g, "rw"] => (*h, *g, false),
         _ => return Err(SpecError::VolumeSyntax(v.into())),
     };
-    if host.is_empty() || !host.starts_with('/') {
+    if host.is_empty() {
         return Err(SpecError::VolumeSyntax(v.into()));
     }
     if !is_clean_absolute(guest) {
         return Err(SpecError::VolumeGuest(v.into()));
+    }
+    if !host.starts_with('/') {
+        let path = volume(host).map_err(|e| SpecError::Volume(v.into(), e))?;
+        return Ok(VolumeSpec { host: path, guest: guest.into(), readonly });
     }
     let host = Path::new(host)
         .canonicalize()
@@ -185,7 +192,9 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
     }
     let user = args.user.clone().or_else(|| cfg.user().clone());
     let (uid, gid) = parse_user(user.as_deref(), inp.rootfs)?;
-    let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>()?;
+    let vols = crate::volume::Volumes::open(inp.data_root).map_err(|e| SpecError::Volume(String::new(), e.to_string()))?;
+    let resolve = |name: &str| vols.ensure(name).map_err(|e| e.to_string());
+    let volumes = args.volumes.iter().map(|v| parse_volume(v, &resolve)).collect::<Result<Vec<_>, _>>()?;
     let memory_bytes = args.memory.as_deref().map(parse_memory).transpose()?;
     if args.cpus.is_some_and(|c| !(c > 0.0) || !c.is_finite()) {
         return Err(SpecError::Cpus);
@@ -249,13 +258,16 @@ mod tests {
 
     #[test]
     fn volumes_are_checked() {
-        let v = parse_volume("/tmp:/data:ro").unwrap();
+        let named = |n: &str| Ok(std::path::PathBuf::from("/volumes").join(n));
+        let v = parse_volume("/tmp:/data:ro", &named).unwrap();
         assert!(v.readonly && v.guest == "/data");
-        assert!(matches!(parse_volume("/definitely/missing:/x"), Err(SpecError::VolumeMissing { .. })));
-        assert!(matches!(parse_volume("/tmp:rel"), Err(SpecError::VolumeGuest(_))));
-        assert!(matches!(parse_volume("/tmp:/a/../b"), Err(SpecError::VolumeGuest(_))));
-        assert!(matches!(parse_volume("/tmp"), Err(SpecError::VolumeSyntax(_))));
-        assert!(matches!(parse_volume("/tmp:/x:rx"), Err(SpecError::VolumeSyntax(_))));
+        let v = parse_volume("cache:/c", &named).unwrap();
+        assert!(!v.readonly && v.host == std::path::Path::new("/volumes/cache"));
+        assert!(matches!(parse_volume("/definitely/missing:/x", &named), Err(SpecError::VolumeMissing { .. })));
+        assert!(matches!(parse_volume("/tmp:rel", &named), Err(SpecError::VolumeGuest(_))));
+        assert!(matches!(parse_volume("/tmp:/a/../b", &named), Err(SpecError::VolumeGuest(_))));
+        assert!(matches!(parse_volume("/tmp", &named), Err(SpecError::VolumeSyntax(_))));
+        assert!(matches!(parse_volume("/tmp:/x:rx", &named), Err(SpecError::VolumeSyntax(_))));
     }
 
     #[test]
