@@ -111,26 +111,72 @@ pub fn inspect(ctx: &Ctx, q: &str, format: Format) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Renders `{"host": {...}, "<inside>": {...}}` as FIELD | HOST | INSIDE rows; other keys as JSON.
+/// Names the "inside" side may have in a backend's view.
+const INSIDE_KEYS: [&str; 4] = ["container", "guest", "instance", "inside"];
+
+/// Renders a backend view as FIELD | HOST VIEW | INSIDE VIEW rows. Accepts both shapes:
+/// per-field pairs (`{"pid": {"host": 1234, "container": 1}}`) and two sides
+/// (`{"host": {...}, "container": {...}}`); anything else is printed as `key: value`.
 pub fn print_side_by_side(view: &Value) {
     let Some(obj) = view.as_object() else { return };
-    let inside_key = ["container", "guest", "instance", "inside"].into_iter().find(|k| obj.contains_key(*k));
-    let (Some(host), Some(k)) = (obj.get("host").and_then(Value::as_object), inside_key) else {
-        println!("{}", serde_json::to_string_pretty(view).unwrap_or_default());
-        return;
-    };
-    let inside = obj[k].as_object().cloned().unwrap_or_default();
-    let mut keys: Vec<&String> = host.keys().collect();
-    keys.extend(inside.keys().filter(|x| !host.contains_key(*x)));
     let cell = |v: Option<&Value>| match v {
         None | Some(Value::Null) => "-".to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
     };
-    let rows: Vec<Vec<String>> = keys.iter().map(|key| vec![key.to_string(), cell(host.get(*key)), cell(inside.get(*key))]).collect();
-    table::print(&["", "HOST VIEW", &format!("{} VIEW", k.to_uppercase())], &rows);
-    for (key, v) in obj.iter().filter(|(x, _)| x.as_str() != "host" && x.as_str() != k) {
+    let inside_of = |o: &serde_json::Map<String, Value>| INSIDE_KEYS.into_iter().find(|k| o.contains_key(*k));
+    let mut rows = Vec::new();
+    let mut rest: Vec<(&String, &Value)> = Vec::new();
+    let mut rest_owned: Vec<(String, Value)> = Vec::new();
+    let mut inside_name = "inside";
+    if let (Some(host), Some(k)) = (obj.get("host").and_then(Value::as_object), inside_of(obj)) {
+        inside_name = k;
+        let inside = obj[k].as_object().cloned().unwrap_or_default();
+        let mut keys: Vec<&String> = host.keys().collect();
+        keys.extend(inside.keys().filter(|x| !host.contains_key(*x)));
+        rows = keys.iter().map(|key| vec![key.to_string(), cell(host.get(*key)), cell(inside.get(*key))]).collect();
+        rest.extend(obj.iter().filter(|(x, _)| x.as_str() != "host" && x.as_str() != k));
+    } else {
+        flatten_pairs("", obj, &mut rows, &mut rest_owned, &mut inside_name);
+    }
+    if !rows.is_empty() {
+        table::print(&["", "HOST VIEW", &format!("{} VIEW", inside_name.to_uppercase())], &rows);
+    }
+    for (key, v) in rest {
         println!("{key}: {}", cell(Some(v)));
+    }
+    for (key, v) in rest_owned {
+        println!("{key}: {}", cell(Some(&v)));
+    }
+}
+
+/// Collects `{"host": .., "<inside>": ..}` pairs at any depth as rows named by their path
+/// (`namespaces.pid`); other leaves go to `rest`.
+fn flatten_pairs(
+    prefix: &str,
+    obj: &serde_json::Map<String, Value>,
+    rows: &mut Vec<Vec<String>>,
+    rest: &mut Vec<(String, Value)>,
+    inside_name: &mut &'static str,
+) {
+    let cell = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    for (key, v) in obj {
+        let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match v.as_object() {
+            Some(o) if o.contains_key("host") || INSIDE_KEYS.iter().any(|k| o.contains_key(*k)) => {
+                let k = INSIDE_KEYS.into_iter().find(|k| o.contains_key(*k));
+                if let Some(k) = k {
+                    *inside_name = k;
+                }
+                rows.push(vec![name, cell(o.get("host")), cell(k.and_then(|k| o.get(k)))]);
+            }
+            Some(o) => flatten_pairs(&name, o, rows, rest, inside_name),
+            None => rest.push((name, v.clone())),
+        }
     }
 }
 
