@@ -286,6 +286,9 @@ pub struct BenchArgs {
     /// Runs per measurement.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
+    /// Runs per VM measurement (each boot is slow on a nested host; default min(runs, 3)).
+    #[arg(long)]
+    pub vm_runs: Option<usize>,
     /// Image to measure.
     #[arg(long, default_value = crate::default_image::REFERENCE)]
     pub image: String,

@@ -28,13 +28,28 @@ pub fn temp_sibling(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.tmp-{}", random_hex(6)))
 }
 
-/// Replaces `path` with `data` atomically: readers see the old or the new content, never a mix.
+/// Replaces `path` with `data` atomically and durably (fsync before the rename): readers see
+/// the old or the new content, never a mix, even after a power loss. For the image store.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+/// Replaces `path` atomically without fsync: concurrent readers still never see a mix (the
+/// rename is atomic), but a power loss may lose the latest update. Instance state is written
+/// on the startup path several times per run, where an fsync costs milliseconds, and it is
+/// re-derived from live processes after a crash anyway.
+pub fn atomic_write_fast(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
+fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let tmp = temp_sibling(path);
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -36,12 +36,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Volume(c) => volume::volume(&ctx, c),
         Command::Doctor { format } => doctor::doctor(&ctx, *format),
         Command::Demo { .. } => demo::demo(&ctx),
-        Command::Bench(_) => anyhow::bail!("`vcompare bench` is not implemented yet"),
-        Command::Report { .. } => anyhow::bail!("`vcompare report` is not implemented yet"),
+        Command::Bench(a) => bench::bench(&ctx, a),
+        Command::Report { dirs, compare } => report::report(dirs, *compare),
     }
 }
 
 fn main() {
+    backend::mark_process_start();
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,

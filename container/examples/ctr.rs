@@ -8,7 +8,11 @@ impl Observer for Print {
         eprintln!("[ctr] started host pid {pid}");
     }
     fn phase(&mut self, p: Phase, ns: u64) {
-        eprintln!("[ctr] {:<10} +{:.3} ms", p.name(), (ns - self.0) as f64 / 1e6);
+        eprintln!(
+            "[ctr] {:<10} +{:.3} ms",
+            p.name(),
+            (ns - self.0) as f64 / 1e6
+        );
     }
 }
 
@@ -32,6 +36,7 @@ fn main() {
         network_host: false,
         init: false,
         interactive: true,
+        tty: false,
         timeout: None,
     };
     let mut i = 2;
@@ -39,17 +44,41 @@ fn main() {
         match opts[i].as_str() {
             "--no-userns" => cfg.userns = None,
             "--init" => cfg.init = true,
+            "-t" => cfg.tty = true,
             "--net-host" => cfg.network_host = true,
-            "--mem" => { i += 1; cfg.resources.memory_bytes = Some(opts[i].parse().unwrap()) }
-            "--cpus" => { i += 1; cfg.resources.cpus = Some(opts[i].parse().unwrap()) }
-            "--pids" => { i += 1; cfg.resources.pids_limit = Some(opts[i].parse().unwrap()) }
-            "-w" => { i += 1; cfg.cwd = opts[i].clone() }
-            "-u" => { i += 1; cfg.uid = opts[i].parse().unwrap(); cfg.gid = cfg.uid }
-            "--timeout" => { i += 1; cfg.timeout = Some(std::time::Duration::from_secs(opts[i].parse().unwrap())) }
+            "--mem" => {
+                i += 1;
+                cfg.resources.memory_bytes = Some(opts[i].parse().unwrap())
+            }
+            "--cpus" => {
+                i += 1;
+                cfg.resources.cpus = Some(opts[i].parse().unwrap())
+            }
+            "--pids" => {
+                i += 1;
+                cfg.resources.pids_limit = Some(opts[i].parse().unwrap())
+            }
+            "-w" => {
+                i += 1;
+                cfg.cwd = opts[i].clone()
+            }
+            "-u" => {
+                i += 1;
+                cfg.uid = opts[i].parse().unwrap();
+                cfg.gid = cfg.uid
+            }
+            "--timeout" => {
+                i += 1;
+                cfg.timeout = Some(std::time::Duration::from_secs(opts[i].parse().unwrap()))
+            }
             "-v" => {
                 i += 1;
                 let p: Vec<&str> = opts[i].split(':').collect();
-                cfg.volumes.push(Volume { host: p[0].into(), guest: p[1].into(), readonly: p.get(2) == Some(&"ro") });
+                cfg.volumes.push(Volume {
+                    host: p[0].into(),
+                    guest: p[1].into(),
+                    readonly: p.get(2) == Some(&"ro"),
+                });
             }
             o => panic!("unknown option {o}"),
         }
@@ -58,8 +87,16 @@ fn main() {
     let t0 = sys::monotonic_ns();
     match run(&cfg, &mut Print(t0)) {
         Ok(s) => {
-            eprintln!("[ctr] outcome {s:?} total {:.3} ms", (sys::monotonic_ns() - t0) as f64 / 1e6);
-            std::process::exit(match s { ExitStatus::Exited(c) => c, ExitStatus::Signaled(s) => 128 + s, ExitStatus::OomKilled => 137, ExitStatus::TimedOut => 124 });
+            eprintln!(
+                "[ctr] outcome {s:?} total {:.3} ms",
+                (sys::monotonic_ns() - t0) as f64 / 1e6
+            );
+            std::process::exit(match s {
+                ExitStatus::Exited(c) => c,
+                ExitStatus::Signaled(s) => 128 + s,
+                ExitStatus::OomKilled => 137,
+                ExitStatus::TimedOut => 124,
+            });
         }
         Err(e) => {
             eprintln!("[ctr] error: {e}");

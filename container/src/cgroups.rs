@@ -33,7 +33,7 @@ pub enum Version {
 /// (v1 or hybrid) means the controllers live on v1.
 pub fn detect() -> Version {
     match nix::sys::statfs::statfs(CGROUP_ROOT) {
-        Ok(s) if s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC => Version::V2,
+        Ok(s) if s.filesystem_type().0 == CGROUP2_SUPER_MAGIC => Version::V2,
         _ => Version::V1,
     }
 }
@@ -63,14 +63,20 @@ pub struct Cgroup {
 }
 
 fn write_file(path: &Path, value: &str) -> Result<()> {
-    std::fs::write(path, value).map_err(|e| Error::Cgroup { path: path.to_path_buf(), msg: format!("writing {value:?} failed: {e}") })
+    std::fs::write(path, value).map_err(|e| Error::Cgroup {
+        path: path.to_path_buf(),
+        msg: format!("writing {value:?} failed: {e}"),
+    })
 }
 
 fn mkdir(path: &Path) -> Result<()> {
     match std::fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::Cgroup { path: path.to_path_buf(), msg: format!("cannot create the directory: {e}") }),
+        Err(e) => Err(Error::Cgroup {
+            path: path.to_path_buf(),
+            msg: format!("cannot create the directory: {e}"),
+        }),
     }
 }
 
@@ -79,7 +85,11 @@ fn own_v1_path(controller: &str) -> String {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("/"),
+        );
         if ctrls.split(',').any(|c| c == controller) {
             return path.to_string();
         }
@@ -92,7 +102,7 @@ impl Cgroup {
     /// controller is always used (usage, OOM detection, cleanup); cpu and pids only when limited.
     pub fn create(id: &str, res: &Resources) -> Result<Cgroup> {
         if let Some(c) = res.cpus {
-            if !(c > 0.0) {
+            if c.is_nan() || c <= 0.0 {
                 return Err(Error::InvalidConfig(format!("--cpus must be > 0, got {c}")));
             }
         }
@@ -103,7 +113,11 @@ impl Cgroup {
     }
 
     fn create_v1(id: &str, res: &Resources) -> Result<Cgroup> {
-        let mut cg = Cgroup { version: Version::V1, dirs: Vec::new(), owned: true };
+        let mut cg = Cgroup {
+            version: Version::V1,
+            dirs: Vec::new(),
+            owned: true,
+        };
         let mut wanted: Vec<&'static str> = vec!["memory"];
         if res.cpus.is_some() {
             wanted.push("cpu");
@@ -115,13 +129,23 @@ impl Cgroup {
             let base = PathBuf::from(CGROUP_ROOT).join(ctrl);
             if !base.join("cgroup.procs").exists() {
                 if ctrl == "memory" {
-                    return Err(Error::Cgroup { path: base, msg: "the memory controller is not mounted".into() });
+                    return Err(Error::Cgroup {
+                        path: base,
+                        msg: "the memory controller is not mounted".into(),
+                    });
                 }
                 let _ = cg.destroy();
-                return Err(Error::Cgroup { path: base, msg: format!("the {ctrl} controller is not mounted, so the limit cannot be enforced") });
+                return Err(Error::Cgroup {
+                    path: base,
+                    msg: format!(
+                        "the {ctrl} controller is not mounted, so the limit cannot be enforced"
+                    ),
+                });
             }
             let own = own_v1_path(ctrl);
-            let dir = base.join(own.trim_start_matches('/')).join(format!("vcompare-{id}"));
+            let dir = base
+                .join(own.trim_start_matches('/'))
+                .join(format!("vcompare-{id}"));
             if let Err(e) = mkdir(&dir) {
                 let _ = cg.destroy();
                 return Err(e);
@@ -158,7 +182,11 @@ impl Cgroup {
                 }
                 "pids" => {
                     if let Some(p) = res.pids_limit {
-                        let v = if p <= 0 { "max".to_string() } else { p.to_string() };
+                        let v = if p <= 0 {
+                            "max".to_string()
+                        } else {
+                            p.to_string()
+                        };
                         write_file(&dir.join("pids.max"), &v)?;
                     }
                 }
@@ -171,15 +199,23 @@ impl Cgroup {
     fn create_v2(id: &str, res: &Resources) -> Result<Cgroup> {
         let root = PathBuf::from(CGROUP_ROOT);
         let parent = root.join("vcompare");
-        let ctrls = "+memory +cpu +pids";
-        // Enabling is idempotent; ignore failures for controllers the kernel lacks, the limit
-        // writes below report what really matters.
-        let _ = std::fs::write(root.join("cgroup.subtree_control"), ctrls);
+        // Enabling is idempotent; one write per controller so a missing one does not block the
+        // others. Failures are ignored here: the limit writes below report what matters.
+        let enable = |dir: &Path| {
+            for c in ["+memory", "+cpu", "+pids"] {
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), c);
+            }
+        };
+        enable(&root);
         mkdir(&parent)?;
-        let _ = std::fs::write(parent.join("cgroup.subtree_control"), ctrls);
+        enable(&parent);
         let dir = parent.join(id);
         mkdir(&dir)?;
-        let cg = Cgroup { version: Version::V2, dirs: vec![("unified", dir.clone())], owned: true };
+        let cg = Cgroup {
+            version: Version::V2,
+            dirs: vec![("unified", dir.clone())],
+            owned: true,
+        };
         let apply = || -> Result<()> {
             if let Some(m) = res.memory_bytes {
                 write_file(&dir.join("memory.max"), &m.to_string())?;
@@ -193,7 +229,11 @@ impl Cgroup {
                 write_file(&dir.join("cpu.max"), &format!("{quota} {CFS_PERIOD_US}"))?;
             }
             if let Some(p) = res.pids_limit {
-                let v = if p <= 0 { "max".to_string() } else { p.to_string() };
+                let v = if p <= 0 {
+                    "max".to_string()
+                } else {
+                    p.to_string()
+                };
                 write_file(&dir.join("pids.max"), &v)?;
             }
             Ok(())
@@ -208,15 +248,22 @@ impl Cgroup {
     /// The cgroup a running process is in (host view of `/proc/PID/cgroup`), for `exec` and
     /// `inspect`. Only the controllers vcompare uses; the handle does not own the directories.
     pub fn of_pid(pid: i32) -> Result<Cgroup> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|_| Error::NotRunning(pid))?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(|_| Error::NotRunning(pid))?;
         let version = detect();
         let mut dirs = Vec::new();
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
-            let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            let (_, ctrls, path) = (
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or("/"),
+            );
             let rel = path.trim_start_matches('/');
             match version {
-                Version::V2 if ctrls.is_empty() => dirs.push(("unified", PathBuf::from(CGROUP_ROOT).join(rel))),
+                Version::V2 if ctrls.is_empty() => {
+                    dirs.push(("unified", PathBuf::from(CGROUP_ROOT).join(rel)))
+                }
                 Version::V1 => {
                     for c in ["memory", "cpu", "pids"] {
                         if ctrls.split(',').any(|x| x == c) {
@@ -227,13 +274,57 @@ impl Cgroup {
                 _ => {}
             }
         }
-        Ok(Cgroup { version, dirs, owned: false })
+        Ok(Cgroup {
+            version,
+            dirs,
+            owned: false,
+        })
     }
 
     /// Takes ownership of an existing cgroup directory (left by a crashed run) so that
     /// [`Cgroup::destroy`] kills what is in it and removes it.
     pub fn adopt(dir: PathBuf) -> Cgroup {
-        Cgroup { version: detect(), dirs: vec![("adopted", dir)], owned: true }
+        Cgroup {
+            version: detect(),
+            dirs: vec![("adopted", dir)],
+            owned: true,
+        }
+    }
+
+    /// v1 only: opens each controller's `tasks` file for the container's child to move *itself*
+    /// by writing "0". A thread moving itself through `tasks` skips the global
+    /// threadgroup lock whose write side waits for an RCU grace period (several ms on a busy
+    /// host), which `cgroup.procs` writes always take. Opened by root in the parent, so the
+    /// kernel's permission check (done against the opener's credentials) passes even though the
+    /// child already runs in a user namespace. Empty on v2 (the parent writes `cgroup.procs`).
+    pub fn open_self_attach_files(&self) -> Result<Vec<std::os::fd::OwnedFd>> {
+        if self.version != Version::V1 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (_, dir) in &self.dirs {
+            let p = dir.join("tasks");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(|e| Error::Cgroup {
+                    path: p.clone(),
+                    msg: format!("cannot open it: {e}"),
+                })?;
+            out.push(std::os::fd::OwnedFd::from(f));
+        }
+        Ok(out)
+    }
+
+    /// v2 only: an `O_PATH` fd of the cgroup directory for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn open_v2_dir(&self) -> Option<std::os::fd::OwnedFd> {
+        if self.version != Version::V2 {
+            return None;
+        }
+        let dir = &self.dirs.first()?.1;
+        std::fs::File::open(dir)
+            .ok()
+            .map(std::os::fd::OwnedFd::from)
     }
 
     /// Moves `pid` (and so all its future children) into the cgroup.
@@ -245,7 +336,10 @@ impl Cgroup {
     }
 
     fn memory_dir(&self) -> Option<&Path> {
-        self.dirs.iter().find(|(c, _)| *c == "memory" || *c == "unified").map(|(_, d)| d.as_path())
+        self.dirs
+            .iter()
+            .find(|(c, _)| *c == "memory" || *c == "unified")
+            .map(|(_, d)| d.as_path())
     }
 
     /// The memory cgroup directory (host path), for `inspect`.
@@ -255,7 +349,9 @@ impl Cgroup {
 
     /// How many times the kernel's OOM killer killed a process in this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        let Some(dir) = self.memory_dir() else { return 0 };
+        let Some(dir) = self.memory_dir() else {
+            return 0;
+        };
         let file = match self.version {
             Version::V1 => dir.join("memory.oom_control"),
             Version::V2 => dir.join("memory.events"),
@@ -263,7 +359,10 @@ impl Cgroup {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let count = text
             .lines()
-            .find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0);
         if count == 0 && self.version == Version::V1 {
             // Kernels without the oom_kill counter: a hit limit plus under_oom is the signal.
@@ -328,11 +427,21 @@ impl Cgroup {
                         break;
                     }
                     Err(e) => {
-                        err = Some(Error::Cgroup { path: dir.clone(), msg: format!("cannot remove it: {e}") });
+                        err = Some(Error::Cgroup {
+                            path: dir.clone(),
+                            msg: format!("cannot remove it: {e}"),
+                        });
                         for pid in self.pids() {
-                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
                         }
-                        std::thread::sleep(std::time::Duration::from_millis(if attempt < 20 { 1 } else { 10 }));
+                        std::thread::sleep(std::time::Duration::from_millis(if attempt < 20 {
+                            1
+                        } else {
+                            10
+                        }));
                     }
                 }
             }

@@ -11,7 +11,9 @@ pub enum Error {
     InvalidConfig(String),
 
     /// A `-v` host path does not exist.
-    #[error("volume source {0} does not exist on the host; create it or fix the -v HOST:GUEST path")]
+    #[error(
+        "volume source {0} does not exist on the host; create it or fix the -v HOST:GUEST path"
+    )]
     VolumeSourceMissing(PathBuf),
 
     /// The image's root filesystem directory is missing.
@@ -75,7 +77,9 @@ pub enum Error {
     },
 
     /// The target of `exec`/`inspect` is not a running container.
-    #[error("process {0} is not running; start the container again or pick a running one (vcompare ps)")]
+    #[error(
+        "process {0} is not running; start the container again or pick a running one (vcompare ps)"
+    )]
     NotRunning(i32),
 }
 
@@ -84,10 +88,52 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { what, path: path.into(), source }
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 
-    pub(crate) fn sys(what: impl Into<String>, errno: nix::errno::Errno, hint: &'static str) -> Self {
-        Error::Sys { what: what.into(), errno, hint }
+    pub(crate) fn sys(
+        what: impl Into<String>,
+        errno: nix::errno::Errno,
+        hint: &'static str,
+    ) -> Self {
+        Error::Sys {
+            what: what.into(),
+            errno,
+            hint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message is one sentence that names a fix (a `;` separates cause and fix).
+    #[test]
+    fn messages_name_cause_and_fix() {
+        let errs = [
+            Error::InvalidConfig("x".into()),
+            Error::VolumeSourceMissing("/a".into()),
+            Error::RootfsMissing("/r".into()),
+            Error::CommandNotFound("c".into()),
+            Error::CommandNotExecutable {
+                cmd: "c".into(),
+                errno: nix::errno::Errno::EACCES,
+            },
+            Error::NotRunning(5),
+            Error::Cgroup {
+                path: "/sys/fs/cgroup/x".into(),
+                msg: "m".into(),
+            },
+        ];
+        for e in errs {
+            let m = e.to_string();
+            assert!(m.contains(';'), "{m}");
+            assert!(!m.contains('\n'), "{m}");
+        }
     }
 }

@@ -10,11 +10,14 @@ use crate::sys;
 
 fn status_field(pid: i32, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
 }
 
 fn uname_release() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Hostname and kernel release as seen from inside `pid`'s UTS namespace, read by a short-lived
@@ -33,7 +36,10 @@ fn uts_view(pid: i32) -> Option<(String, String)> {
                 }
                 let mut u: libc::utsname = std::mem::zeroed();
                 libc::uname(&mut u);
-                let bytes = std::slice::from_raw_parts(&u as *const libc::utsname as *const u8, std::mem::size_of::<libc::utsname>());
+                let bytes = std::slice::from_raw_parts(
+                    &u as *const libc::utsname as *const u8,
+                    std::mem::size_of::<libc::utsname>(),
+                );
                 let _ = sys::write_all(wfd, bytes);
                 libc::_exit(0);
             }
@@ -47,10 +53,13 @@ fn uts_view(pid: i32) -> Option<(String, String)> {
                 return None;
             }
             // SAFETY: the buffer holds exactly one utsname written by the helper.
-            let u: libc::utsname = unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const libc::utsname) };
+            let u: libc::utsname =
+                unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const libc::utsname) };
             let s = |a: &[libc::c_char]| {
                 // SAFETY: uname NUL-terminates its fields.
-                unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }.to_string_lossy().into_owned()
+                unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             Some((s(&u.nodename), s(&u.release)))
         }
@@ -58,7 +67,8 @@ fn uts_view(pid: i32) -> Option<(String, String)> {
     }
 }
 
-/// Host view vs container view of the running container whose PID 1 has host pid `pid`.
+/// Host view vs container view of the running container whose PID 1 has host pid `pid`. The
+/// "host" namespace inodes are those of the calling process (vcompare runs in the host's).
 pub fn inspect(pid: i32) -> Result<Value> {
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(Error::NotRunning(pid));
@@ -66,25 +76,41 @@ pub fn inspect(pid: i32) -> Result<Value> {
     // NSpid lists the pid in every namespace from the host's outward-in: last = innermost.
     let nspid = status_field(pid, "NSpid:").unwrap_or_default();
     let inner_pid: Option<i64> = nspid.split_whitespace().last().and_then(|v| v.parse().ok());
-    let host_uid: Option<u32> = status_field(pid, "Uid:").and_then(|v| v.split_whitespace().nth(1).and_then(|x| x.parse().ok()));
+    let host_uid: Option<u32> = status_field(pid, "Uid:")
+        .and_then(|v| v.split_whitespace().nth(1).and_then(|x| x.parse().ok()));
     let map = crate::user_ns::read_uid_map(pid);
     let inner_uid = match (host_uid, map) {
-        (Some(h), Some((inside, outside, count))) if h >= outside && h < outside + count => Some(h - outside + inside),
+        (Some(h), Some((inside, outside, count))) if h >= outside && h < outside + count => {
+            Some(h - outside + inside)
+        }
         _ => None,
     };
     let mut ns = serde_json::Map::new();
     for (kind, _) in KINDS {
         let c = ns_inode(pid, kind);
-        let h = ns_inode(1, kind);
-        ns.insert(kind.to_string(), json!({ "container": c, "host": h, "separate": c != h }));
+        let h = ns_inode(std::process::id() as i32, kind);
+        ns.insert(
+            kind.to_string(),
+            json!({ "container": c, "host": h, "separate": c != h }),
+        );
     }
     let cg = Cgroup::of_pid(pid).ok();
     let (hostname, release) = uts_view(pid).unwrap_or_default();
-    let host_name = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let host_name = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let visible = std::fs::read_dir(format!("/proc/{pid}/root/proc"))
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).count())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .count()
+        })
         .ok();
-    let host_visible = std::fs::read_dir("/proc").map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).count()).ok();
+    let host_visible = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .count()
+        })
+        .ok();
     Ok(json!({
         "running": true,
         "pid": { "host": pid, "container": inner_pid },

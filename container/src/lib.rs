@@ -9,8 +9,21 @@
 //!
 //! Entry points: [`run`], [`exec::exec`], [`inspect::inspect`], [`remove`].
 //!
-//! **Threading rule:** [`run`] and [`exec::exec`] fork with a raw `clone`; the child never
-//! allocates, so they are safe to call from multi-threaded programs (e.g. the test harness).
+//! **Threading rules.** [`run`] and [`exec::exec`] fork with a raw `clone`/`clone3`; the child
+//! never allocates and uses raw credential syscalls (glibc's `setuid` family would wait forever
+//! for threads that do not exist in the child), so they are safe to call from multi-threaded
+//! programs such as the test harness. Signal forwarding (SIGINT/SIGTERM/SIGHUP/SIGQUIT) installs
+//! process-wide handlers for the duration of the call: with several concurrent calls in one
+//! process a signal reaches the most recently started container.
+//!
+//! **Start path** (phases in brackets): cgroup dirs + limits → one `clone` with every namespace
+//! flag (on v2 straight into the cgroup with `clone3`) → id maps (namespaces phase) → idmapped lower +
+//! detached overlay handed over a socket (rootfs phase); meanwhile the child joins its v1 cgroups
+//! itself (cgroup phase) → child: hostname, private mounts, attach root, `lo` up, /proc /sys /dev
+//! volumes, `pivot_root`, masks (mounts phase) → cgroup namespace, pty, cwd, capabilities, user →
+//! `execve` (exec phase).
+
+#![warn(missing_docs)]
 
 pub mod cgroups;
 pub mod error;

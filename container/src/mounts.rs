@@ -51,9 +51,16 @@ impl Target {
             }
             prefix.push_str(c);
             let bad = || Error::InvalidConfig(format!("path {path:?} contains a NUL byte"));
-            parts.push((CString::new(prefix.clone()).map_err(|_| bad())?, CString::new(*c).map_err(|_| bad())?));
+            parts.push((
+                CString::new(prefix.clone()).map_err(|_| bad())?,
+                CString::new(*c).map_err(|_| bad())?,
+            ));
         }
-        Ok(Target { parts, is_file, display: format!("/{}", comps.join("/")) })
+        Ok(Target {
+            parts,
+            is_file,
+            display: format!("/{}", comps.join("/")),
+        })
     }
 
     /// Child side: opens the target as an `O_PATH` fd, creating missing components (directories,
@@ -69,7 +76,12 @@ impl Target {
                     // SAFETY: valid C strings and fds.
                     let rc = unsafe {
                         if i == n - 1 && self.is_file {
-                            let f = libc::openat(dir, name.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644);
+                            let f = libc::openat(
+                                dir,
+                                name.as_ptr(),
+                                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                                0o644,
+                            );
                             if f >= 0 {
                                 libc::close(f);
                                 0
@@ -175,14 +187,29 @@ pub struct Volume {
     pub readonly: bool,
 }
 
-const NOSUID_NODEV_NOEXEC: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+const NOSUID_NODEV_NOEXEC: u64 =
+    sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
 
 fn opt(k: &str, v: Option<&str>) -> (CString, Option<CString>) {
-    (CString::new(k).unwrap(), v.map(|v| CString::new(v).unwrap()))
+    (
+        CString::new(k).unwrap(),
+        v.map(|v| CString::new(v).unwrap()),
+    )
 }
 
-fn mount(desc: impl Into<String>, source: Source, target: &str, is_file: bool) -> Result<(String, Op)> {
-    Ok((desc.into(), Op::Mount { source, target: Target::new(target, is_file)? }))
+fn mount(
+    desc: impl Into<String>,
+    source: Source,
+    target: &str,
+    is_file: bool,
+) -> Result<(String, Op)> {
+    Ok((
+        desc.into(),
+        Op::Mount {
+            source,
+            target: Target::new(target, is_file)?,
+        },
+    ))
 }
 
 impl MountPlan {
@@ -191,25 +218,46 @@ impl MountPlan {
     /// sysfs can be mounted; otherwise the host's /sys is bound read-only).
     pub fn standard(volumes: &[Volume], own_netns: bool, map_gid5: bool) -> Result<MountPlan> {
         let mut ops = Vec::new();
-        ops.push(mount("mount proc on /proc", Source::Fs { fstype: c"proc", options: vec![], attrs: NOSUID_NODEV_NOEXEC }, "/proc", false)?);
+        ops.push(mount(
+            "mount proc on /proc",
+            Source::Fs {
+                fstype: c"proc",
+                options: vec![],
+                attrs: NOSUID_NODEV_NOEXEC,
+            },
+            "/proc",
+            false,
+        )?);
         if own_netns {
             ops.push(mount(
                 "mount sysfs read-only on /sys",
-                Source::Fs { fstype: c"sysfs", options: vec![], attrs: NOSUID_NODEV_NOEXEC | sys::MOUNT_ATTR_RDONLY },
+                Source::Fs {
+                    fstype: c"sysfs",
+                    options: vec![],
+                    attrs: NOSUID_NODEV_NOEXEC | sys::MOUNT_ATTR_RDONLY,
+                },
                 "/sys",
                 false,
             )?);
         } else {
             ops.push(mount(
                 "bind the host /sys read-only on /sys",
-                Source::HostBind { path: c"/sys".into(), recursive: true, attrs: NOSUID_NODEV_NOEXEC | sys::MOUNT_ATTR_RDONLY },
+                Source::HostBind {
+                    path: c"/sys".into(),
+                    recursive: true,
+                    attrs: NOSUID_NODEV_NOEXEC | sys::MOUNT_ATTR_RDONLY,
+                },
                 "/sys",
                 false,
             )?);
         }
         ops.push(mount(
             "mount a tmpfs on /dev",
-            Source::Fs { fstype: c"tmpfs", options: vec![opt("mode", Some("755")), opt("size", Some("65536k"))], attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC },
+            Source::Fs {
+                fstype: c"tmpfs",
+                options: vec![opt("mode", Some("755")), opt("size", Some("65536k"))],
+                attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+            },
             "/dev",
             false,
         )?);
@@ -217,55 +265,143 @@ impl MountPlan {
             let host = format!("/dev/{node}");
             ops.push(mount(
                 format!("bind the host device {host} on {host}"),
-                Source::HostBind { path: CString::new(host.clone()).unwrap(), recursive: false, attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC },
+                Source::HostBind {
+                    path: CString::new(host.clone()).unwrap(),
+                    recursive: false,
+                    attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+                },
                 &host,
                 true,
             )?);
         }
-        let mut pts_opts = vec![opt("newinstance", None), opt("ptmxmode", Some("0666")), opt("mode", Some("0620"))];
+        let mut pts_opts = vec![
+            opt("newinstance", None),
+            opt("ptmxmode", Some("0666")),
+            opt("mode", Some("0620")),
+        ];
         if map_gid5 {
             pts_opts.push(opt("gid", Some("5")));
         }
-        ops.push(mount("mount devpts on /dev/pts", Source::Fs { fstype: c"devpts", options: pts_opts, attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC }, "/dev/pts", false)?);
+        ops.push(mount(
+            "mount devpts on /dev/pts",
+            Source::Fs {
+                fstype: c"devpts",
+                options: pts_opts,
+                attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+            },
+            "/dev/pts",
+            false,
+        )?);
         ops.push(mount(
             "mount a tmpfs on /dev/shm",
-            Source::Fs { fstype: c"tmpfs", options: vec![opt("mode", Some("1777")), opt("size", Some("65536k"))], attrs: NOSUID_NODEV_NOEXEC },
+            Source::Fs {
+                fstype: c"tmpfs",
+                options: vec![opt("mode", Some("1777")), opt("size", Some("65536k"))],
+                attrs: NOSUID_NODEV_NOEXEC,
+            },
             "/dev/shm",
             false,
         )?);
-        ops.push(mount("mount mqueue on /dev/mqueue", Source::Fs { fstype: c"mqueue", options: vec![], attrs: NOSUID_NODEV_NOEXEC }, "/dev/mqueue", false)?);
-        for (name, link) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")] {
+        ops.push(mount(
+            "mount mqueue on /dev/mqueue",
+            Source::Fs {
+                fstype: c"mqueue",
+                options: vec![],
+                attrs: NOSUID_NODEV_NOEXEC,
+            },
+            "/dev/mqueue",
+            false,
+        )?);
+        for (name, link) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("core", "/proc/kcore"),
+        ] {
             ops.push((
                 format!("create the symlink /dev/{name} -> {link}"),
-                Op::Symlink { dir: Target::new("/dev", false)?, name: CString::new(name).unwrap(), link: CString::new(link).unwrap() },
+                Op::Symlink {
+                    dir: Target::new("/dev", false)?,
+                    name: CString::new(name).unwrap(),
+                    link: CString::new(link).unwrap(),
+                },
             ));
         }
 
         let mut volume_fds = Vec::new();
         for v in volumes {
-            let meta = std::fs::metadata(&v.host).map_err(|_| Error::VolumeSourceMissing(v.host.clone()))?;
-            let chost = CString::new(v.host.as_os_str().as_bytes()).map_err(|_| Error::InvalidConfig(format!("volume path {} contains a NUL byte", v.host.display())))?;
-            let fd = sys::open_tree(libc::AT_FDCWD, &chost, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
-                .map_err(|e| Error::sys(format!("cloning the volume source {}", v.host.display()), nix::errno::Errno::from_raw(e), "the -v host path must be a readable file or directory"))?;
+            let meta = std::fs::metadata(&v.host)
+                .map_err(|_| Error::VolumeSourceMissing(v.host.clone()))?;
+            let chost = CString::new(v.host.as_os_str().as_bytes()).map_err(|_| {
+                Error::InvalidConfig(format!(
+                    "volume path {} contains a NUL byte",
+                    v.host.display()
+                ))
+            })?;
+            let fd = sys::open_tree(
+                libc::AT_FDCWD,
+                &chost,
+                sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE,
+            )
+            .map_err(|e| {
+                Error::sys(
+                    format!("cloning the volume source {}", v.host.display()),
+                    nix::errno::Errno::from_raw(e),
+                    "the -v host path must be a readable file or directory",
+                )
+            })?;
             // SAFETY: fresh fd owned here.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             if v.readonly {
                 sys::mount_setattr_fd(fd.as_raw_fd(), true, sys::MOUNT_ATTR_RDONLY, 0, -1)
-                    .map_err(|e| Error::sys(format!("making the volume {} read-only", v.host.display()), nix::errno::Errno::from_raw(e), "the kernel needs mount_setattr (Linux 5.12+)"))?;
+                    .map_err(|e| {
+                        Error::sys(
+                            format!("making the volume {} read-only", v.host.display()),
+                            nix::errno::Errno::from_raw(e),
+                            "the kernel needs mount_setattr (Linux 5.12+)",
+                        )
+                    })?;
             }
             let target = Target::new(&v.guest, !meta.is_dir())?;
             ops.push((
-                format!("bind the volume {} on {}{}", v.host.display(), target.display, if v.readonly { " (read-only)" } else { "" }),
-                Op::Mount { source: Source::Detached(fd.as_raw_fd()), target },
+                format!(
+                    "bind the volume {} on {}{}",
+                    v.host.display(),
+                    target.display,
+                    if v.readonly { " (read-only)" } else { "" }
+                ),
+                Op::Mount {
+                    source: Source::Detached(fd.as_raw_fd()),
+                    target,
+                },
             ));
             volume_fds.push(fd);
         }
 
         // OCI runtime-spec defaults, taken from oci-spec so the lists stay the standard ones.
         let linux = oci_spec::runtime::Linux::default();
-        let masked = linux.masked_paths().clone().unwrap_or_default().into_iter().map(|p| CString::new(p).unwrap()).collect();
-        let readonly = linux.readonly_paths().clone().unwrap_or_default().into_iter().map(|p| CString::new(p).unwrap()).collect();
-        Ok(MountPlan { ops, masked, readonly, volume_fds })
+        let masked = linux
+            .masked_paths()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| CString::new(p).unwrap())
+            .collect();
+        let readonly = linux
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| CString::new(p).unwrap())
+            .collect();
+        Ok(MountPlan {
+            ops,
+            masked,
+            readonly,
+            volume_fds,
+        })
     }
 
     /// Child side, before `pivot_root`: executes the ops under `root`. On failure returns the
@@ -294,7 +430,13 @@ impl MountPlan {
         if i < self.masked.len() {
             format!("mask {}", self.masked[i].to_string_lossy())
         } else {
-            format!("make {} read-only", self.readonly.get(i - self.masked.len()).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default())
+            format!(
+                "make {} read-only",
+                self.readonly
+                    .get(i - self.masked.len())
+                    .map(|c| c.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )
         }
     }
 }
@@ -303,7 +445,11 @@ fn apply_op(root: RawFd, op: &Op) -> SysResult<()> {
     match op {
         Op::Mount { source, target } => {
             let mfd = match source {
-                Source::Fs { fstype, options, attrs } => {
+                Source::Fs {
+                    fstype,
+                    options,
+                    attrs,
+                } => {
                     let fs = sys::fsopen(fstype)?;
                     for (k, v) in options {
                         if let Err(e) = sys::fsconfig(fs, k, v.as_deref()) {
@@ -315,8 +461,13 @@ fn apply_op(root: RawFd, op: &Op) -> SysResult<()> {
                     sys::close(fs);
                     m?
                 }
-                Source::HostBind { path, recursive, attrs } => {
-                    let flags = sys::OPEN_TREE_CLONE | if *recursive { sys::AT_RECURSIVE } else { 0 };
+                Source::HostBind {
+                    path,
+                    recursive,
+                    attrs,
+                } => {
+                    let flags =
+                        sys::OPEN_TREE_CLONE | if *recursive { sys::AT_RECURSIVE } else { 0 };
                     let m = sys::open_tree(libc::AT_FDCWD, path, flags)?;
                     if *attrs != 0 {
                         if let Err(e) = sys::mount_setattr_fd(m, *recursive, *attrs, 0, -1) {
@@ -378,9 +529,21 @@ fn mask(p: &CStr) -> SysResult<()> {
     // SAFETY: valid C strings.
     let rc = unsafe {
         if dir {
-            libc::mount(c"tmpfs".as_ptr(), p.as_ptr(), c"tmpfs".as_ptr(), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, c"size=0".as_ptr().cast())
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                p.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"size=0".as_ptr().cast(),
+            )
         } else {
-            libc::mount(c"/dev/null".as_ptr(), p.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+            libc::mount(
+                c"/dev/null".as_ptr(),
+                p.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
         }
     };
     if rc != 0 {
@@ -391,10 +554,74 @@ fn mask(p: &CStr) -> SysResult<()> {
 
 fn make_readonly(p: &CStr) -> SysResult<()> {
     // SAFETY: valid C strings.
-    let rc = unsafe { libc::mount(p.as_ptr(), p.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            p.as_ptr(),
+            p.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         let e = sys::last_errno();
         return if e == libc::ENOENT { Ok(()) } else { Err(e) };
     }
-    sys::mount_setattr_path(p, true, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC, 0)
+    sys::mount_setattr_path(
+        p,
+        true,
+        sys::MOUNT_ATTR_RDONLY
+            | sys::MOUNT_ATTR_NOSUID
+            | sys::MOUNT_ATTR_NODEV
+            | sys::MOUNT_ATTR_NOEXEC,
+        0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_normalised_like_resolve_in_root() {
+        let t = Target::new("/a/./b/../../../c//d/", false).unwrap();
+        assert_eq!(t.display, "/c/d");
+        let prefixes: Vec<&str> = t.parts.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+        assert_eq!(prefixes, ["c", "c/d"]);
+        let names: Vec<&str> = t.parts.iter().map(|(_, n)| n.to_str().unwrap()).collect();
+        assert_eq!(names, ["c", "d"]);
+        // `..` can never climb above the root, and the root itself is refused.
+        assert_eq!(Target::new("../../etc", false).unwrap().display, "/etc");
+        assert!(Target::new("/", false).is_err());
+        assert!(Target::new("/x/..", false).is_err());
+    }
+
+    #[test]
+    fn standard_plan_has_the_oci_defaults() {
+        let plan = MountPlan::standard(&[], true, true).unwrap();
+        let descs: Vec<&str> = plan.ops.iter().map(|(d, _)| d.as_str()).collect();
+        assert!(descs.iter().any(|d| d.contains("/proc")));
+        assert!(descs.iter().any(|d| d.contains("sysfs read-only")));
+        assert!(descs.iter().any(|d| d.contains("/dev/urandom")));
+        assert!(plan.masked.iter().any(|p| p.to_str() == Ok("/proc/kcore")));
+        assert!(plan.readonly.iter().any(|p| p.to_str() == Ok("/proc/sys")));
+        let host_sys = MountPlan::standard(&[], false, true).unwrap();
+        assert!(host_sys
+            .ops
+            .iter()
+            .any(|(d, _)| d.contains("host /sys read-only")));
+    }
+
+    #[test]
+    fn missing_volume_source_is_reported() {
+        let v = Volume {
+            host: "/nonexistent/vcompare-test".into(),
+            guest: "/data".into(),
+            readonly: false,
+        };
+        assert!(matches!(
+            MountPlan::standard(&[v], true, true),
+            Err(Error::VolumeSourceMissing(_))
+        ));
+    }
 }

@@ -23,7 +23,8 @@ pub const KINDS: [(&str, libc::c_int); 7] = [
 /// The `clone` flags for a new container: PID, mount, UTS, IPC always; user unless `--userns
 /// host`; network unless `--network host`. (The cgroup namespace is unshared later.)
 pub fn clone_flags(userns: bool, network_host: bool) -> libc::c_int {
-    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if userns {
         flags |= libc::CLONE_NEWUSER;
     }
@@ -37,7 +38,9 @@ pub fn clone_flags(userns: bool, network_host: bool) -> libc::c_int {
 /// two processes share a namespace exactly when these are equal.
 pub fn ns_inode(pid: i32, kind: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// Open handles on every namespace of a running container that differs from ours, in join order.
@@ -57,7 +60,8 @@ impl NsHandles {
                 continue;
             }
             let path = format!("/proc/{pid}/ns/{kind}");
-            let f = std::fs::File::open(&path).map_err(|e| Error::io("opening the namespace", path, e))?;
+            let f = std::fs::File::open(&path)
+                .map_err(|e| Error::io("opening the namespace", path, e))?;
             fds.push((kind, flag, OwnedFd::from(f)));
         }
         Ok(NsHandles { fds })

@@ -8,12 +8,15 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
-    /// cgroup directories created and limits written.
-    Cgroup,
-    /// `clone` with all namespace flags returned, id maps written, child placed in the cgroup.
+    /// `clone` with all namespace flags returned and the id maps written.
     Namespaces,
     /// Overlay root filesystem built (idmapped lower + detached overlay) and handed to the child.
     Rootfs,
+    /// The child is in its cgroup (directories and limits were written before `clone`). On v1
+    /// the child moves itself right after `clone` and timestamps it (so this mark can precede
+    /// [`Phase::Namespaces`], which the parent stamps after writing the id maps); on v2 the
+    /// child is born in it (`clone3`) or the parent moves it while the child mounts.
+    Cgroup,
     /// Child finished /proc, /sys, /dev, volumes, `pivot_root`, masks (timestamped in the child).
     Mounts,
     /// `execve` of the command succeeded (the close-on-exec report pipe hit EOF).

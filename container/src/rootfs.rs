@@ -35,24 +35,31 @@ pub struct Layout {
 impl Layout {
     /// The layout under an instance directory.
     pub fn new(instance_dir: &Path) -> Layout {
-        Layout { upper: instance_dir.join("upper"), work: instance_dir.join("work"), mountpoint: instance_dir.join("rootfs") }
+        Layout {
+            upper: instance_dir.join("upper"),
+            work: instance_dir.join("work"),
+            mountpoint: instance_dir.join("rootfs"),
+        }
     }
 
     /// Creates the directories; `root_owner` is the host uid/gid that owns the container's `/`
     /// (the mapped container root, or 0 without a user namespace).
     pub fn create(&self, root_owner: u32) -> Result<()> {
         for d in [&self.upper, &self.work, &self.mountpoint] {
-            std::fs::create_dir_all(d).map_err(|e| Error::io("creating the instance directory", d, e))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io("creating the instance directory", d, e))?;
         }
         let owner = Some(nix::unistd::Uid::from_raw(root_owner));
         let group = Some(nix::unistd::Gid::from_raw(root_owner));
-        nix::unistd::chown(&self.upper, owner, group).map_err(|e| Error::io("setting the owner of the upper dir", &self.upper, e.into()))?;
+        nix::unistd::chown(&self.upper, owner, group)
+            .map_err(|e| Error::io("setting the owner of the upper dir", &self.upper, e.into()))?;
         Ok(())
     }
 }
 
 fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::InvalidConfig(format!("path {} contains a NUL byte", p.display())))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidConfig(format!("path {} contains a NUL byte", p.display())))
 }
 
 /// Builds the overlay as a detached mount and returns its fd (close-on-exec). With
@@ -66,8 +73,14 @@ pub fn build_overlay(lower: &Path, layout: &Layout, userns_fd: Option<RawFd>) ->
     let mut idmapped: Option<OwnedFd> = None;
     let lowerdir = match userns_fd {
         Some(ns) => {
-            let fd = sys::open_tree(libc::AT_FDCWD, &clower, sys::OPEN_TREE_CLONE)
-                .map_err(|e| Error::sys(format!("cloning the image rootfs mount {}", lower.display()), nix::errno::Errno::from_raw(e), "the kernel needs open_tree (Linux 5.2+)"))?;
+            let fd =
+                sys::open_tree(libc::AT_FDCWD, &clower, sys::OPEN_TREE_CLONE).map_err(|e| {
+                    Error::sys(
+                        format!("cloning the image rootfs mount {}", lower.display()),
+                        nix::errno::Errno::from_raw(e),
+                        "the kernel needs open_tree (Linux 5.2+)",
+                    )
+                })?;
             // SAFETY: fresh fd returned by the kernel, owned here.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             sys::mount_setattr_fd(std::os::fd::AsRawFd::as_raw_fd(&fd), false, sys::MOUNT_ATTR_IDMAP, 0, ns).map_err(|e| {
@@ -91,7 +104,8 @@ pub fn build_overlay(lower: &Path, layout: &Layout, userns_fd: Option<RawFd>) ->
     let fsfd = unsafe { OwnedFd::from_raw_fd(fsfd) };
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fsfd);
     sys::fsconfig(raw, c"lowerdir", Some(&lowerdir)).map_err(|e| ovl(e, "lowerdir"))?;
-    sys::fsconfig(raw, c"upperdir", Some(&cpath(&layout.upper)?)).map_err(|e| ovl(e, "upperdir"))?;
+    sys::fsconfig(raw, c"upperdir", Some(&cpath(&layout.upper)?))
+        .map_err(|e| ovl(e, "upperdir"))?;
     sys::fsconfig(raw, c"workdir", Some(&cpath(&layout.work)?)).map_err(|e| ovl(e, "workdir"))?;
     let mfd = sys::fsmount(raw, 0).map_err(|e| ovl(e, "fsmount"))?;
     drop(idmapped);

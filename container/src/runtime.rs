@@ -6,11 +6,11 @@
 //! Parent/child protocol:
 //! * `go` socket (parent → child): one message carrying the overlay mount fd (`SCM_RIGHTS`);
 //!   EOF instead means the parent gave up, and the child exits.
-//! * `report` pipe (child → parent, close-on-exec): fixed-size [`Record`]s (a phase timestamp
+//! * `report` pipe (child → parent, close-on-exec): fixed-size `Record`s (a phase timestamp
 //!   or the failing step + errno). EOF without an error record means `execve` succeeded.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use crate::cgroups::{Cgroup, Resources};
@@ -55,6 +55,8 @@ pub struct ContainerConfig {
     pub init: bool,
     /// Keep stdin connected (`-i`); otherwise the container reads /dev/null.
     pub interactive: bool,
+    /// `-t`: give the container a pseudo-terminal (from its own devpts) relayed to our stdio.
+    pub tty: bool,
     /// Watchdog: SIGKILL the container after this long and report `TimedOut`.
     pub timeout: Option<Duration>,
 }
@@ -84,6 +86,7 @@ struct Record {
 
 const REC_ERROR: u32 = 1;
 const REC_PHASE_MOUNTS: u32 = 2;
+const REC_PHASE_CGROUP: u32 = 3;
 
 /// Setup steps of the child, for error reports.
 #[derive(Clone, Copy)]
@@ -104,9 +107,12 @@ enum Step {
     User,
     Exec,
     InitFork,
+    Pty,
+    CgroupJoin,
+    Caps,
 }
 
-const STEP_NAMES: [&str; 15] = [
+const STEP_NAMES: [&str; 18] = [
     "",
     "receive the root filesystem from the parent",
     "create the cgroup namespace",
@@ -122,12 +128,16 @@ const STEP_NAMES: [&str; 15] = [
     "switch to the container user",
     "execute the command",
     "fork the --init reaper's child",
+    "create the pseudo-terminal (-t)",
+    "join the container's cgroup",
+    "drop capabilities to the default set",
 ];
 
 fn step_hint(step: u32, errno: i32) -> String {
     match step {
         s if s == Step::User as u32 => "the -u uid/gid must be inside the user namespace's mapped range (0-65535)".into(),
         s if s == Step::Cwd as u32 => "check the -w directory: it must be a directory path inside the image".into(),
+        s if s == Step::Mount as u32 && errno == libc::ENOENT => "a component of the target path is a symlink pointing to a missing directory inside the image; use a real directory path".into(),
         s if s == Step::Mount as u32 && errno == libc::ENOTDIR => "a -v target conflicts with a file of another type in the image; pick another guest path".into(),
         s if s == Step::Mount as u32 => "the kernel refused the mount; check -v paths, or run with --userns host to rule out user-namespace restrictions".into(),
         _ => "this is a host kernel restriction; check dmesg and that user namespaces and overlayfs are enabled".into(),
@@ -136,17 +146,10 @@ fn step_hint(step: u32, errno: i32) -> String {
 
 static CHILD_PID: AtomicI32 = AtomicI32::new(0);
 static PENDING_SIG: AtomicI32 = AtomicI32::new(0);
-static TIMED_OUT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     let pid = CHILD_PID.load(Ordering::SeqCst);
-    if sig == libc::SIGALRM {
-        TIMED_OUT.store(true, Ordering::SeqCst);
-        if pid > 0 {
-            // SAFETY: kill is async-signal-safe.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    } else if pid > 0 {
+    if pid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
     } else {
@@ -154,9 +157,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-const FORWARDED: [libc::c_int; 5] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGALRM];
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-/// Installs the forwarding handlers; restores the previous ones on drop.
+/// Installs the forwarding handlers; restores the previous ones on drop. Signal dispositions
+/// are process-wide: with several concurrent `run`s in one process (tests), a signal goes to the
+/// most recently started container. The CLI runs one container per process.
 pub(crate) struct SignalForwarding {
     old: Vec<(libc::c_int, libc::sigaction)>,
 }
@@ -165,7 +170,6 @@ impl SignalForwarding {
     pub(crate) fn install() -> SignalForwarding {
         CHILD_PID.store(0, Ordering::SeqCst);
         PENDING_SIG.store(0, Ordering::SeqCst);
-        TIMED_OUT.store(false, Ordering::SeqCst);
         let mut old = Vec::new();
         for sig in FORWARDED {
             // SAFETY: installing a handler that only uses async-signal-safe calls.
@@ -195,9 +199,8 @@ impl SignalForwarding {
 
 impl Drop for SignalForwarding {
     fn drop(&mut self) {
-        // SAFETY: cancelling the alarm and restoring saved dispositions.
+        // SAFETY: restoring saved dispositions.
         unsafe {
-            libc::alarm(0);
             for (sig, prev) in &self.old {
                 libc::sigaction(*sig, prev, std::ptr::null_mut());
             }
@@ -256,6 +259,9 @@ struct ChildCtx<'a> {
     go: RawFd,
     report: RawFd,
     stdin_null: RawFd,
+    tty: bool,
+    /// v1 `tasks` files the child writes "0" to, joining its cgroup itself (see cgroups).
+    cgroup_tasks: &'a [RawFd],
     hostname: &'a [u8],
     unshare_cgroupns: bool,
     userns: bool,
@@ -267,17 +273,31 @@ struct ChildCtx<'a> {
 }
 
 fn child_fail(report: RawFd, step: Step, index: u32, errno: i32) -> ! {
-    let r = Record { kind: REC_ERROR, step: step as u32, index, errno, value: 0 };
+    let r = Record {
+        kind: REC_ERROR,
+        step: step as u32,
+        index,
+        errno,
+        value: 0,
+    };
     // SAFETY: Record is plain old data.
-    let bytes = unsafe { std::slice::from_raw_parts(&r as *const Record as *const u8, std::mem::size_of::<Record>()) };
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            &r as *const Record as *const u8,
+            std::mem::size_of::<Record>(),
+        )
+    };
     let _ = sys::write_all(report, bytes);
     // SAFETY: leaving the child without running destructors or atexit handlers.
     unsafe { libc::_exit(127) }
 }
 
-fn recv_fd(sock: RawFd) -> sys::SysResult<RawFd> {
+pub(crate) fn recv_fd(sock: RawFd) -> sys::SysResult<RawFd> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     let mut cbuf = [0u64; 8];
     // SAFETY: msghdr points at stack buffers that outlive the call.
     unsafe {
@@ -294,7 +314,11 @@ fn recv_fd(sock: RawFd) -> sys::SysResult<RawFd> {
             break n;
         };
         if n <= 0 {
-            return Err(if n == 0 { libc::EPIPE } else { sys::last_errno() });
+            return Err(if n == 0 {
+                libc::EPIPE
+            } else {
+                sys::last_errno()
+            });
         }
         let c = libc::CMSG_FIRSTHDR(&msg);
         if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
@@ -304,9 +328,12 @@ fn recv_fd(sock: RawFd) -> sys::SysResult<RawFd> {
     }
 }
 
-fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
     let mut byte = [1u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     let mut cbuf = [0u64; 8];
     // SAFETY: msghdr points at stack buffers that outlive the call; CMSG macros stay in cbuf.
     unsafe {
@@ -330,31 +357,62 @@ fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
 /// The child's whole life until `execve`. Allocation-free (see `sys`). Never returns.
 fn child_main(c: &ChildCtx) -> ! {
     let rep = c.report;
+    // Join the cgroup first, concurrently with the parent's work, and before anything is
+    // allocated in the kernel on the container's behalf.
+    for fd in c.cgroup_tasks {
+        if let Err(e) = sys::write_all(*fd, b"0") {
+            child_fail(rep, Step::CgroupJoin, 0, e);
+        }
+        sys::close(*fd);
+    }
+    if !c.cgroup_tasks.is_empty() {
+        let r = Record {
+            kind: REC_PHASE_CGROUP,
+            value: sys::monotonic_ns(),
+            ..Default::default()
+        };
+        // SAFETY: Record is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &r as *const Record as *const u8,
+                std::mem::size_of::<Record>(),
+            )
+        };
+        let _ = sys::write_all(rep, bytes);
+    }
     let overlay = match recv_fd(c.go) {
         Ok(fd) => fd,
         // The parent gave up (its error is the one reported): leave quietly.
         // SAFETY: immediate exit.
         Err(_) => unsafe { libc::_exit(126) },
     };
-    sys::close(c.go);
     // SAFETY: plain syscalls on values prepared by the parent.
     unsafe {
         // A new user namespace does not change credentials: we still run as host uid 0, which
         // is unmapped there. Become the namespace's root (host uid = map base) so that files we
         // create (tmpfs on /dev…) and the command get a mapped owner.
-        if c.userns && (libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 || libc::setgroups(0, std::ptr::null()) != 0) {
-            child_fail(rep, Step::User, 1, sys::last_errno());
-        }
-        if c.unshare_cgroupns && libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
-            child_fail(rep, Step::CgroupNs, 0, sys::last_errno());
+        if c.userns {
+            if let Err(e) = sys::set_ids(0, 0, true) {
+                child_fail(rep, Step::User, 1, e);
+            }
         }
         if libc::sethostname(c.hostname.as_ptr().cast(), c.hostname.len()) != 0 {
             child_fail(rep, Step::Hostname, 0, sys::last_errno());
         }
-        if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
             child_fail(rep, Step::Private, 0, sys::last_errno());
         }
-        let mp = libc::open(c.mountpoint.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        let mp = libc::open(
+            c.mountpoint.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
         if mp < 0 {
             child_fail(rep, Step::AttachRoot, 0, sys::last_errno());
         }
@@ -363,7 +421,10 @@ fn child_main(c: &ChildCtx) -> ! {
         }
         sys::close(mp);
         sys::close(overlay);
-        let root = libc::open(c.mountpoint.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        let root = libc::open(
+            c.mountpoint.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
         if root < 0 {
             child_fail(rep, Step::AttachRoot, 2, sys::last_errno());
         }
@@ -385,13 +446,51 @@ fn child_main(c: &ChildCtx) -> ! {
         if let Err((i, e)) = c.mounts.apply_masks() {
             child_fail(rep, Step::Mask, i, e);
         }
-        let r = Record { kind: REC_PHASE_MOUNTS, value: sys::monotonic_ns(), ..Default::default() };
-        let _ = sys::write_all(rep, std::slice::from_raw_parts(&r as *const Record as *const u8, std::mem::size_of::<Record>()));
-        if c.stdin_null >= 0 {
+        let r = Record {
+            kind: REC_PHASE_MOUNTS,
+            value: sys::monotonic_ns(),
+            ..Default::default()
+        };
+        let _ = sys::write_all(
+            rep,
+            std::slice::from_raw_parts(
+                &r as *const Record as *const u8,
+                std::mem::size_of::<Record>(),
+            ),
+        );
+        // Second sync point: the parent has moved us into the cgroup (done while we mounted, to
+        // hide the cgroup v1 attach latency). Only now can the cgroup namespace be created, so
+        // that the container's cgroup is its "/", and the command be started under the limits.
+        let mut b = [0u8; 1];
+        let n = loop {
+            let n = libc::read(c.go, b.as_mut_ptr().cast(), 1);
+            if n < 0 && sys::last_errno() == libc::EINTR {
+                continue;
+            }
+            break n;
+        };
+        if n != 1 {
+            libc::_exit(126);
+        }
+        if c.unshare_cgroupns && libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+            child_fail(rep, Step::CgroupNs, 0, sys::last_errno());
+        }
+        if c.tty {
+            match crate::process::setup_pty_child() {
+                Ok(master) => {
+                    if send_fd(c.go, master).is_err() {
+                        child_fail(rep, Step::Pty, 1, libc::EPIPE);
+                    }
+                    sys::close(master);
+                }
+                Err(e) => child_fail(rep, Step::Pty, 0, e),
+            }
+        } else if c.stdin_null >= 0 {
             if let Err(e) = crate::process::redirect_stdin(c.stdin_null) {
                 child_fail(rep, Step::Stdin, 0, e);
             }
         }
+        sys::close(c.go);
         if let Err(e) = c.process.enter_cwd() {
             child_fail(rep, Step::Cwd, 0, e);
         }
@@ -400,6 +499,9 @@ fn child_main(c: &ChildCtx) -> ! {
             match sys::clone_fork(0) {
                 Ok(0) => {
                     crate::process::restore_signals(&old);
+                    if let Err(e) = crate::process::drop_capabilities() {
+                        child_fail(rep, Step::Caps, 0, e);
+                    }
                     if let Err(e) = c.process.switch_user() {
                         child_fail(rep, Step::User, 0, e);
                     }
@@ -413,6 +515,9 @@ fn child_main(c: &ChildCtx) -> ! {
                 Err(e) => child_fail(rep, Step::InitFork, 0, e),
             }
         }
+        if let Err(e) = crate::process::drop_capabilities() {
+            child_fail(rep, Step::Caps, 0, e);
+        }
         if let Err(e) = c.process.switch_user() {
             child_fail(rep, Step::User, 0, e);
         }
@@ -422,7 +527,13 @@ fn child_main(c: &ChildCtx) -> ! {
 }
 
 fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating a pipe", e, "the process may be out of file descriptors"))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+        Error::sys(
+            "creating a pipe",
+            e,
+            "the process may be out of file descriptors",
+        )
+    })
 }
 
 /// Creates the container, runs its command and waits for it to end; forwards SIGINT, SIGTERM,
@@ -433,28 +544,45 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
         return Err(Error::RootfsMissing(cfg.rootfs.clone()));
     }
     if cfg.hostname.is_empty() || cfg.hostname.len() > 64 {
-        return Err(Error::InvalidConfig(format!("hostname {:?} must be 1 to 64 characters", cfg.hostname)));
+        return Err(Error::InvalidConfig(format!(
+            "hostname {:?} must be 1 to 64 characters",
+            cfg.hostname
+        )));
     }
     if let Some(m) = cfg.userns {
         if cfg.uid >= m.size || cfg.gid >= m.size {
-            return Err(Error::InvalidConfig(format!("user {}:{} is outside the user namespace's mapped range 0-{}", cfg.uid, cfg.gid, m.size - 1)));
+            return Err(Error::InvalidConfig(format!(
+                "user {}:{} is outside the user namespace's mapped range 0-{}",
+                cfg.uid,
+                cfg.gid,
+                m.size - 1
+            )));
         }
     }
     let process = ProcessPlan::new(&cfg.args, &cfg.env, &cfg.cwd, cfg.uid, cfg.gid)?;
     let mounts = MountPlan::standard(&cfg.volumes, !cfg.network_host, true)?;
     let layout = Layout::new(&cfg.instance_dir);
     layout.create(cfg.userns.map(|m| m.host_base).unwrap_or(0))?;
-    let mountpoint = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(layout.mountpoint.as_os_str()))
-        .map_err(|_| Error::InvalidConfig("instance dir contains a NUL byte".into()))?;
+    let mountpoint = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+        layout.mountpoint.as_os_str(),
+    ))
+    .map_err(|_| Error::InvalidConfig("instance dir contains a NUL byte".into()))?;
 
     let cg = Cgroup::create(&cfg.id, &cfg.resources)?;
     let record = cfg.instance_dir.join(CGROUP_RECORD);
-    let _cg_guard = CgroupGuard { cg: &cg, record: record.clone() };
-    let paths: Vec<String> = cg.dirs.iter().map(|(_, d)| d.display().to_string()).collect();
-    std::fs::write(&record, paths.join("\n")).map_err(|e| Error::io("recording the cgroup paths", &record, e))?;
-    obs.phase(Phase::Cgroup, sys::monotonic_ns());
+    let _cg_guard = CgroupGuard {
+        cg: &cg,
+        record: record.clone(),
+    };
+    let paths: Vec<String> = cg
+        .dirs
+        .iter()
+        .map(|(_, d)| d.display().to_string())
+        .collect();
+    std::fs::write(&record, paths.join("\n"))
+        .map_err(|e| Error::io("recording the cgroup paths", &record, e))?;
 
-    let stdin_null = if cfg.interactive {
+    let stdin_null = if cfg.interactive || cfg.tty {
         None
     } else {
         Some(std::fs::File::open("/dev/null").map_err(|e| Error::io("opening", "/dev/null", e))?)
@@ -465,14 +593,24 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
         None,
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| Error::sys("creating the setup socket", e, "the process may be out of file descriptors"))?;
+    .map_err(|e| {
+        Error::sys(
+            "creating the setup socket",
+            e,
+            "the process may be out of file descriptors",
+        )
+    })?;
     let (rep_read, rep_write) = pipe_cloexec()?;
 
+    let tasks = cg.open_self_attach_files()?;
+    let task_fds: Vec<RawFd> = tasks.iter().map(|f| f.as_raw_fd()).collect();
     let flags = namespaces::clone_flags(cfg.userns.is_some(), cfg.network_host);
     let ctx = ChildCtx {
         go: go_child.as_raw_fd(),
         report: rep_write.as_raw_fd(),
         stdin_null: stdin_null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
+        tty: cfg.tty,
+        cgroup_tasks: &task_fds,
         hostname: cfg.hostname.as_bytes(),
         unshare_cgroupns: true,
         userns: cfg.userns.is_some(),
@@ -483,11 +621,20 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
         init: cfg.init,
     };
     let signals = SignalForwarding::install();
-    if let Some(t) = cfg.timeout {
-        // SAFETY: plain alarm; the handler is installed.
-        unsafe { libc::alarm(t.as_secs().max(1) as u32) };
-    }
-    let pid = match sys::clone_fork(flags) {
+    // v2: start the child directly inside its cgroup when the kernel allows it.
+    let v2_dir = cg.open_v2_dir();
+    let mut in_cgroup = false;
+    let first = match &v2_dir {
+        Some(d) => match sys::clone_into_cgroup(flags, d.as_raw_fd()) {
+            Err(libc::ENOSYS) | Err(libc::E2BIG) | Err(libc::EINVAL) => None,
+            r => {
+                in_cgroup = true;
+                Some(r)
+            }
+        },
+        None => None,
+    };
+    let pid = match first.unwrap_or_else(|| sys::clone_fork(flags)) {
         Ok(0) => child_main(&ctx),
         Ok(pid) => pid,
         Err(e) => {
@@ -502,50 +649,100 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
     signals.set_child(pid);
     drop(go_child);
     drop(rep_write);
-    drop(ctx);
+    drop(tasks);
+    drop(v2_dir);
 
-    if let Some(map) = cfg.userns {
-        map.write_maps(pid)?;
-    }
-    cg.add_pid(pid)?;
-    obs.phase(Phase::Namespaces, sys::monotonic_ns());
-
-    let userns_fd = match cfg.userns {
-        Some(_) => {
-            let p = format!("/proc/{pid}/ns/user");
-            Some(std::fs::File::open(&p).map_err(|e| Error::io("opening the container's user namespace", p, e))?)
+    let mut rep = std::fs::File::from(rep_read);
+    // Any parent-side failure while the child is being set up: the child may have failed first
+    // (and its report is the real cause), so stop it and prefer its error record.
+    let prefer_child_error = |rep: &mut std::fs::File, e: Error| -> Error {
+        // SAFETY: plain kill of our own child; the guard reaps it.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        match read_reports(rep, &mut NoObs) {
+            Err(child) => setup_error(&child, &mounts, &process),
+            Ok(()) => e,
         }
-        None => None,
     };
-    let overlay = rootfs::build_overlay(&cfg.rootfs, &layout, userns_fd.as_ref().map(|f| f.as_raw_fd()))?;
-    drop(userns_fd);
-    send_fd(go_parent.as_raw_fd(), overlay.as_raw_fd()).map_err(|e| Error::io("handing the root filesystem to the container", "setup socket", e))?;
-    drop(overlay);
+    let setup = (|| -> Result<Option<crate::process::PtyRelay>> {
+        if let Some(map) = cfg.userns {
+            map.write_maps(pid)?;
+        }
+        obs.phase(Phase::Namespaces, sys::monotonic_ns());
+        let userns_fd = match cfg.userns {
+            Some(_) => {
+                let p = format!("/proc/{pid}/ns/user");
+                Some(
+                    std::fs::File::open(&p)
+                        .map_err(|e| Error::io("opening the container's user namespace", p, e))?,
+                )
+            }
+            None => None,
+        };
+        let overlay = rootfs::build_overlay(
+            &cfg.rootfs,
+            &layout,
+            userns_fd.as_ref().map(|f| f.as_raw_fd()),
+        )?;
+        drop(userns_fd);
+        send_fd(go_parent.as_raw_fd(), overlay.as_raw_fd()).map_err(|e| {
+            Error::io(
+                "handing the root filesystem to the container",
+                "setup socket",
+                e,
+            )
+        })?;
+        drop(overlay);
+        obs.phase(Phase::Rootfs, sys::monotonic_ns());
+        // v1: the child has joined by itself (no global lock). v2: join it now, while the child
+        // mounts, so that the attach latency overlaps with the child's work.
+        if task_fds.is_empty() && !in_cgroup {
+            cg.add_pid(pid)?;
+        }
+        nix::unistd::write(&go_parent, &[1]).map_err(|e| {
+            Error::sys(
+                "releasing the container after joining its cgroup",
+                e,
+                "the container setup died",
+            )
+        })?;
+        if task_fds.is_empty() {
+            // v2 (the child reports its own v1 self-attach through the report pipe).
+            obs.phase(Phase::Cgroup, sys::monotonic_ns());
+        }
+        // -t: the child sends the pty master once in its cgroup (or fails, closing the socket).
+        if cfg.tty {
+            let m = recv_fd(go_parent.as_raw_fd()).map_err(|e| {
+                Error::sys(
+                    "receiving the container's pseudo-terminal",
+                    nix::errno::Errno::from_raw(e),
+                    "the container setup died",
+                )
+            })?;
+            // SAFETY: a fresh fd received from the child, owned here.
+            return Ok(Some(crate::process::PtyRelay::start(unsafe {
+                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(m)
+            })));
+        }
+        Ok(None)
+    })();
+    let _relay = match setup {
+        Ok(r) => r,
+        Err(e) => return Err(prefer_child_error(&mut rep, e)),
+    };
     drop(go_parent);
-    obs.phase(Phase::Rootfs, sys::monotonic_ns());
 
     // Wait for the child's reports; EOF = execve succeeded (the pipe is close-on-exec).
-    let mut rep = std::fs::File::from(rep_read);
-    loop {
-        let mut r = Record::default();
-        // SAFETY: Record is plain old data; we fill exactly its bytes.
-        let buf = unsafe { std::slice::from_raw_parts_mut(&mut r as *mut Record as *mut u8, std::mem::size_of::<Record>()) };
-        match std::io::Read::read_exact(&mut rep, buf) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("reading the container's setup report", "report pipe", e)),
-        }
-        match r.kind {
-            REC_PHASE_MOUNTS => obs.phase(Phase::Mounts, r.value),
-            REC_ERROR => return Err(setup_error(&r, &mounts, &process)),
-            _ => {}
-        }
+    if let Err(r) = read_reports(&mut rep, obs) {
+        return Err(setup_error(&r, &mounts, &process));
     }
     drop(rep);
     obs.phase(Phase::Exec, sys::monotonic_ns());
     obs.started(pid);
 
+    let timed_out = match cfg.timeout {
+        Some(t) => wait_or_kill(pid, t),
+        None => false,
+    };
     let status = loop {
         let mut st = 0;
         // SAFETY: waiting for our own child.
@@ -554,12 +751,16 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
             break st;
         }
         if r < 0 && sys::last_errno() != libc::EINTR {
-            return Err(Error::sys("waiting for the container", nix::errno::Errno::last(), "this should not happen; report a bug"));
+            return Err(Error::sys(
+                "waiting for the container",
+                nix::errno::Errno::last(),
+                "this should not happen; report a bug",
+            ));
         }
     };
     guard.armed = false;
     drop(signals);
-    let outcome = if TIMED_OUT.load(Ordering::SeqCst) {
+    let outcome = if timed_out {
         ExitStatus::TimedOut
     } else if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
@@ -579,21 +780,117 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
     Ok(outcome)
 }
 
+struct NoObs;
+impl Observer for NoObs {
+    fn started(&mut self, _: i32) {}
+    fn phase(&mut self, _: Phase, _: u64) {}
+}
+
+/// Reads the child's report records until EOF, forwarding phase marks; returns the error record
+/// if the child sent one. A read error counts as EOF (the child is gone either way).
+fn read_reports(
+    rep: &mut std::fs::File,
+    obs: &mut dyn Observer,
+) -> std::result::Result<(), Record> {
+    loop {
+        let mut r = Record::default();
+        // SAFETY: Record is plain old data; we fill exactly its bytes.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(
+                &mut r as *mut Record as *mut u8,
+                std::mem::size_of::<Record>(),
+            )
+        };
+        match std::io::Read::read_exact(rep, buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(()),
+        }
+        match r.kind {
+            REC_PHASE_MOUNTS => obs.phase(Phase::Mounts, r.value),
+            REC_PHASE_CGROUP => obs.phase(Phase::Cgroup, r.value),
+            REC_ERROR => return Err(r),
+            _ => {}
+        }
+    }
+}
+
+/// The watchdog: waits on a pidfd (no signals, no process-wide timer, so concurrent runs in one
+/// process do not disturb each other) until `pid` exits or `limit` passes; then SIGKILLs it.
+/// Returns whether it had to kill. The caller reaps the child either way.
+fn wait_or_kill(pid: i32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open on our own unreaped child.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    if pidfd < 0 {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let mut killed = false;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            // SAFETY: signalling our own child through its pidfd (immune to pid reuse).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd,
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            killed = true;
+            break;
+        }
+        let mut p = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms.max(1)) };
+        if r > 0 {
+            break;
+        }
+        if r < 0 && sys::last_errno() != libc::EINTR {
+            break;
+        }
+    }
+    sys::close(pidfd);
+    killed
+}
+
 fn setup_error(r: &Record, mounts: &MountPlan, process: &ProcessPlan) -> Error {
     let errno = nix::errno::Errno::from_raw(r.errno);
     if r.step == Step::Exec as u32 {
         return if r.errno == libc::ENOENT {
             Error::CommandNotFound(process.command.clone())
         } else {
-            Error::CommandNotExecutable { cmd: process.command.clone(), errno }
+            Error::CommandNotExecutable {
+                cmd: process.command.clone(),
+                errno,
+            }
         };
     }
     let step = if r.step == Step::Mount as u32 {
-        mounts.ops.get(r.index as usize).map(|(d, _)| d.clone()).unwrap_or_else(|| "mount".into())
+        mounts
+            .ops
+            .get(r.index as usize)
+            .map(|(d, _)| d.clone())
+            .unwrap_or_else(|| "mount".into())
     } else if r.step == Step::Mask as u32 {
         mounts.mask_desc(r.index as usize)
     } else {
-        STEP_NAMES.get(r.step as usize).copied().unwrap_or("setup").to_string()
+        STEP_NAMES
+            .get(r.step as usize)
+            .copied()
+            .unwrap_or("setup")
+            .to_string()
     };
-    Error::Setup { step, errno, hint: step_hint(r.step, r.errno) }
+    Error::Setup {
+        step,
+        errno,
+        hint: step_hint(r.step, r.errno),
+    }
 }

@@ -58,14 +58,32 @@ fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
 /// visible in the host's mount table.
 pub fn open_tree(dirfd: RawFd, path: &CStr, flags: u32) -> SysResult<RawFd> {
     // SAFETY: `path` is a valid NUL-terminated string; the kernel only reads it.
-    check(unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags | libc::O_CLOEXEC as u32) })
-        .map(|fd| fd as RawFd)
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dirfd,
+            path.as_ptr(),
+            flags | libc::O_CLOEXEC as u32,
+        )
+    })
+    .map(|fd| fd as RawFd)
 }
 
 /// `mount_setattr(2)` on the mount referred to by `fd` (`AT_EMPTY_PATH`), optionally recursive.
 /// `userns_fd` is only read when `set` contains `MOUNT_ATTR_IDMAP`.
-pub fn mount_setattr_fd(fd: RawFd, recursive: bool, set: u64, clr: u64, userns_fd: RawFd) -> SysResult<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: userns_fd.max(0) as u64 };
+pub fn mount_setattr_fd(
+    fd: RawFd,
+    recursive: bool,
+    set: u64,
+    clr: u64,
+    userns_fd: RawFd,
+) -> SysResult<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: userns_fd.max(0) as u64,
+    };
     let mut flags = libc::AT_EMPTY_PATH as u32;
     if recursive {
         flags |= AT_RECURSIVE;
@@ -86,7 +104,12 @@ pub fn mount_setattr_fd(fd: RawFd, recursive: bool, set: u64, clr: u64, userns_f
 
 /// `mount_setattr(2)` on the mount at `path` (relative to the current root/cwd).
 pub fn mount_setattr_path(path: &CStr, recursive: bool, set: u64, clr: u64) -> SysResult<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let flags = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: as above.
     check(unsafe {
@@ -106,7 +129,8 @@ pub fn mount_setattr_path(path: &CStr, recursive: bool, set: u64, clr: u64) -> S
 /// detached mount by `fsmount`.
 pub fn fsopen(fstype: &CStr) -> SysResult<RawFd> {
     // SAFETY: valid C string.
-    check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) }).map(|fd| fd as RawFd)
+    check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })
+        .map(|fd| fd as RawFd)
 }
 
 /// `fsconfig(2)` with a string value (`FSCONFIG_SET_STRING`) or a flag (`value = None`).
@@ -123,9 +147,19 @@ pub fn fsconfig(fd: RawFd, key: &CStr, value: Option<&CStr>) -> SysResult<()> {
 /// mount with the given `MOUNT_ATTR_*` flags. Closes nothing; the caller owns both fds.
 pub fn fsmount(fsfd: RawFd, attrs: u64) -> SysResult<RawFd> {
     // SAFETY: no pointers.
-    check(unsafe { libc::syscall(libc::SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, 0usize, 0usize, 0) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fsfd,
+            FSCONFIG_CMD_CREATE,
+            0usize,
+            0usize,
+            0,
+        )
+    })?;
     // SAFETY: no pointers.
-    check(unsafe { libc::syscall(libc::SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, attrs) }).map(|fd| fd as RawFd)
+    check(unsafe { libc::syscall(libc::SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, attrs) })
+        .map(|fd| fd as RawFd)
 }
 
 /// `move_mount(2)` of the detached mount `from_fd` onto the object `to_fd` refers to.
@@ -162,7 +196,13 @@ pub fn openat_in_root(root: RawFd, path: &CStr, flags: i32) -> SysResult<RawFd> 
     };
     // SAFETY: `how` lives across the call and its size is passed.
     check(unsafe {
-        libc::syscall(libc::SYS_openat2, root, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
     })
     .map(|fd| fd as RawFd)
 }
@@ -174,7 +214,14 @@ pub fn clone_fork(flags: libc::c_int) -> SysResult<libc::pid_t> {
     // SAFETY: with a NULL stack the raw clone behaves like fork; the child only continues in
     // code that respects the async-signal-safety rules documented above.
     check(unsafe {
-        libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
     })
     .map(|p| p as libc::pid_t)
 }
@@ -199,7 +246,10 @@ pub fn write_all(fd: RawFd, buf: &[u8]) -> SysResult<()> {
 
 /// `CLOCK_MONOTONIC` in nanoseconds; the time base of every phase timestamp.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -216,4 +266,70 @@ pub fn close(fd: RawFd) {
 /// The calling thread's `errno` after a failed libc call.
 pub fn last_errno() -> Errno {
     errno()
+}
+
+/// Raw `setresuid`/`setresgid`/`setgroups(0)` system calls. glibc's wrappers broadcast the
+/// change to every thread it believes exists (the "setxid" protocol) and wait for them on a
+/// futex; after a raw clone of a multi-threaded parent those threads do not exist in the child,
+/// so the wrappers would hang forever. The kernel calls act on the calling thread only, which is
+/// the whole child.
+pub fn set_ids(uid: u32, gid: u32, clear_groups: bool) -> SysResult<()> {
+    // SAFETY: credential syscalls without pointers (setgroups with size 0 and NULL).
+    unsafe {
+        if clear_groups
+            && libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+        {
+            return Err(errno());
+        }
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+            return Err(errno());
+        }
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+/// Like [`clone_fork`] but with `clone3(CLONE_INTO_CGROUP)`: the child starts life inside the
+/// cgroup v2 directory `cgroup_fd`, so no later `cgroup.procs` write (and its global lock) is
+/// needed. cgroup v2 only; the caller falls back to [`clone_fork`] on `ENOSYS`/`E2BIG`.
+pub fn clone_into_cgroup(flags: libc::c_int, cgroup_fd: RawFd) -> SysResult<libc::pid_t> {
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup_fd as u64,
+    };
+    // SAFETY: with no stack the child continues on a copy of ours, like fork (see clone_fork).
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    })
+    .map(|p| p as libc::pid_t)
 }

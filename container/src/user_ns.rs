@@ -26,7 +26,10 @@ pub struct IdMap {
 
 impl Default for IdMap {
     fn default() -> Self {
-        IdMap { host_base: DEFAULT_HOST_BASE, size: DEFAULT_RANGE }
+        IdMap {
+            host_base: DEFAULT_HOST_BASE,
+            size: DEFAULT_RANGE,
+        }
     }
 }
 
@@ -46,7 +49,8 @@ impl IdMap {
         let line = self.map_line();
         for file in ["uid_map", "gid_map"] {
             let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-            std::fs::write(&path, line.as_bytes()).map_err(|e| Error::io("writing the user namespace map", path, e))?;
+            std::fs::write(&path, line.as_bytes())
+                .map_err(|e| Error::io("writing the user namespace map", path, e))?;
         }
         Ok(())
     }
@@ -56,6 +60,33 @@ impl IdMap {
 /// process's user namespace for `inspect`.
 pub fn read_uid_map(pid: i32) -> Option<(u32, u32, u32)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
-    let mut it = text.lines().next()?.split_whitespace().map(|s| s.parse::<u32>().ok());
+    let mut it = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .map(|s| s.parse::<u32>().ok());
     Some((it.next()??, it.next()??, it.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_map_puts_root_on_an_unprivileged_range() {
+        let m = IdMap::default();
+        assert_eq!(m.map_line(), "0 100000 65536\n");
+        assert_eq!(m.to_host(0), Some(100_000));
+        assert_eq!(m.to_host(65_535), Some(165_535));
+        assert_eq!(m.to_host(65_536), None);
+    }
+
+    #[test]
+    fn reads_our_own_map() {
+        // The test process runs in the initial user namespace: identity map of all ids.
+        assert_eq!(
+            read_uid_map(std::process::id() as i32),
+            Some((0, 0, u32::MAX))
+        );
+    }
 }

@@ -6,30 +6,6 @@ use vcompare_container as ctr;
 
 use super::{Outcome, PhaseMark, RunHooks, RunSpec};
 
-/// `CLOCK_MONOTONIC` time at which this process started, in ns, so that phase marks can be
-/// expressed as "since the vcompare process started". The kernel records the start time in
-/// clock ticks (10 ms here), so the absolute offset is coarse; differences between marks (the
-/// phase breakdown) are exact because they all share it.
-fn process_start_monotonic_ns() -> u64 {
-    let now_mono = ctr::sys::monotonic_ns();
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Field 22 (starttime) counted after the ")" that ends the command name.
-    let start_ticks: Option<u64> = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse().ok());
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    let now_boot = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    match start_ticks {
-        Some(t) => {
-            let since_start = now_boot.saturating_sub(t * 1_000_000_000 / hz);
-            now_mono.saturating_sub(since_start)
-        }
-        None => now_mono,
-    }
-}
-
 struct Hooks<'a> {
     hooks: &'a mut dyn RunHooks,
     base: u64,
@@ -40,7 +16,10 @@ impl ctr::Observer for Hooks<'_> {
         self.hooks.started(pid);
     }
     fn phase(&mut self, phase: ctr::Phase, monotonic_ns: u64) {
-        self.hooks.phase(PhaseMark { name: phase.name().to_string(), at_ns: monotonic_ns.saturating_sub(self.base) });
+        self.hooks.phase(PhaseMark {
+            name: phase.name().to_string(),
+            at_ns: monotonic_ns.saturating_sub(self.base),
+        });
     }
 }
 
@@ -58,13 +37,22 @@ fn config(spec: &RunSpec) -> ctr::ContainerConfig {
         volumes: spec
             .volumes
             .iter()
-            .map(|v| ctr::Volume { host: v.host.clone(), guest: v.guest.clone(), readonly: v.readonly })
+            .map(|v| ctr::Volume {
+                host: v.host.clone(),
+                guest: v.guest.clone(),
+                readonly: v.readonly,
+            })
             .collect(),
-        resources: ctr::Resources { memory_bytes: spec.memory_bytes, cpus: spec.cpus, pids_limit: spec.pids_limit },
+        resources: ctr::Resources {
+            memory_bytes: spec.memory_bytes,
+            cpus: spec.cpus,
+            pids_limit: spec.pids_limit,
+        },
         userns: spec.userns.then(ctr::IdMap::default),
         network_host: spec.network_host,
         init: spec.init,
-        interactive: spec.interactive || spec.tty,
+        interactive: spec.interactive,
+        tty: spec.tty,
         timeout: spec.timeout_secs.map(std::time::Duration::from_secs),
     }
 }
@@ -88,12 +76,11 @@ fn start_failure(e: ctr::Error) -> anyhow::Result<i32> {
 /// Runs the instance in the foreground until its main process ends. Forwards SIGINT/SIGTERM
 /// received by this process to the instance, calls `hooks.started` once there is a pid to signal.
 pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
-    if spec.tty {
-        // The pseudo-terminal is not implemented yet: say so instead of silently ignoring -t.
-        eprintln!("vcompare: warning: -t is not supported in container mode yet; running without a pseudo-terminal");
-    }
     let cfg = config(spec);
-    let mut obs = Hooks { hooks, base: process_start_monotonic_ns() };
+    let mut obs = Hooks {
+        hooks,
+        base: super::process_start_ns(),
+    };
     match ctr::run(&cfg, &mut obs) {
         Ok(ctr::ExitStatus::Exited(c)) => Ok(Outcome::Exited(c)),
         Ok(ctr::ExitStatus::Signaled(s)) => Ok(Outcome::Signaled(s)),
@@ -104,17 +91,21 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
 }
 
 /// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
-pub fn exec(spec: &RunSpec, pid: i32, args: &[String], tty: bool, interactive: bool) -> anyhow::Result<i32> {
-    if tty {
-        eprintln!("vcompare: warning: -t is not supported in container mode yet; running without a pseudo-terminal");
-    }
+pub fn exec(
+    spec: &RunSpec,
+    pid: i32,
+    args: &[String],
+    tty: bool,
+    interactive: bool,
+) -> anyhow::Result<i32> {
     let cfg = ctr::exec::ExecConfig {
         args: args.to_vec(),
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         uid: spec.uid,
         gid: spec.gid,
-        interactive: interactive || tty,
+        interactive,
+        tty,
     };
     match ctr::exec::exec(pid, &cfg) {
         Ok(c) => Ok(c),
@@ -148,7 +139,14 @@ pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::V
             }),
         );
         obj.insert("userns".into(), serde_json::json!(spec.userns));
-        obj.insert("network".into(), serde_json::json!(if spec.network_host { "host" } else { "none (lo only)" }));
+        obj.insert(
+            "network".into(),
+            serde_json::json!(if spec.network_host {
+                "host"
+            } else {
+                "none (lo only)"
+            }),
+        );
     }
     Ok(v)
 }

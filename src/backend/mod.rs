@@ -6,6 +6,7 @@ pub mod container;
 pub mod vm;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,4 +139,23 @@ pub trait RunHooks {
     fn started(&mut self, pid: i32);
     /// A startup phase finished.
     fn phase(&mut self, mark: PhaseMark);
+}
+
+/// `CLOCK_MONOTONIC` (ns) when this process entered `main`: the zero of every [`PhaseMark`].
+static PROCESS_START: OnceLock<u64> = OnceLock::new();
+
+/// Current `CLOCK_MONOTONIC` time in ns (the clock the backends stamp phases with).
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Records the process start; called first thing in `main` so phase marks are exact.
+pub fn mark_process_start() {
+    let _ = PROCESS_START.set(monotonic_ns());
+}
+
+/// The recorded process start (or now, if `main` did not record it, e.g. in unit tests).
+pub fn process_start_ns() -> u64 {
+    *PROCESS_START.get_or_init(monotonic_ns)
 }

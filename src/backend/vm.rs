@@ -1,24 +1,308 @@
-//! `--mode vm`: glue between the lifecycle code and the `vcompare-vmm` crate.
+//! `--mode vm`: glue between the lifecycle code and the `vcompare-vmm` crate. It finds the
+//! guest kernel and the static guest init, prepares the root disk (cached per image, copied
+//! per VM), builds the per-run initramfs, and runs the VMM in this process (the pid the
+//! lifecycle signals: SIGTERM asks the guest init to SIGTERM the entrypoint).
 
-use super::{Outcome, RunHooks, RunSpec};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-/// Runs the instance in the foreground until its main process ends. Forwards SIGINT/SIGTERM
-/// received by this process to the instance, calls `hooks.started` once there is a pid to signal.
-pub fn run(_spec: &RunSpec, _hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
-    anyhow::bail!("--mode vm is not implemented yet")
+use anyhow::Context;
+use vcompare_vmm::devices::boot_timer::Phase;
+use vcompare_vmm::{disk, initramfs, machine, GuestExit, GuestSpec};
+
+use super::{monotonic_ns, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
+
+/// Guest RAM when `--memory` is not given.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Environment variable naming a guest kernel to use instead of the built one.
+pub const KERNEL_ENV: &str = "VCOMPARE_KERNEL";
+/// Environment variable: `1` shows the guest kernel's boot log on the console.
+pub const BOOTLOG_ENV: &str = "VCOMPARE_VM_BOOTLOG";
+/// Environment variable with extra guest kernel arguments (experiments: `initcall_debug`, …).
+pub const CMDLINE_ENV: &str = "VCOMPARE_VM_CMDLINE";
+/// The guest's own view (from the guest init) for `inspect`, written when it arrives.
+const GUEST_STATE: &str = "guest.json";
+/// The instance's VMM facts for `inspect`, written at start.
+const VM_STATE: &str = "vm.json";
+
+/// The kernel build script of this source tree.
+fn build_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/build.sh")
+}
+
+/// The guest kernel: `$VCOMPARE_KERNEL`, else the cached build for the current kernels/
+/// inputs (asks `kernels/build.sh --print-path`), else `/usr/local/lib/vcompare/vmlinux`.
+pub fn find_kernel() -> anyhow::Result<PathBuf> {
+    if let Some(k) = std::env::var_os(KERNEL_ENV) {
+        let k = PathBuf::from(k);
+        anyhow::ensure!(k.is_file(), "{KERNEL_ENV}={} does not exist", k.display());
+        return Ok(k);
+    }
+    let script = build_script();
+    if script.is_file() {
+        let out = std::process::Command::new(&script).arg("--print-path").output();
+        if let Ok(o) = out {
+            let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            if o.status.success() && p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    let installed = Path::new("/usr/local/lib/vcompare/vmlinux");
+    if installed.is_file() {
+        return Ok(installed.to_path_buf());
+    }
+    anyhow::bail!(
+        "the guest kernel is not built; build it with `{}` (about 4 minutes on 2 cores)",
+        script.display()
+    )
+}
+
+/// `--memory` in MiB (rounded up), or the default.
+fn memory_mib(spec: &RunSpec) -> u64 {
+    spec.memory_bytes.map(|b| b.div_ceil(1 << 20)).unwrap_or(DEFAULT_MEMORY_MIB)
+}
+
+/// `--cpus` as a vCPU count: a whole number ≥ 1.
+fn vcpus(spec: &RunSpec) -> anyhow::Result<u8> {
+    match spec.cpus {
+        None => Ok(1),
+        Some(c) if c < 1.0 => anyhow::bail!("--cpus {c} is not possible for a VM: it needs at least 1 vCPU"),
+        Some(c) if c.fract() != 0.0 => anyhow::bail!("--cpus {c}: a VM has a whole number of vCPUs"),
+        Some(c) if c > 64.0 => anyhow::bail!("--cpus {c}: vcompare's VMM supports at most 64 vCPUs"),
+        Some(c) => Ok(c as u8),
+    }
+}
+
+/// Converts an `Instant` (CLOCK_MONOTONIC on Linux) to ns since `base`.
+fn since(base: u64, t: Instant) -> u64 {
+    let now = Instant::now();
+    let mono = monotonic_ns().saturating_sub(now.saturating_duration_since(t).as_nanos() as u64);
+    mono.saturating_sub(base)
+}
+
+/// Blocks the VMM's forwarded signals in this thread; restores the old mask on drop.
+struct HeldSignals(libc::sigset_t);
+
+impl HeldSignals {
+    fn new() -> Self {
+        // SAFETY: sigset manipulation on locals; pthread_sigmask on this thread only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in machine::FORWARDED_SIGNALS {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            HeldSignals(old)
+        }
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        // SAFETY: restoring the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+/// Runs the instance as a microVM in this process until the entrypoint ends.
+pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
+    let base = process_start_ns();
+    let cpus = vcpus(spec)?;
+    let mem = memory_mib(spec);
+    machine::validate(mem, cpus)?;
+    // Fail fast on a missing/inaccessible /dev/kvm, before any disk work.
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        return Err(machine::VmError::KvmOpen(e).into());
+    }
+    let kernel = find_kernel()?;
+    let init = crate::artifacts::find_static("vcompare-init")?;
+    anyhow::ensure!(spec.volumes.is_empty(), "-v is not supported in --mode vm yet");
+    if spec.interactive {
+        eprintln!("vcompare: warning: -i is not supported in --mode vm; the entrypoint's stdin is /dev/null");
+    }
+
+    let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs)?;
+    let root_disk = disk::instance_disk(&spec.instance_dir, &image_disk)?;
+    hooks.phase(PhaseMark { name: "disk".into(), at_ns: monotonic_ns().saturating_sub(base) });
+
+    let guest = GuestSpec {
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        cwd: spec.cwd.clone(),
+        uid: spec.uid,
+        gid: spec.gid,
+        hostname: spec.hostname.clone(),
+        root_device: "/dev/vda".into(),
+        root_fstype: "ext4".into(),
+        root_readonly: false,
+        boot_timer_port: machine::BOOT_TIMER_PORT,
+    };
+    let init_bin = std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
+    let initrd = initramfs::build(&init_bin, &serde_json::to_vec(&guest)?);
+    let pid = std::process::id() as i32;
+    let state = serde_json::json!({
+        "vmm_pid": pid,
+        "kernel": kernel,
+        "memory_mib": mem,
+        "cpus": cpus,
+        "disk": root_disk,
+        "backend": vcompare_vmm::KvmBackend::detect(),
+    });
+    let _ = std::fs::write(spec.instance_dir.join(VM_STATE), serde_json::to_vec_pretty(&state)?);
+    let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));
+    // From the moment the pid is published, `stop`/`kill` may signal it: hold the signals the
+    // VMM forwards until its signalfd takes them over (they stay pending, nothing is lost).
+    let _held = HeldSignals::new();
+    hooks.started(pid);
+
+    let launched = Instant::now();
+    let cfg = machine::VmConfig {
+        kernel,
+        memory_mib: mem,
+        cpus,
+        prealloc: spec.prealloc,
+        initramfs: initrd,
+        root_disk: Some(root_disk),
+        root_readonly: false,
+        extra_cmdline: std::env::var(CMDLINE_ENV).unwrap_or_default().split_whitespace().map(String::from).collect(),
+        console: Box::new(std::io::stdout()),
+        boot_log: std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1"),
+        timeout: spec.timeout_secs.map(std::time::Duration::from_secs),
+        handle_signals: true,
+        launched,
+        on_memory: Some(Box::new({
+            let path = spec.instance_dir.join(VM_STATE);
+            let mut state = state.clone();
+            move |ranges: &[(u64, u64)]| {
+                state["guest_ram_host_ranges"] = serde_json::json!(ranges);
+                let _ = std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap_or_default());
+            }
+        })),
+        on_guest_info: Some(Box::new({
+            let path = spec.instance_dir.join(GUEST_STATE);
+            move |info: &str| {
+                let _ = std::fs::write(&path, info);
+            }
+        })),
+    };
+    let report = machine::run(cfg)?;
+    if let Some(t) = report.first_entry {
+        hooks.phase(PhaseMark { name: "vmm_setup".into(), at_ns: since(base, t) });
+    }
+    for m in &report.marks {
+        let name = match m.phase {
+            Phase::InitStart => "kernel_boot",
+            Phase::RootMounted => "root_mounted",
+            Phase::EntrypointExec => "exec",
+            Phase::EntrypointExit => "workload",
+            Phase::InitFailed => "init_failed",
+        };
+        hooks.phase(PhaseMark { name: name.into(), at_ns: since(base, m.at) });
+    }
+    hooks.phase(PhaseMark { name: "teardown".into(), at_ns: since(base, report.ended) });
+    Ok(match report.exit {
+        GuestExit::Exited(c) => Outcome::Exited(c),
+        GuestExit::Signaled(s) => Outcome::Signaled(s),
+        GuestExit::TimedOut => {
+            eprintln!("vcompare: the VM did not finish within --timeout; last console lines:");
+            for l in &report.console_tail {
+                eprintln!("  {l}");
+            }
+            Outcome::TimedOut
+        }
+        GuestExit::Killed => {
+            eprintln!("vcompare: the VM was stopped by a second signal before the guest finished; last console lines:");
+            for l in &report.console_tail {
+                eprintln!("  {l}");
+            }
+            Outcome::Signaled(libc::SIGKILL)
+        }
+    })
 }
 
 /// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
 pub fn exec(_spec: &RunSpec, _pid: i32, _args: &[String], _tty: bool, _interactive: bool) -> anyhow::Result<i32> {
-    anyhow::bail!("exec in --mode vm is not implemented yet")
+    anyhow::bail!("exec is not supported in --mode vm: the guest has no agent to start a second process")
 }
 
-/// Frees what the instance owns on the host (copy-on-write layer, disk copy). Idempotent.
-pub fn remove(_spec: &RunSpec) -> anyhow::Result<()> {
+/// Frees what the instance owns on the host (its disk copy). Idempotent.
+pub fn remove(spec: &RunSpec) -> anyhow::Result<()> {
+    disk::remove_instance_disk(&spec.instance_dir)?;
+    let _ = std::fs::remove_file(spec.instance_dir.join(VM_STATE));
+    let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));
     Ok(())
 }
 
+/// RSS and PSS (KiB) of the whole process, and RSS of the mappings inside guest RAM's host
+/// ranges (anonymous RAM plus the kernel's file mappings placed into it).
+fn rss_split(pid: i32, ranges: &[(u64, u64)]) -> Option<(u64, u64, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (mut total, mut pss, mut guest) = (0u64, 0u64, 0u64);
+    let mut in_guest = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                in_guest = ranges.iter().any(|&(s, l)| a >= s && b <= s + l);
+                continue;
+            }
+        }
+        let mut it = line.split_whitespace();
+        match (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) {
+            (Some("Rss:"), Some(v)) => {
+                total += v;
+                if in_guest {
+                    guest += v;
+                }
+            }
+            (Some("Pss:"), Some(v)) => pss += v,
+            _ => {}
+        }
+    }
+    Some((total, pss, guest))
+}
+
 /// Host view vs instance view, for `vcompare inspect`; `pid` is set while running.
-pub fn inspect(_spec: &RunSpec, _pid: Option<i32>) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::json!({}))
+pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::Value> {
+    let state: serde_json::Value = std::fs::read(spec.instance_dir.join(VM_STATE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::json!({}));
+    let mut host = serde_json::json!({ "vmm_pid": pid });
+    if let Some(pid) = pid {
+        let mut vcpus = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in rd.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                if comm.starts_with("vcpu") {
+                    vcpus.push(serde_json::json!({ "tid": t.file_name().to_string_lossy(), "name": comm.trim() }));
+                }
+            }
+        }
+        host["vcpu_threads"] = serde_json::json!(vcpus);
+        let ranges: Vec<(u64, u64)> = state.get("guest_ram_host_ranges").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default();
+        if let Some((total, pss, guest)) = rss_split(pid, &ranges) {
+            host["rss_kib"] = total.into();
+            host["pss_kib"] = pss.into();
+            host["guest_ram_rss_kib"] = guest.into();
+            host["vmm_overhead_rss_kib"] = total.saturating_sub(guest).into();
+        }
+    }
+    host["host_kernel"] = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().into();
+    host["disk"] = state.get("disk").cloned().unwrap_or_default();
+    host["kvm_backend"] = state.get("backend").cloned().unwrap_or_default();
+    // The guest's own report (sent by our init at boot) when there is one; else the configuration.
+    let guest = match std::fs::read(spec.instance_dir.join(GUEST_STATE)).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+        Some(g) => g,
+        None => serde_json::json!({
+            "pid1": "vcompare-init",
+            "memory_mib (configured)": state.get("memory_mib").cloned().unwrap_or(memory_mib(spec).into()),
+            "cpus (configured)": state.get("cpus").cloned().unwrap_or(serde_json::json!(vcpus(spec).unwrap_or(1))),
+        }),
+    };
+    host["guest_kernel_image"] = state.get("kernel").cloned().unwrap_or_default();
+    Ok(serde_json::json!({ "host": host, "guest": guest }))
 }

@@ -1,9 +1,11 @@
 //! One module per group of commands; each takes the parsed flags and a [`Ctx`].
 
+pub mod bench;
 pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod image;
+pub mod report;
 pub mod run;
 pub mod spec;
 pub mod supervise;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Outcome, PhaseMark, RunSpec};
-use crate::fsutil::{atomic_write, remove_any, FileLock};
+use crate::fsutil::{atomic_write_fast as atomic_write, remove_any, FileLock};
 
 /// Errors about instance records.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,10 +24,14 @@ use crate::vcpu::{self, VcpuEnd, VcpuShared};
 
 /// First legacy IRQ line used by virtio-mmio devices.
 pub const VIRTIO_IRQ_BASE: u32 = 5;
-/// Byte the VMM sends on the guest console to ask the init to SIGTERM the entrypoint.
-pub const SHUTDOWN_BYTE: u8 = 0x1c; // ASCII "file separator": never typed by accident
+/// Byte the VMM sends on the guest console, followed by a signal number, to ask the init to
+/// send that signal to the entrypoint (SIGTERM = the shutdown request of `stop`).
+pub const SIGNAL_BYTE: u8 = 0x1c; // ASCII "file separator": never typed by accident
 /// Console lines shown with a guest failure.
 pub const TAIL_LINES: usize = 20;
+
+/// Receives guest RAM's (host address, length) ranges.
+pub type MemoryCallback = Box<dyn FnOnce(&[(u64, u64)]) + Send>;
 
 /// Everything needed to start one VM.
 pub struct VmConfig {
@@ -57,6 +61,11 @@ pub struct VmConfig {
     pub handle_signals: bool,
     /// The instant the VMM setup is measured from (process launch, or now).
     pub launched: Instant,
+    /// Called (on a vCPU thread) with the guest init's self-description, a JSON object.
+    pub on_guest_info: Option<crate::devices::boot_timer::InfoCallback>,
+    /// Called once guest RAM is mapped, with its (host address, length) ranges: lets the
+    /// caller tell guest RAM from VMM memory in /proc/PID/smaps (the overhead measurement).
+    pub on_memory: Option<MemoryCallback>,
 }
 
 /// How the entrypoint inside the guest ended.
@@ -90,6 +99,8 @@ pub struct VmReport {
     pub console_tail: Vec<String>,
     /// When the VM was torn down.
     pub ended: Instant,
+    /// The guest init's self-description (JSON), if it sent one.
+    pub guest_info: Option<String>,
 }
 
 /// Why a VM could not run to the entrypoint's end.
@@ -216,8 +227,11 @@ fn register_memory(vm: &VmFd, mem: &GuestMem) -> Result<(), VmError> {
     Ok(())
 }
 
-/// Blocks SIGTERM/SIGINT in this thread (inherited by vCPU threads) and reads them from a
-/// signalfd; restores the old mask on drop.
+/// Signals the VMM passes on to the entrypoint in the guest (`kill -s SIG` on the VMM pid).
+pub const FORWARDED_SIGNALS: [i32; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+/// Blocks [`FORWARDED_SIGNALS`] in this thread (inherited by vCPU threads) and reads them
+/// from a signalfd; restores the old mask on drop.
 struct SignalGuard {
     fd: i32,
     old: libc::sigset_t,
@@ -231,8 +245,9 @@ impl SignalGuard {
             let mut set: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
+            for s in FORWARDED_SIGNALS {
+                libc::sigaddset(&mut set, s);
+            }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
             let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
             if fd < 0 {
@@ -274,35 +289,82 @@ enum LoopEnd {
 
 /// Boots the VM and runs it until the guest is done. The calling thread becomes the VMM's
 /// main loop; vCPUs get their own threads.
-pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
+pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
+    let trace = std::env::var_os("VCOMPARE_VMM_TRACE").is_some();
+    let mut last = Instant::now();
+    let mut step = |what: &str| {
+        if trace {
+            let now = Instant::now();
+            eprintln!("vmm: {what}: {:.3} ms", (now - last).as_secs_f64() * 1000.0);
+            last = now;
+        }
+    };
     validate(cfg.memory_mib, cfg.cpus)?;
-    let backend = KvmBackend::detect();
+    // VCOMPARE_VMM_PLAIN=1 skips the PVM adaptations, to show what a stock setup does here.
+    let backend = match std::env::var_os("VCOMPARE_VMM_PLAIN") {
+        Some(_) => KvmBackend::Hardware,
+        None => KvmBackend::detect(),
+    };
     let signals = if cfg.handle_signals { Some(SignalGuard::new().map_err(VmError::Host)?) } else { None };
 
     let kvm = Kvm::new().map_err(|e| VmError::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
-    let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
-    vm.set_tss_address(0xfffb_d000).map_err(kvm_err("TSS address"))?;
-    vm.create_irq_chip().map_err(kvm_err("in-kernel irqchip"))?;
-    vm.create_pit2(kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() })
-        .map_err(kvm_err("in-kernel PIT"))?;
-
+    step("validate+open");
     let mem = memory::create(cfg.memory_mib, cfg.prealloc)?;
-    register_memory(&vm, &mem)?;
-
-    let info = boot::load_kernel(&mem, &cfg.kernel)?;
-    let initrd_addr = boot::load_initrd(&mem, &info, &cfg.initramfs)?;
-    boot::pvh::write_start_info(&mem, Some((initrd_addr, cfg.initramfs.len() as u64)))?;
-    mptable::write(&mem, cfg.cpus)?;
-    regs::write_gdt(&mem)?;
-
-    let supported = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("supported CPUID"))?;
-    let mut vcpus = Vec::with_capacity(cfg.cpus as usize);
-    for i in 0..cfg.cpus {
-        let vcpu = vm.create_vcpu(u64::from(i)).map_err(kvm_err("create vCPU"))?;
-        vcpu.set_cpuid2(&crate::cpuid::for_vcpu(&supported, i, cfg.cpus, backend)).map_err(kvm_err("vCPU CPUID"))?;
-        regs::setup_vcpu(&vcpu, i, info.pvh_entry)?;
-        vcpus.push(vcpu);
+    if let Some(f) = cfg.on_memory.take() {
+        let ranges: Vec<(u64, u64)> = mem.iter().map(|r| (r.as_ptr() as u64, r.len())).collect();
+        f(&ranges);
     }
+    step("mmap");
+    // The initramfs is copied into guest RAM below; the VMM keeps no copy (RSS).
+    let initramfs = std::mem::take(&mut cfg.initramfs);
+    let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
+    step("create_vm");
+
+
+    // Registering guest RAM with KVM takes ~5 ms on PVM hosts whatever the size; it runs on a
+    // helper thread while this thread loads the kernel and creates the vCPUs.
+    let (slots, loaded) = std::thread::scope(|sc| {
+        let slots = sc.spawn(|| {
+            let t = Instant::now();
+            let r = register_memory(&vm, &mem);
+            if trace {
+                eprintln!("vmm:   (memslots alone: {:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+            }
+            r
+        });
+        let loaded = (|| -> Result<_, VmError> {
+            let t = Instant::now();
+            vm.set_tss_address(0xfffb_d000).map_err(kvm_err("TSS address"))?;
+            vm.create_irq_chip().map_err(kvm_err("in-kernel irqchip"))?;
+            vm.create_pit2(kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() })
+                .map_err(kvm_err("in-kernel PIT"))?;
+            let info = boot::load_kernel(&mem, &cfg.kernel)?;
+            if trace {
+                eprintln!("vmm:   (irqchip+pit+kernel: {:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let initrd_addr = boot::load_initrd(&mem, &info, &initramfs)?;
+            boot::pvh::write_start_info(&mem, Some((initrd_addr, initramfs.len() as u64)))?;
+            mptable::write(&mem, cfg.cpus)?;
+            regs::write_gdt(&mem)?;
+            let supported = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("supported CPUID"))?;
+            let mut vcpus = Vec::with_capacity(cfg.cpus as usize);
+            for i in 0..cfg.cpus {
+                let vcpu = vm.create_vcpu(u64::from(i)).map_err(kvm_err("create vCPU"))?;
+                vcpu.set_cpuid2(&crate::cpuid::for_vcpu(&supported, i, cfg.cpus, backend)).map_err(kvm_err("vCPU CPUID"))?;
+                regs::setup_vcpu(&vcpu, i, info.pvh_entry)?;
+                vcpus.push(vcpu);
+            }
+            if trace {
+                eprintln!("vmm:   (load+vcpus: {:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok(vcpus)
+        })();
+        (slots.join().expect("memslot thread"), loaded)
+    });
+    drop(initramfs);
+    slots?;
+    let vcpus = loaded?;
+    step("memslots || irqchip+pit+kernel+initrd+tables+vcpus");
     let tsc_khz = vcpus[0].get_tsc_khz().ok();
     let cmdline = kernel_cmdline(backend, tsc_khz, cfg.root_disk.is_some(), cfg.boot_log, &cfg.extra_cmdline);
     boot::write_cmdline(&mem, &cmdline)?;
@@ -316,7 +378,11 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
     let forward = Arc::new(AtomicBool::new(cfg.boot_log));
     let serial_irq = EventTrigger::new().map_err(host)?;
     vm.register_irqfd(&serial_irq.0, COM1_IRQ).map_err(kvm_err("serial irqfd"))?;
-    let console = Console::new(serial_irq, ConsoleSink::new(cfg.console, forward.clone()));
+    let timer = Arc::new(BootTimer::new(forward.clone(), cfg.boot_log).map_err(VmError::Host)?);
+    if let Some(f) = cfg.on_guest_info {
+        timer.on_guest_info(f);
+    }
+    let console = Console::new(serial_irq, ConsoleSink::new(cfg.console, forward.clone()).with_boot_timer(timer.clone()));
     let reset = EventTrigger::new().map_err(VmError::Host)?;
     let reset_fd = reset.0.try_clone().map_err(VmError::Host)?;
     let mut virtio = Vec::new();
@@ -329,10 +395,11 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
     let devices = Arc::new(Devices {
         serial: Mutex::new(console),
         i8042: Mutex::new(ResetDevice::new(reset)),
-        boot_timer: BootTimer::new(forward.clone(), cfg.boot_log),
+        boot_timer: timer,
         virtio,
     });
 
+    step("cmdline+devices");
     // vCPU threads.
     vcpu::install_kick_handler().map_err(|e| VmError::Host(std::io::Error::from_raw_os_error(e.errno())))?;
     let shared = Arc::new(VcpuShared::new().map_err(VmError::Host)?);
@@ -365,6 +432,7 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
         marks: marks.clone(),
         console_tail: tail.clone(),
         ended,
+        guest_info: devices.boot_timer.guest_info(),
     };
     let guest = |what: String| VmError::Guest { what, lines: tail.clone() };
     let exit_status = devices.boot_timer.last(Phase::EntrypointExit).map(|m| {
@@ -392,8 +460,8 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
         LoopEnd::Vcpu(i, VcpuEnd::Shutdown) => {
             Err(guest(format!("vCPU {i} hit a triple fault (KVM_EXIT_SHUTDOWN); the guest kernel crashed")))
         }
-        LoopEnd::Vcpu(i, VcpuEnd::InternalError) => Err(guest(format!(
-            "KVM could not run a guest instruction on vCPU {i} (KVM_EXIT_INTERNAL_ERROR){}",
+        LoopEnd::Vcpu(i, VcpuEnd::InternalError { suberror, rip, cpl }) => Err(guest(format!(
+            "KVM could not run a guest instruction on vCPU {i} (KVM_EXIT_INTERNAL_ERROR, suberror {suberror}, RIP {rip:#x}, CPL {cpl}){}",
             if backend == KvmBackend::Pvm { "; on PVM hosts the guest kernel must be vcompare's patched one (kernels/build.sh)" } else { "" }
         ))),
         LoopEnd::Vcpu(i, VcpuEnd::FailEntry(r)) => Err(guest(format!("KVM refused to enter vCPU {i} (KVM_EXIT_FAIL_ENTRY, reason {r:#x})"))),
@@ -410,17 +478,19 @@ fn main_loop(
     signals: Option<&SignalGuard>,
 ) -> LoopEnd {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let mut shutdown_pending = false;
-    let mut shutdown_sent = false;
+    // Signals waiting for the entrypoint to exist (the init reads the console only then).
+    let mut pending: Vec<i32> = Vec::new();
+    let mut stop_requests = 0;
     loop {
         let mut fds = vec![
             libc::pollfd { fd: reset_fd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: shared.end_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: devices.boot_timer.done.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         if let Some(s) = signals {
             fds.push(libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 });
         }
-        let mut wait_ms: i64 = if shutdown_pending && !shutdown_sent { 50 } else { 1000 };
+        let mut wait_ms: i64 = if pending.is_empty() { 1000 } else { 50 };
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -433,7 +503,7 @@ fn main_loop(
         if n < 0 {
             continue; // EINTR
         }
-        if fds[0].revents != 0 {
+        if fds[0].revents != 0 || fds[2].revents != 0 {
             return LoopEnd::Reset;
         }
         if fds[1].revents != 0 {
@@ -442,18 +512,26 @@ fn main_loop(
             }
         }
         if let Some(s) = signals {
-            if fds.len() > 2 && fds[2].revents != 0 {
-                while let Some(_sig) = s.read() {
-                    if shutdown_pending {
-                        return LoopEnd::Killed;
+            if fds.len() > 3 && fds[3].revents != 0 {
+                while let Some(sig) = s.read() {
+                    if sig == libc::SIGTERM || sig == libc::SIGINT {
+                        stop_requests += 1;
+                        if stop_requests > 1 {
+                            return LoopEnd::Killed;
+                        }
                     }
-                    shutdown_pending = true;
+                    pending.push(sig);
                 }
             }
         }
-        if shutdown_pending && !shutdown_sent && devices.boot_timer.last(Phase::EntrypointExec).is_some() {
-            // The init reads the console only once the entrypoint runs; before that the byte would be lost.
-            shutdown_sent = devices.serial.lock().unwrap().send_to_guest(&[SHUTDOWN_BYTE]) == 1;
+        if !pending.is_empty() && devices.boot_timer.last(Phase::EntrypointExec).is_some() {
+            let mut serial = devices.serial.lock().unwrap();
+            while let Some(&sig) = pending.first() {
+                if serial.send_to_guest(&[SIGNAL_BYTE, sig as u8]) != 2 {
+                    break; // FIFO full: retry on the next round
+                }
+                pending.remove(0);
+            }
         }
     }
 }

@@ -18,8 +18,16 @@ use crate::devices::Devices;
 pub enum VcpuEnd {
     /// KVM_EXIT_SHUTDOWN: triple fault (or a shutdown the guest asked for without i8042).
     Shutdown,
-    /// KVM_EXIT_INTERNAL_ERROR: on PVM hosts usually an instruction the emulator cannot run.
-    InternalError,
+    /// KVM_EXIT_INTERNAL_ERROR: on PVM hosts usually an instruction the emulator cannot run
+    /// (suberror 1). With the guest RIP and the instruction bytes there, when readable.
+    InternalError {
+        /// KVM's suberror (1 = emulation failure).
+        suberror: u32,
+        /// Guest RIP at the failure.
+        rip: u64,
+        /// Current privilege level (CS.DPL).
+        cpl: u8,
+    },
     /// KVM_EXIT_FAIL_ENTRY with the hardware reason.
     FailEntry(u64),
     /// KVM_EXIT_SYSTEM_EVENT (reset/shutdown request).
@@ -75,8 +83,10 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Installs the (empty) kick handler once per process; KVM_RUN then returns EINTR.
 pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
     static DONE: OnceLock<Result<(), i32>> = OnceLock::new();
-    DONE.get_or_init(|| vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()))
-        .map_err(|&e| vmm_sys_util::errno::Error::new(e))
+    match DONE.get_or_init(|| vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno())) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(vmm_sys_util::errno::Error::new(*e)),
+    }
 }
 
 /// Starts the thread for vCPU `index`.
@@ -116,7 +126,16 @@ fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuSha
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             Ok(VcpuExit::Shutdown) => return shared.report(index, VcpuEnd::Shutdown),
-            Ok(VcpuExit::InternalError) => return shared.report(index, VcpuEnd::InternalError),
+            Ok(VcpuExit::InternalError) => {
+                // SAFETY: after an INTERNAL_ERROR exit the `internal` member of the kvm_run
+                // union is the one KVM filled in.
+                let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                let (rip, cpl) = match (vcpu.get_regs(), vcpu.get_sregs()) {
+                    (Ok(r), Ok(s)) => (r.rip, s.cs.dpl),
+                    _ => (0, 0),
+                };
+                return shared.report(index, VcpuEnd::InternalError { suberror, rip, cpl });
+            }
             Ok(VcpuExit::FailEntry(reason, _)) => return shared.report(index, VcpuEnd::FailEntry(reason)),
             Ok(VcpuExit::SystemEvent(kind, _)) => return shared.report(index, VcpuEnd::SystemEvent(kind)),
             Ok(other) => return shared.report(index, VcpuEnd::Unexpected(format!("{other:?}"))),

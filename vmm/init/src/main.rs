@@ -1,5 +1,337 @@
-//! Guest init for vcompare microVMs (filled in by the VM-mode work).
+//! vcompare's guest init: PID 1 inside the microVM. It mounts /proc, /sys, /dev and the
+//! image's root disk, moves into it, sets hostname, user, environment and working directory,
+//! runs the entrypoint as its child, reaps zombies, turns the VMM's shutdown request (a byte
+//! on the console) into SIGTERM for the entrypoint, and reports phases and the exit status
+//! through the boot-timer I/O port. Then it syncs and reboots (= the VM is done).
+
+use std::ffi::CString;
+use std::io::Write;
+
+include!("../../src/guest_spec.rs");
+
+/// Phase numbers of the boot-timer protocol (see vmm/src/devices/boot_timer.rs).
+const PHASE_INIT_START: u32 = 1;
+const PHASE_ROOT_MOUNTED: u32 = 2;
+const PHASE_EXEC: u32 = 3;
+const PHASE_EXIT: u32 = 4;
+const PHASE_FAILED: u32 = 5;
+/// The byte the VMM writes to the console, followed by a signal number, to have that signal
+/// sent to the entrypoint (SIGTERM: the clean stop of `vcompare stop`).
+const SIGNAL_BYTE: u8 = 0x1c;
+const DEFAULT_PORT: u16 = 0x4f0;
+
+fn log(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "vcompare-init: {msg}");
+}
+
+static PORT_OK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reports to the boot-timer device: one 32-bit port write the VMM timestamps, or — when the
+/// guest kernel has no ioperm() — the same value as a console marker `ESC _ vcompare:N ESC \`,
+/// which the VMM strips from the output. tcdrain makes the write reach the UART now.
+fn report(port: u16, phase: u32, arg: u32) {
+    let v = phase | (arg << 8);
+    if PORT_OK.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: ioperm was granted for this port in main(); `out` has no memory effects.
+        unsafe { std::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    } else {
+        let m = format!("\x1b_vcompare:{v}\x1b\\");
+        // SAFETY: writing a local buffer to our stdout (the console), then draining it.
+        unsafe {
+            libc::write(1, m.as_ptr().cast(), m.len());
+            libc::tcdrain(1);
+        }
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s.as_bytes().to_vec()).unwrap_or_else(|_| CString::new("?").unwrap())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn mount(src: &str, dst: &str, fstype: &str, flags: libc::c_ulong, data: Option<&str>) -> Result<(), String> {
+    let (s, d, t) = (cstr(src), cstr(dst), cstr(fstype));
+    let data = data.map(cstr);
+    // SAFETY: all pointers are valid NUL-terminated strings (or null) for the call.
+    let rc = unsafe {
+        libc::mount(s.as_ptr(), d.as_ptr(), t.as_ptr(), flags, data.as_ref().map_or(std::ptr::null(), |c| c.as_ptr().cast()))
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("mount {src} on {dst} ({fstype}): {}", std::io::Error::last_os_error()))
+    }
+}
+
+/// Fails the boot: message on the console, phase 5 to the VMM, reboot.
+fn fail(port: u16, msg: &str) -> ! {
+    log(msg);
+    report(port, PHASE_FAILED, errno() as u32 & 0xffff);
+    finish();
+}
+
+fn finish() -> ! {
+    // SAFETY: sync and reboot have no memory-safety preconditions; we are PID 1.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_AUTOBOOT);
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Sends the guest's own view (for `vcompare inspect`) as an `info:` console marker.
+fn send_info() {
+    // SAFETY: uname and sysconf fill/return plain data.
+    let (release, cpus) = unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        libc::uname(&mut u);
+        let r = std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned();
+        (r, libc::sysconf(libc::_SC_NPROCESSORS_ONLN))
+    };
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let info = serde_json::json!({
+        "pid1": "vcompare-init",
+        "pid": std::process::id(),
+        "kernel_release": release,
+        "mem_total_kib": mem_kib,
+        "cpus_online": cpus,
+        "hostname": host.trim(),
+    });
+    let m = format!("\x1b_vcompare:info:{info}\x1b\\");
+    // SAFETY: writing a local buffer to the console.
+    unsafe {
+        libc::write(1, m.as_ptr().cast(), m.len());
+    }
+}
+
+/// Mounts the kernel filesystems and the root disk, and makes the root disk `/`.
+fn setup_root(spec: &GuestSpec, port: u16) -> Result<(), String> {
+    // Wait briefly for the virtio disk's device node (normally there already).
+    for _ in 0..500 {
+        if std::path::Path::new(&spec.root_device).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ro = if spec.root_readonly { libc::MS_RDONLY } else { 0 };
+    mount(&spec.root_device, "/newroot", &spec.root_fstype, ro, None)?;
+    for d in ["proc", "sys", "dev", "tmp"] {
+        let _ = std::fs::create_dir(format!("/newroot/{d}"));
+    }
+    for d in ["/proc", "/sys", "/dev"] {
+        mount(d, &format!("/newroot{d}"), "", libc::MS_MOVE, None)?;
+    }
+    std::env::set_current_dir("/newroot").map_err(|e| format!("chdir /newroot: {e}"))?;
+    mount(".", "/", "", libc::MS_MOVE, None)?;
+    // SAFETY: "." is a valid path string.
+    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+        return Err(format!("chroot: {}", std::io::Error::last_os_error()));
+    }
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let _ = std::fs::create_dir_all("/dev/pts");
+    let _ = mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666"));
+    let _ = std::fs::create_dir_all("/dev/shm");
+    let _ = mount("shm", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, None);
+    report(port, PHASE_ROOT_MOUNTED, 0);
+    Ok(())
+}
+
+/// Puts the console into raw input mode (no echo, no line editing) so the VMM's shutdown
+/// byte reaches us at once and is never echoed; output processing is left alone.
+fn console_raw() {
+    // SAFETY: termios on fd 0 with a zeroed, then filled, struct.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) == 0 {
+            t.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG | libc::IEXTEN);
+            t.c_iflag &= !(libc::ICRNL | libc::IXON);
+            t.c_cc[libc::VMIN] = 1;
+            t.c_cc[libc::VTIME] = 0;
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+    }
+}
+
+/// Resolves `prog` through PATH from the spec's environment, as execvp would.
+fn resolve(prog: &str, env: &[String]) -> String {
+    if prog.contains('/') {
+        return prog.to_string();
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let cand = format!("{dir}/{prog}");
+        if let Ok(m) = std::fs::metadata(&cand) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return cand;
+            }
+        }
+    }
+    prog.to_string()
+}
+
+/// Forks and execs the entrypoint; returns its pid.
+fn spawn(spec: &GuestSpec) -> Result<libc::pid_t, String> {
+    let path = cstr(&resolve(&spec.args[0], &spec.env));
+    let argv: Vec<CString> = spec.args.iter().map(|a| cstr(a)).collect();
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let envp: Vec<CString> = spec.env.iter().map(|a| cstr(a)).collect();
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    let cwd = cstr(if spec.cwd.is_empty() { "/" } else { &spec.cwd });
+    let devnull = cstr("/dev/null");
+    // SAFETY: fork in a single-threaded process; the child only calls async-signal-safe
+    // functions on data prepared before the fork, then execs or _exits.
+    unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::setsid();
+            let fd = libc::open(devnull.as_ptr(), libc::O_RDONLY);
+            if fd >= 0 {
+                libc::dup2(fd, 0);
+                libc::close(fd);
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(spec.gid) != 0
+                || libc::setuid(spec.uid) != 0
+            {
+                let m = b"vcompare-init: cannot switch user\n";
+                libc::write(2, m.as_ptr().cast(), m.len());
+                libc::_exit(126);
+            }
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                let m = b"vcompare-init: cannot change to the working directory\n";
+                libc::write(2, m.as_ptr().cast(), m.len());
+                libc::_exit(126);
+            }
+            libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+            let code = if errno() == libc::ENOENT { 127 } else { 126 };
+            let m = b"vcompare-init: cannot execute the entrypoint: ";
+            libc::write(2, m.as_ptr().cast(), m.len());
+            libc::write(2, argv[0].as_ptr().cast(), argv[0].as_bytes().len());
+            libc::write(2, b"\n".as_ptr().cast(), 1);
+            libc::_exit(code);
+        }
+        Ok(pid)
+    }
+}
+
 fn main() {
-    eprintln!("vcompare-init: not implemented yet");
-    std::process::exit(1);
+    // SAFETY: ioperm only changes this process's I/O permission bitmap.
+    let port_ok = unsafe { libc::ioperm(u64::from(DEFAULT_PORT) as libc::c_ulong, 4, 1) == 0 };
+    PORT_OK.store(port_ok, std::sync::atomic::Ordering::Relaxed);
+    report(DEFAULT_PORT, PHASE_INIT_START, 0);
+    if let Err(e) = mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)
+        .and_then(|_| mount("sysfs", "/sys", "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None))
+        .and_then(|_| mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, None))
+    {
+        fail(DEFAULT_PORT, &e);
+    }
+    let spec: GuestSpec = match std::fs::read("/vcompare.json").map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        Ok(s) => s,
+        Err(e) => fail(DEFAULT_PORT, &format!("cannot read /vcompare.json: {e}")),
+    };
+    let port = if spec.boot_timer_port == 0 { DEFAULT_PORT } else { spec.boot_timer_port };
+    if spec.args.is_empty() {
+        fail(port, "no command to run");
+    }
+    if !spec.root_device.is_empty() {
+        if let Err(e) = setup_root(&spec, port) {
+            fail(port, &e);
+        }
+    }
+    if !spec.hostname.is_empty() {
+        // SAFETY: pointer/length of a valid byte string.
+        unsafe { libc::sethostname(spec.hostname.as_ptr().cast(), spec.hostname.len()) };
+    }
+    console_raw();
+
+    // SIGCHLD through a signalfd, so one poll covers children and the console.
+    // SAFETY: local sigset manipulation; signalfd returns a new fd.
+    let sfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    send_info();
+    report(port, PHASE_EXEC, 0);
+    let child = match spawn(&spec) {
+        Ok(p) => p,
+        Err(e) => fail(port, &e),
+    };
+
+    let status = loop {
+        let mut fds = [
+            libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: valid pollfd array.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut b = [0u8; 64];
+            // SAFETY: reading into a local buffer.
+            let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) };
+            let got = &b[..n.max(0) as usize];
+            for (i, _) in got.iter().enumerate().filter(|(_, &c)| c == SIGNAL_BYTE) {
+                let sig = got.get(i + 1).map_or(libc::SIGTERM, |&s| i32::from(s));
+                let sig = if (1..=64).contains(&sig) { sig } else { libc::SIGTERM };
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(child, sig) };
+            }
+        } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            fds[0].fd = -1;
+        }
+        if fds[1].revents != 0 {
+            let mut info = [0u8; 128];
+            // SAFETY: draining the signalfd into a local buffer.
+            while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
+        }
+        // Reap everything; remember the entrypoint's status.
+        let mut done = None;
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid with a valid status pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                done = Some(st);
+            }
+        }
+        if let Some(st) = done {
+            break st;
+        }
+    };
+    let (code, sig) = if libc::WIFSIGNALED(status) { (0, libc::WTERMSIG(status)) } else { (libc::WEXITSTATUS(status), 0) };
+    // Let the console drain so the entrypoint's last output is seen before we report.
+    // SAFETY: tcdrain on our stdout (the console).
+    unsafe {
+        libc::tcdrain(1);
+        libc::kill(-1, libc::SIGKILL);
+        libc::sync();
+    }
+    report(port, PHASE_EXIT, (code as u32 & 0xff) | ((sig as u32 & 0xff) << 8));
+    finish();
 }

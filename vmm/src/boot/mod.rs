@@ -2,6 +2,7 @@
 //! start info (command line, e820 memory map, initramfs module), the MP table for SMP, a GDT,
 //! and the vCPU registers for the PVH 32-bit protected-mode entry.
 
+pub mod elf_map;
 pub mod gdt;
 pub mod mptable;
 pub mod pvh;
@@ -86,10 +87,18 @@ pub struct BootInfo {
     pub kernel_end: u64,
 }
 
-/// Loads the ELF vmlinux at its physical load addresses and returns its PVH entry point.
+/// Loads the ELF vmlinux at its physical load addresses and returns its PVH entry point:
+/// mapped from the file when possible ([`elf_map`]), else copied by linux-loader.
 pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<BootInfo, BootError> {
     let p = path.display().to_string();
     let mut f = File::open(path).map_err(|source| BootError::OpenKernel { path: p.clone(), source })?;
+    if let Some(layout) = elf_map::parse(&f) {
+        if let Some(entry) = layout.pvh_entry {
+            if let Some(end) = elf_map::map_into(mem, &f, &layout) {
+                return Ok(BootInfo { pvh_entry: entry, kernel_end: end });
+            }
+        }
+    }
     let res = Elf::load(mem, None, &mut f, Some(GuestAddress(HIGH_RAM_START)))
         .map_err(|source| BootError::LoadKernel { path: p.clone(), source })?;
     match res.pvh_boot_cap {

@@ -44,7 +44,7 @@ pub struct Devices {
     /// Reset line.
     pub i8042: Mutex<i8042::ResetDevice>,
     /// Phase marks and the guest's exit report.
-    pub boot_timer: boot_timer::BootTimer,
+    pub boot_timer: std::sync::Arc<boot_timer::BootTimer>,
     /// virtio-mmio devices in address order, each at `VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE`.
     pub virtio: Vec<Mutex<virtio::mmio::MmioTransport>>,
 }

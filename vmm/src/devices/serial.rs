@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use vm_superio::Serial;
 
+use super::boot_timer::BootTimer;
 use super::EventTrigger;
 
 /// Bytes of console output kept for error reports.
@@ -23,26 +24,92 @@ pub struct ConsoleSink {
     pub forward: Arc<AtomicBool>,
     tail: VecDeque<u8>,
     pending: Vec<u8>,
+    timer: Option<Arc<BootTimer>>,
+    /// Bytes of a possible `ESC _ vcompare:N ESC \` marker seen so far.
+    marker: Vec<u8>,
+}
+
+/// Opening of a boot-timer console marker.
+pub const MARKER_START: &[u8] = b"\x1b_vcompare:";
+/// Maximum marker length (an `info:` JSON object from the guest init included).
+const MARKER_MAX: usize = 1024;
+
+/// A console marker's content.
+enum Marker {
+    /// A boot-timer value.
+    Value(u32),
+    /// `info:<json>`: the guest's own view (kernel release, memory, CPUs) for `inspect`.
+    Info(String),
 }
 
 impl ConsoleSink {
     /// A sink writing to `out` while `forward` is set.
     pub fn new(out: Box<dyn Write + Send>, forward: Arc<AtomicBool>) -> Self {
-        ConsoleSink { out, forward, tail: VecDeque::with_capacity(TAIL_BYTES), pending: Vec::new() }
+        ConsoleSink { out, forward, tail: VecDeque::with_capacity(TAIL_BYTES), pending: Vec::new(), timer: None, marker: Vec::new() }
     }
 
-    /// The last `n` lines the guest printed (boot messages included).
+    /// Console markers are reported to `timer` (and removed from the output).
+    pub fn with_boot_timer(mut self, timer: Arc<BootTimer>) -> Self {
+        self.timer = Some(timer);
+        self
+    }
+
+    /// Feeds one byte through the marker parser: ordinary output goes to `out`; a complete
+    /// marker's value is returned.
+    fn scan(&mut self, b: u8, out: &mut Vec<u8>) -> Option<Marker> {
+        if self.timer.is_none() {
+            out.push(b);
+            return None;
+        }
+        self.marker.push(b);
+        let n = self.marker.len();
+        if n <= MARKER_START.len() {
+            if self.marker[..] != MARKER_START[..n] {
+                // Not a marker after all: release what we held back (an ESC may start a new one).
+                let held = std::mem::take(&mut self.marker);
+                let (last, rest) = held.split_last().unwrap();
+                out.extend_from_slice(rest);
+                if *last == 0x1b {
+                    self.marker.push(*last);
+                } else {
+                    out.push(*last);
+                }
+            }
+            return None;
+        }
+        if self.marker[n - 2] == 0x1b && self.marker[n - 1] == b'\\' {
+            let held = std::mem::take(&mut self.marker);
+            let body = &held[MARKER_START.len()..n - 2];
+            let parsed = std::str::from_utf8(body).ok().and_then(|s| {
+                if let Some(info) = s.strip_prefix("info:") {
+                    Some(Marker::Info(info.to_string()))
+                } else {
+                    s.parse::<u32>().ok().map(Marker::Value)
+                }
+            });
+            if parsed.is_none() {
+                out.extend_from_slice(&held);
+            }
+            return parsed;
+        }
+        if n > MARKER_MAX || !(b.is_ascii_graphic() || b == b' ' || b == 0x1b) || (b == 0x1b && self.marker[n - 2] == 0x1b) {
+            let held = std::mem::take(&mut self.marker);
+            out.extend_from_slice(&held);
+        }
+        None
+    }
+
+    /// The last `n` lines the guest printed (boot messages included, markers removed).
     pub fn last_lines(&self, n: usize) -> Vec<String> {
         let bytes: Vec<u8> = self.tail.iter().copied().collect();
         let text = String::from_utf8_lossy(&bytes).replace('\r', "");
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].iter().map(|s| s.to_string()).collect()
     }
-}
 
-impl Write for ConsoleSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
+    /// Ordinary output: into the tail, and to the host while forwarding.
+    fn emit(&mut self, plain: &[u8]) -> std::io::Result<()> {
+        for &b in plain {
             if self.tail.len() == TAIL_BYTES {
                 self.tail.pop_front();
             }
@@ -50,11 +117,33 @@ impl Write for ConsoleSink {
         }
         if self.forward.load(Ordering::Relaxed) {
             // The guest console turns "\n" into "\r\n"; the host terminal does not need the \r.
-            self.pending.extend(buf.iter().copied().filter(|&b| b != b'\r'));
-            if buf.contains(&b'\n') || self.pending.len() >= 4096 {
+            self.pending.extend(plain.iter().copied().filter(|&b| b != b'\r'));
+            if plain.contains(&b'\n') || self.pending.len() >= 4096 {
                 self.flush()?;
             }
         }
+        Ok(())
+    }
+}
+
+impl Write for ConsoleSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut plain = Vec::with_capacity(buf.len());
+        for &b in buf {
+            if let Some(m) = self.scan(b, &mut plain) {
+                // Output before the marker must reach the host before forwarding changes.
+                self.emit(&plain)?;
+                plain.clear();
+                self.flush()?;
+                if let Some(t) = &self.timer {
+                    match m {
+                        Marker::Value(v) => t.record(v),
+                        Marker::Info(i) => t.set_guest_info(i),
+                    }
+                }
+            }
+        }
+        self.emit(&plain)?;
         Ok(buf.len())
     }
 
@@ -143,6 +232,26 @@ mod tests {
         assert_eq!(c.read(5) & 1, 1, "LSR: data ready");
         assert_eq!(c.read(0), b'T');
         assert_eq!(c.read(5) & 1, 0);
+    }
+
+    #[test]
+    fn markers_are_recorded_and_stripped() {
+        let out = Shared::default();
+        let fwd = Arc::new(AtomicBool::new(true));
+        let timer = Arc::new(BootTimer::new(fwd.clone(), false).unwrap());
+        let mut s = ConsoleSink::new(Box::new(out.clone()), fwd).with_boot_timer(timer.clone());
+        s.write_all(b"a\x1b[1mb\x1b_vcompare:1\x1b\\c\n").unwrap();
+        s.write_all(b"x\x1b_vcomp").unwrap();
+        s.write_all(b"are:1028\x1b\\y\n").unwrap();
+        s.write_all(b"\x1b_vcompare:info:{\"a\": 1}\x1b\\").unwrap();
+        s.write_all(b"\x1b_vcompare:zz\n").unwrap();
+        s.flush().unwrap();
+        assert_eq!(&*out.0.lock().unwrap(), b"a\x1b[1mbc\nx", "nothing forwarded after the exit mark");
+        let m = timer.marks();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].phase, m[1].phase, m[1].arg), (super::super::boot_timer::Phase::InitStart, super::super::boot_timer::Phase::EntrypointExit, 4));
+        assert!(s.last_lines(5).iter().any(|l| l.contains("vcompare:zz")), "broken markers stay visible");
+        assert_eq!(timer.guest_info().as_deref(), Some("{\"a\": 1}"));
     }
 
     #[test]

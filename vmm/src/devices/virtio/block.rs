@@ -88,9 +88,7 @@ impl Block {
             VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
                 let is_read = kind == VIRTIO_BLK_T_IN;
                 let total: u64 = data.iter().map(|d| u64::from(d.len())).sum();
-                if !is_read && self.read_only {
-                    S_IOERR
-                } else if sector.checked_mul(SECTOR).and_then(|o| o.checked_add(total)).is_none_or(|end| end > self.sectors * SECTOR) {
+                if (!is_read && self.read_only) || sector.checked_mul(SECTOR).and_then(|o| o.checked_add(total)).is_none_or(|end| end > self.sectors * SECTOR) {
                     S_IOERR
                 } else {
                     let mut off = sector * SECTOR;
@@ -187,6 +185,7 @@ mod tests {
     use super::*;
     use crate::devices::virtio::mmio::MmioTransport;
     use std::io::Write;
+    use vm_memory::Address;
     use vmm_sys_util::eventfd::EventFd;
 
     // Guest-memory layout for the test queue.

@@ -1,0 +1,261 @@
+//! The results.json schema: one file per benchmark run, every raw sample kept, with the
+//! environment it was measured in, so a report can be re-rendered (and compared) anywhere.
+//! `schema_version` changes whenever a field changes meaning.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_at, BenchError, Result};
+
+/// Bumped when a field is renamed or changes meaning; readers reject other versions.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One benchmark run: environment, configuration and all raw measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// [`SCHEMA_VERSION`] at write time.
+    pub schema_version: u32,
+    /// Where and when this was measured.
+    pub environment: Environment,
+    /// What was asked for.
+    pub config: RunConfig,
+    /// Startup series, one per subject (host, container, vm, crun, runc, qemu…).
+    #[serde(default)]
+    pub startup: Vec<StartupSeries>,
+    /// CPU/syscall/page-fault/IO workloads, one series per (workload, subject).
+    #[serde(default)]
+    pub cpu: Vec<CpuSeries>,
+    /// Memory figures, one series per (subject, metric).
+    #[serde(default)]
+    pub memory: Vec<MemorySeries>,
+    /// Density: host memory as idle instances are added, one series per subject.
+    #[serde(default)]
+    pub density: Vec<DensitySeries>,
+    /// Host disk bytes per extra instance, one series per subject.
+    #[serde(default)]
+    pub disk: Vec<DiskSeries>,
+    /// What was not measured, and why (peer not installed, VM mode failing…).
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// Free-form remarks recorded during the run (e.g. noisy neighbours).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// The machine and software the numbers come from (DESIGN §3: recorded in every report).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Environment {
+    /// UTC start of the run, RFC 3339.
+    pub date: String,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// MemTotal in bytes.
+    pub memory_total_bytes: u64,
+    /// `uname -r` of the host.
+    pub host_kernel: String,
+    /// Cgroup setup as `vcompare doctor` reports it (v1 / v2 / hybrid + controllers).
+    pub cgroup: String,
+    /// How /dev/kvm is served: VM numbers are only comparable across equal backends.
+    pub kvm_backend: String,
+    /// `git describe`-style revision of the vcompare tree that ran the bench.
+    pub vcompare_revision: String,
+    /// Peer name → version line (only peers found on PATH).
+    #[serde(default)]
+    pub peers: BTreeMap<String, String>,
+    /// Human remarks about the machine (shared, nested, …).
+    #[serde(default)]
+    pub machine_notes: Vec<String>,
+}
+
+/// The benchmark's parameters, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Modes measured (host, container, vm).
+    pub modes: Vec<String>,
+    /// Peers requested (crun, runc, qemu, firecracker).
+    pub peers: Vec<String>,
+    /// Suites requested (startup, cpu, memory, density, disk).
+    pub suites: Vec<String>,
+    /// Runs per measurement for host, containers and container peers.
+    pub runs: usize,
+    /// Runs per measurement for VMs and VM peers (each boot is slow on a nested host).
+    pub vm_runs: usize,
+    /// Image reference measured.
+    pub image: String,
+    /// Wall-clock duration of the whole run, seconds.
+    #[serde(default)]
+    pub duration_secs: f64,
+}
+
+/// One named span of a startup, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSpan {
+    /// The phase that *ended* this span (e.g. "cgroup", "namespaces", "exec"), or
+    /// "workload+teardown" for the rest up to the process exit.
+    pub name: String,
+    /// Duration of the span in ns.
+    pub duration_ns: u64,
+}
+
+/// One startup measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartupRun {
+    /// Wall time from spawning the command to observing its exit, ns.
+    pub wall_ns: u64,
+    /// Phase breakdown summing to `wall_ns` (empty for subjects without marks).
+    #[serde(default)]
+    pub phases: Vec<PhaseSpan>,
+    /// Named instants (ns since spawn) the subject exposes, e.g. a peer VM's "init" line.
+    #[serde(default)]
+    pub marks: BTreeMap<String, u64>,
+}
+
+/// All startup runs of one subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartupSeries {
+    /// host, container, vm, crun, runc, qemu, firecracker.
+    pub subject: String,
+    /// Start and end event of the number, stated next to it in the report.
+    pub definition: String,
+    /// Raw runs in measurement order.
+    pub runs: Vec<StartupRun>,
+}
+
+/// One workload in one subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuSeries {
+    /// cpu, syscalls, pagefaults, io.
+    pub workload: String,
+    /// host, container, vm.
+    pub subject: String,
+    /// The probe command line used.
+    pub args: Vec<String>,
+    /// Unit of `samples` (e.g. "ns/iteration").
+    pub unit: String,
+    /// Per-operation cost measured inside by the probe, one per run.
+    pub samples: Vec<f64>,
+    /// The probe's JSON lines, untouched.
+    #[serde(default)]
+    pub raw: Vec<serde_json::Value>,
+}
+
+/// One memory metric of one subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemorySeries {
+    /// host, container, vm, qemu.
+    pub subject: String,
+    /// vmm_overhead_rss, guest_touched, cgroup_usage, pss, rss, monitor_rss…
+    pub metric: String,
+    /// How it was measured (files read, what was subtracted).
+    pub definition: String,
+    /// Bytes, one per sample.
+    pub samples_bytes: Vec<u64>,
+}
+
+/// One step of a density series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DensityPoint {
+    /// Idle instances running.
+    pub instances: u32,
+    /// MemAvailable before − after starting them, bytes (noisy on a shared machine).
+    pub available_drop_bytes: i64,
+    /// Sum of PSS of the instances' host processes (less noisy).
+    pub pss_sum_bytes: u64,
+}
+
+/// Density of one subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DensitySeries {
+    /// container, vm.
+    pub subject: String,
+    /// The command each idle instance runs.
+    pub workload: String,
+    /// One point per instance count.
+    pub points: Vec<DensityPoint>,
+}
+
+/// Host disk use per extra instance of one subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSeries {
+    /// container, vm.
+    pub subject: String,
+    /// What was summed (the instance directory: upper dir or disk copy, logs, record).
+    pub definition: String,
+    /// Allocated bytes (st_blocks × 512) per instance.
+    pub allocated_bytes: Vec<u64>,
+    /// Apparent bytes (st_size) per instance; a sparse disk copy shows the difference.
+    pub apparent_bytes: Vec<u64>,
+}
+
+/// A measurement that was not taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// e.g. "peer firecracker", "vm startup".
+    pub what: String,
+    /// Why, as the user can act on it.
+    pub reason: String,
+}
+
+impl Results {
+    /// An empty run record for `environment` and `config`.
+    pub fn new(environment: Environment, config: RunConfig) -> Self {
+        Results {
+            schema_version: SCHEMA_VERSION,
+            environment,
+            config,
+            startup: Vec::new(),
+            cpu: Vec::new(),
+            memory: Vec::new(),
+            density: Vec::new(),
+            disk: Vec::new(),
+            skipped: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Records that `what` was skipped because of `reason`.
+    pub fn skip(&mut self, what: impl Into<String>, reason: impl Into<String>) {
+        self.skipped.push(Skipped { what: what.into(), reason: reason.into() });
+    }
+
+    /// Whether any VM-backed numbers are present (they need the backend caveat).
+    pub fn has_vm_numbers(&self) -> bool {
+        self.startup.iter().any(|s| is_vm_subject(&s.subject) && !s.runs.is_empty())
+            || self.cpu.iter().any(|s| is_vm_subject(&s.subject))
+            || self.memory.iter().any(|s| is_vm_subject(&s.subject))
+            || self.density.iter().any(|s| is_vm_subject(&s.subject))
+            || self.disk.iter().any(|s| is_vm_subject(&s.subject))
+    }
+
+    /// Writes `results.json` into `dir` (pretty-printed, so diffs between runs are readable).
+    pub fn save(&self, dir: &Path) -> Result<std::path::PathBuf> {
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let path = dir.join("results.json");
+        let text = serde_json::to_string_pretty(self).map_err(|source| BenchError::Json { path: path.clone(), source })?;
+        std::fs::write(&path, text + "\n").map_err(io_at(&path))?;
+        Ok(path)
+    }
+
+    /// Reads `results.json` from `dir` (or `dir` itself if it is the file).
+    pub fn load(dir: &Path) -> Result<Results> {
+        let path = if dir.is_dir() { dir.join("results.json") } else { dir.to_path_buf() };
+        let text = std::fs::read_to_string(&path).map_err(io_at(&path))?;
+        let r: Results = serde_json::from_str(&text).map_err(|source| BenchError::Json { path: path.clone(), source })?;
+        if r.schema_version != SCHEMA_VERSION {
+            return Err(BenchError::Parse {
+                what: path.display().to_string(),
+                detail: format!("schema_version {} (this vcompare reads {SCHEMA_VERSION})", r.schema_version),
+            });
+        }
+        Ok(r)
+    }
+}
+
+/// Subjects whose numbers come from a guest kernel under KVM (and so carry the backend caveat).
+pub fn is_vm_subject(subject: &str) -> bool {
+    matches!(subject, "vm" | "qemu" | "firecracker")
+}

@@ -1,0 +1,121 @@
+//! The measurements, one module per suite (DESIGN §3). Each suite alternates the order of
+//! subjects from run to run (A B, B A, …) so slow drift on the shared machine hits all of them.
+
+pub mod cpu;
+pub mod density;
+pub mod disk;
+pub mod memory;
+pub mod startup;
+
+use crate::harness::Harness;
+use crate::results::Results;
+
+/// What to measure, parsed from `vcompare bench` flags.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// host, container, vm.
+    pub modes: Vec<String>,
+    /// crun, runc, qemu, firecracker.
+    pub peers: Vec<String>,
+    /// startup, cpu, memory, density, disk.
+    pub suites: Vec<String>,
+}
+
+impl Plan {
+    /// Whether `mode` is selected.
+    pub fn mode(&self, mode: &str) -> bool {
+        self.modes.iter().any(|m| m == mode)
+    }
+    /// Whether `peer` is selected.
+    pub fn peer(&self, peer: &str) -> bool {
+        self.peers.iter().any(|m| m == peer)
+    }
+    /// Whether `suite` is selected.
+    pub fn suite(&self, suite: &str) -> bool {
+        self.suites.iter().any(|m| m == suite)
+    }
+}
+
+/// Rough cost in ms of each step here (2 cores, nested PVM: a VM boot ≈ 20–40 s), used as the
+/// progress bar's unit so its ETA is meaningful.
+pub mod cost {
+    /// One `vcompare run` of a container plus inspect and rm.
+    pub const CONTAINER: u64 = 300;
+    /// One host process.
+    pub const HOST: u64 = 10;
+    /// One crun/runc run.
+    pub const PEER_CONTAINER: u64 = 60;
+    /// One vcompare VM boot.
+    pub const VM: u64 = 30_000;
+    /// One QEMU microvm boot.
+    pub const QEMU: u64 = 40_000;
+    /// One CPU workload script in host or container.
+    pub const CPU_SCRIPT: u64 = 2_000;
+}
+
+/// Total estimated ms for `plan` with the harness's run counts.
+pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
+    let (r, v) = (h.runs as u64, h.vm_runs as u64);
+    let vm = plan.mode("vm") as u64;
+    let mut t = 0;
+    if plan.suite("startup") {
+        t += (r + 1) * (plan.mode("host") as u64 * cost::HOST + plan.mode("container") as u64 * cost::CONTAINER);
+        t += (r + 1) * (plan.peer("crun") as u64 + plan.peer("runc") as u64) * cost::PEER_CONTAINER;
+        t += v * (vm * cost::VM + plan.peer("qemu") as u64 * cost::QEMU);
+    }
+    if plan.suite("cpu") {
+        t += r * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT + cpu::vm_boots(h.vm_runs) as u64 * vm * cost::VM;
+    }
+    if plan.suite("memory") {
+        t += 3 * cost::CONTAINER * 3 + vm * cost::VM;
+    }
+    if plan.suite("density") {
+        t += density::CONTAINER_STEPS.iter().sum::<u32>() as u64 * cost::CONTAINER * plan.mode("container") as u64;
+        t += density::VM_STEPS.iter().sum::<u32>() as u64 * cost::VM * vm;
+    }
+    if plan.suite("disk") && !plan.suite("startup") {
+        t += 2 * (cost::CONTAINER + vm * cost::VM);
+    }
+    t
+}
+
+/// Runs every selected suite in a fixed order, recording results and skips.
+pub fn run_all(h: &mut Harness, plan: &Plan, results: &mut Results) {
+    if plan.suite("startup") {
+        startup::run(h, plan, results);
+    }
+    if plan.suite("disk") && !plan.suite("startup") {
+        disk::run(h, plan, results);
+    }
+    if plan.suite("cpu") {
+        cpu::run(h, plan, results);
+    }
+    if plan.suite("memory") {
+        memory::run(h, plan, results);
+    }
+    if plan.suite("density") {
+        density::run(h, plan, results);
+    }
+}
+
+/// Notes a VM failure once: later suites then skip VM mode with the same reason.
+pub fn vm_failed(h: &mut Harness, results: &mut Results, what: &str, err: &crate::error::BenchError) {
+    let reason = err.to_string();
+    h.say(&format!("VM mode: {what} failed: {reason} — VM measurements skipped from here on"));
+    results.skip(format!("vm {what}"), reason.clone());
+    h.vm_broken = Some(reason);
+}
+
+/// Whether VM mode should run now (selected and not already failing). When it is skipped,
+/// the progress bar is advanced by `skipped_ms` (the estimate of the VM work not done).
+pub fn vm_usable(h: &Harness, plan: &Plan, results: &mut Results, what: &str, skipped_ms: u64) -> bool {
+    if !plan.mode("vm") {
+        return false;
+    }
+    if let Some(r) = &h.vm_broken {
+        results.skip(format!("vm {what}"), format!("VM mode failed earlier in this run: {r}"));
+        h.advance(skipped_ms, &format!("{what}: VM skipped"));
+        return false;
+    }
+    true
+}

@@ -1,0 +1,173 @@
+//! Shared helpers for the runtime's integration tests: a busybox root filesystem made once per
+//! test binary, per-test instance directories, and an output volume to read results from.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use vcompare_container::*;
+
+/// Tests need root (namespaces, cgroups, mounts); they are skipped with a message otherwise.
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// A static busybox rootfs shared (read-only, as an overlay lower layer) by all tests.
+pub fn rootfs() -> PathBuf {
+    static R: OnceLock<PathBuf> = OnceLock::new();
+    R.get_or_init(|| {
+        let final_dir = PathBuf::from("/tmp/vcompare-ctr-test-rootfs");
+        if final_dir.join("bin/sh").exists() {
+            return final_dir;
+        }
+        let dir = PathBuf::from(format!(
+            "/tmp/vcompare-ctr-test-rootfs.{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["bin", "etc", "tmp", "root", "proc", "sys", "dev"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
+            .expect("busybox-static must be installed (/bin/busybox)");
+        let out = std::process::Command::new("/bin/busybox")
+            .arg("--list")
+            .output()
+            .unwrap();
+        for name in String::from_utf8_lossy(&out.stdout).lines() {
+            if name != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(name));
+            }
+        }
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        )
+        .unwrap();
+        if std::fs::rename(&dir, &final_dir).is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        final_dir
+    })
+    .clone()
+}
+
+/// A per-test instance directory plus an output directory the container can write to.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub out: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("vcompare-ctr-test-")
+            .tempdir()
+            .unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        Sandbox { dir, out }
+    }
+
+    pub fn instance(&self) -> PathBuf {
+        self.dir.path().join("instance")
+    }
+
+    /// A config running `sh -c SCRIPT` with stdout+stderr into /out/stdout.
+    pub fn config(&self, script: &str) -> ContainerConfig {
+        let id: String = format!("{:016x}{:048x}", std::process::id(), rand_u64());
+        ContainerConfig {
+            id,
+            rootfs: rootfs(),
+            instance_dir: self.instance(),
+            args: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("exec >/out/stdout 2>&1; {script}"),
+            ],
+            env: vec!["PATH=/bin".into(), "HOME=/root".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            hostname: "c0ffee123456".into(),
+            volumes: vec![Volume {
+                host: self.out.clone(),
+                guest: "/out".into(),
+                readonly: false,
+            }],
+            resources: Resources::default(),
+            userns: Some(IdMap::default()),
+            network_host: false,
+            init: false,
+            interactive: false,
+            tty: false,
+            timeout: Some(std::time::Duration::from_secs(60)),
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.out.join("stdout")).unwrap_or_default()
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(vcompare_container::sys::monotonic_ns());
+    h.finish()
+}
+
+/// Records the pid and phases.
+#[derive(Default)]
+pub struct Recorder {
+    pub pid: Option<i32>,
+    pub phases: Vec<(Phase, u64)>,
+}
+
+impl Observer for Recorder {
+    fn started(&mut self, pid: i32) {
+        self.pid = Some(pid);
+    }
+    fn phase(&mut self, p: Phase, ns: u64) {
+        self.phases.push((p, ns));
+    }
+}
+
+/// Runs and returns (status, captured output).
+pub fn run_capture(sb: &Sandbox, cfg: &ContainerConfig) -> (ExitStatus, String) {
+    let st = run(cfg, &mut Recorder::default()).expect("container run failed");
+    (st, sb.stdout())
+}
+
+/// Lines of /proc/self/mountinfo (the host's mount table as this process sees it).
+pub fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Number of `vcompare-*` cgroup directories anywhere under /sys/fs/cgroup.
+pub fn cgroup_dirs() -> usize {
+    fn walk(p: &Path, n: &mut usize, depth: usize) {
+        if depth > 6 {
+            return;
+        }
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let name = e.file_name();
+                    if name.to_string_lossy().starts_with("vcompare") {
+                        *n += 1;
+                    }
+                    walk(&e.path(), n, depth + 1);
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    walk(Path::new("/sys/fs/cgroup"), &mut n, 0);
+    n
+}

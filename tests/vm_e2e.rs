@@ -1,0 +1,229 @@
+//! End-to-end tests of `vcompare` in `--mode vm` on this machine's /dev/kvm with the real guest
+//! kernel (`kernels/build.sh`) and the static init/probe (`scripts/build-static.sh`). Each boot
+//! costs ~20 s on PVM hosts, so there are few. Without KVM, kernel or static binaries the
+//! boot tests print why and pass trivially; the bad-input tests always run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn vcompare() -> &'static str {
+    env!("CARGO_BIN_EXE_vcompare")
+}
+
+/// A fresh data root per test, removed on drop.
+struct Root(PathBuf);
+
+impl Root {
+    fn new(name: &str) -> Root {
+        let p = std::env::temp_dir().join(format!("vcmp-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Root(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(vcompare()).arg("--root").arg(&self.0).args(args).output().unwrap()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("status={:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// True if this host can boot our VMs; otherwise says why.
+fn vm_ready() -> bool {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        eprintln!("skipping: /dev/kvm is not accessible");
+        return false;
+    }
+    let kernel_ok = std::env::var_os("VCOMPARE_KERNEL").is_some() || {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/build.sh");
+        Command::new(script)
+            .arg("--print-path")
+            .output()
+            .map(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_file())
+            .unwrap_or(false)
+    };
+    if !kernel_ok {
+        eprintln!("skipping: the guest kernel is not built (kernels/build.sh)");
+        return false;
+    }
+    let exe = Path::new(vcompare());
+    let stat = exe.parent().unwrap().join("../static/x86_64-unknown-linux-gnu/release");
+    if !stat.join("vcompare-init").is_file() || !stat.join("probe").is_file() {
+        eprintln!("skipping: static binaries missing (scripts/build-static.sh)");
+        return false;
+    }
+    true
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    let s = String::from_utf8_lossy(&o.stdout);
+    let line = s.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in output\n{}", text(o)));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn vm_probe_info_sees_its_own_kernel_memory_and_cpus() {
+    if !vm_ready() {
+        return;
+    }
+    let root = Root::new("info");
+    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "300", "--cpus", "2", "--memory", "512M", "vcompare/probe", "probe", "info"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_ne!(v["kernel_release"].as_str().unwrap(), host_release.trim(), "own kernel");
+    assert_eq!(v["cpus_online_count"].as_u64(), Some(2), "{v}");
+    let mem = v["mem_total_bytes"].as_u64().unwrap();
+    assert!(mem > 400 << 20 && mem <= 512 << 20, "MemTotal {mem} ≈ --memory 512M");
+    assert_eq!(v["pid"].as_u64().map(|p| p > 1), Some(true), "entrypoint is a child of our init");
+    assert_eq!(v["ppid"].as_u64(), Some(1));
+    // Only the entrypoint's output reaches stdout: no kernel messages.
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("reboot:"), "{}", text(&o));
+}
+
+#[test]
+fn vm_exit_code_and_signal_propagate() {
+    if !vm_ready() {
+        return;
+    }
+    let root = Root::new("exit");
+    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "300", "vcompare/probe", "/bin/sh", "-c", "echo out; exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "out");
+    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "300", "vcompare/probe", "/bin/sh", "-c", "kill -9 $$"]);
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o));
+}
+
+#[test]
+fn vm_disk_survives_stop_start_and_goes_with_rm() {
+    if !vm_ready() {
+        return;
+    }
+    let root = Root::new("disk");
+    let script = "test -f /mark && echo FOUND-MARK; echo written > /mark; echo READY; trap 'exit 0' TERM; while true; do sleep 1; done";
+    let o = root.run(&["run", "--mode", "vm", "-d", "--name", "p", "vcompare/probe", "/bin/sh", "-c", script]);
+    assert!(o.status.success(), "{}", text(&o));
+    let wait_for = |needle: &str, n: usize| {
+        let t = Instant::now();
+        loop {
+            let logs = root.run(&["logs", "p"]);
+            let s = String::from_utf8_lossy(&logs.stdout).to_string();
+            if s.matches(needle).count() >= n {
+                return s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(120), "timed out waiting for {needle}: {}", text(&logs));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let first = wait_for("READY", 1);
+    assert!(!first.contains("FOUND-MARK"), "{first}");
+    let o = root.run(&["stop", "-t", "30", "p"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = root.run(&["start", "p"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let second = wait_for("READY", 2);
+    assert!(second.contains("FOUND-MARK"), "the file written to / survived stop + start: {second}");
+    let ps = root.run(&["ps", "-a"]);
+    assert!(String::from_utf8_lossy(&ps.stdout).contains("vm"), "{}", text(&ps));
+    let o = root.run(&["stop", "-t", "30", "p"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let disks: Vec<_> = walk(&root.0.join("instances")).into_iter().filter(|p| p.ends_with("disk.ext4")).collect();
+    assert_eq!(disks.len(), 1, "one per-VM disk copy");
+    let o = root.run(&["rm", "p"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!disks[0].exists(), "rm deletes the VM's disk");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn vm_timeout_ends_a_hung_guest() {
+    if !vm_ready() {
+        return;
+    }
+    let root = Root::new("timeout");
+    let t = Instant::now();
+    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "40", "vcompare/probe", "/bin/sleep", "1000"]);
+    assert_eq!(o.status.code(), Some(124), "{}", text(&o));
+    assert!(t.elapsed() < Duration::from_secs(60));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("timeout"), "{}", text(&o));
+    assert!(!has_process_with_root(&root.0), "no VMM left behind");
+}
+
+/// True if some process still has `root` on its command line.
+fn has_process_with_root(root: &Path) -> bool {
+    let needle = root.to_string_lossy().to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&needle)).unwrap_or(false)
+    })
+}
+
+#[test]
+fn vm_guest_panic_is_reported_with_console_lines() {
+    if !vm_ready() {
+        return;
+    }
+    let root = Root::new("panic");
+    // No init anywhere: the guest kernel panics ("No working init found").
+    let o = Command::new(vcompare())
+        .arg("--root")
+        .arg(&root.0)
+        .args(["run", "--mode", "vm", "--rm", "--timeout", "300", "vcompare/probe", "true"])
+        .env("VCOMPARE_VM_CMDLINE", "rdinit=/nonexistent init=/nonexistent")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the guest kernel panicked"), "{}", text(&o));
+    assert!(err.contains("last ") && err.contains("console lines"), "{}", text(&o));
+    assert!(!has_process_with_root(&root.0));
+}
+
+#[test]
+fn vm_bad_input_is_one_clear_line() {
+    let root = Root::new("bad");
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--mode", "vm", "--rm", "--cpus", "0", "vcompare/probe", "true"], "--cpus"),
+        (&["run", "--mode", "vm", "--rm", "--memory", "100000G", "vcompare/probe", "true"], "host's RAM"),
+    ];
+    for (args, needle) in cases {
+        let o = root.run(args);
+        assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "expected {needle:?}: {}", text(&o));
+        assert!(err.lines().filter(|l| !l.starts_with("building the default image")).count() <= 1, "{}", text(&o));
+    }
+    // A kernel that does not exist.
+    let o = Command::new(vcompare())
+        .arg("--root")
+        .arg(&root.0)
+        .args(["run", "--mode", "vm", "--rm", "vcompare/probe", "true"])
+        .env("VCOMPARE_KERNEL", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("VCOMPARE_KERNEL"), "{}", text(&o));
+    assert!(!has_process_with_root(&root.0));
+}

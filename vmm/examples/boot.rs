@@ -1,0 +1,82 @@
+//! Boots one microVM without the vcompare CLI, for VMM development and measurements:
+//! `cargo run -p vcompare-vmm --example boot -- KERNEL ROOTFS_DIR INIT_BINARY [--mem MIB]
+//! [--cpus N] [--bootlog] [--timeout S] -- CMD...`
+
+use std::time::{Duration, Instant};
+
+use vcompare_vmm::{disk, initramfs, machine, GuestSpec};
+
+fn main() {
+    let launched = Instant::now();
+    let mut a: Vec<String> = std::env::args().skip(1).collect();
+    let sep = a.iter().position(|x| x == "--").expect("-- CMD");
+    let cmd = a.split_off(sep + 1);
+    a.pop();
+    let (mut mem, mut cpus, mut bootlog, mut timeout) = (256u64, 1u8, false, None);
+    let mut pos = Vec::new();
+    let mut it = a.into_iter();
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--mem" => mem = it.next().unwrap().parse().unwrap(),
+            "--cpus" => cpus = it.next().unwrap().parse().unwrap(),
+            "--bootlog" => bootlog = true,
+            "--timeout" => timeout = Some(Duration::from_secs(it.next().unwrap().parse().unwrap())),
+            _ => pos.push(x),
+        }
+    }
+    let (kernel, rootfs, init) = (&pos[0], &pos[1], &pos[2]);
+    let work = std::env::temp_dir().join("vcmp-example");
+    let img = disk::image_disk(&work, "sha256:example", rootfs.as_ref()).unwrap();
+    let inst = disk::instance_disk(&work.join("inst"), &img).unwrap();
+    let spec = GuestSpec {
+        args: cmd,
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(), "HOME=/root".into()],
+        cwd: "/".into(),
+        hostname: "example".into(),
+        root_device: "/dev/vda".into(),
+        root_fstype: "ext4".into(),
+        boot_timer_port: machine::BOOT_TIMER_PORT,
+        ..Default::default()
+    };
+    let initrd = initramfs::build(&std::fs::read(init).unwrap(), &serde_json::to_vec(&spec).unwrap());
+    let t_prep = Instant::now();
+    let cfg = machine::VmConfig {
+        kernel: kernel.into(),
+        memory_mib: mem,
+        cpus,
+        prealloc: false,
+        initramfs: initrd,
+        root_disk: Some(inst),
+        root_readonly: false,
+        extra_cmdline: std::env::var("VCOMPARE_VM_CMDLINE").unwrap_or_default().split_whitespace().map(String::from).collect(),
+        console: Box::new(std::io::stdout()),
+        boot_log: bootlog,
+        timeout,
+        handle_signals: true,
+        launched: t_prep,
+        on_guest_info: Some(Box::new(|i| eprintln!("guest info: {i}"))),
+        on_memory: Some(Box::new(|r: &[(u64, u64)]| {
+            for (a, l) in r {
+                eprintln!("guest RAM at host {:#x}-{:#x}", a, a + l);
+            }
+        })),
+    };
+    match machine::run(cfg) {
+        Ok(r) => {
+            let ms = |i: Instant| i.saturating_duration_since(r.launched).as_secs_f64() * 1000.0;
+            eprintln!("exit: {:?}", r.exit);
+            eprintln!("disk+initramfs prep: {:.1} ms", (t_prep - launched).as_secs_f64() * 1000.0);
+            if let Some(f) = r.first_entry {
+                eprintln!("vmm setup (-> first guest instruction): {:.2} ms", ms(f));
+            }
+            for m in &r.marks {
+                eprintln!("  {:?} arg={:#x} at {:.1} ms", m.phase, m.arg, ms(m.at));
+            }
+            eprintln!("ended at {:.1} ms", ms(r.ended));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
