@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use vcompare_vmm::devices::boot_timer::Phase;
-use vcompare_vmm::{disk, initramfs, machine, GuestExit, GuestSpec};
+use vcompare_vmm::{disk, initramfs, machine, process, GuestExit, GuestSpec};
 
 use super::{monotonic_ns, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
 
@@ -20,6 +19,10 @@ pub const KERNEL_ENV: &str = "VCOMPARE_KERNEL";
 pub const BOOTLOG_ENV: &str = "VCOMPARE_VM_BOOTLOG";
 /// Environment variable with extra guest kernel arguments (experiments: `initcall_debug`, …).
 pub const CMDLINE_ENV: &str = "VCOMPARE_VM_CMDLINE";
+/// Environment variable: `1` runs the VMM inside this process instead of `vcompare-vmm`.
+pub const INPROCESS_ENV: &str = "VCOMPARE_VMM_INPROCESS";
+/// Guest RAM's host address ranges (JSON), written by the VMM for `inspect`.
+const RAM_RANGES: &str = "vm-ram.json";
 /// The guest's own view (from the guest init) for `inspect`, written when it arrives.
 const GUEST_STATE: &str = "guest.json";
 /// The instance's VMM facts for `inspect`, written at start.
@@ -72,13 +75,6 @@ fn vcpus(spec: &RunSpec) -> anyhow::Result<u8> {
         Some(c) if c > 64.0 => anyhow::bail!("--cpus {c}: vcompare's VMM supports at most 64 vCPUs"),
         Some(c) => Ok(c as u8),
     }
-}
-
-/// Converts an `Instant` (CLOCK_MONOTONIC on Linux) to ns since `base`.
-fn since(base: u64, t: Instant) -> u64 {
-    let now = Instant::now();
-    let mono = monotonic_ns().saturating_sub(now.saturating_duration_since(t).as_nanos() as u64);
-    mono.saturating_sub(base)
 }
 
 /// Blocks the VMM's forwarded signals in this thread; restores the old mask on drop.
@@ -140,11 +136,12 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         root_readonly: false,
         boot_timer_port: machine::BOOT_TIMER_PORT,
     };
-    let init_bin = std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let initrd = initramfs::build(&init_bin, &serde_json::to_vec(&guest)?);
-    let pid = std::process::id() as i32;
+    // Built here, copied into guest RAM by the VMM, then freed: the VMM keeps no copy (RSS).
+    let initrd = {
+        let init_bin = std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
+        initramfs::build(&init_bin, &serde_json::to_vec(&guest)?)
+    };
     let state = serde_json::json!({
-        "vmm_pid": pid,
         "kernel": kernel,
         "memory_mib": mem,
         "cpus": cpus,
@@ -153,74 +150,165 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     });
     let _ = std::fs::write(spec.instance_dir.join(VM_STATE), serde_json::to_vec_pretty(&state)?);
     let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));
-    // From the moment the pid is published, `stop`/`kill` may signal it: hold the signals the
-    // VMM forwards until its signalfd takes them over (they stay pending, nothing is lost).
-    let _held = HeldSignals::new();
-    hooks.started(pid);
+    let _ = std::fs::remove_file(spec.instance_dir.join(RAM_RANGES));
+    // From the moment a pid is published, `stop`/`kill` may signal it: hold the signals the
+    // VMM forwards (they stay pending, nothing is lost; a dedicated VMM process starts with
+    // an empty mask, an in-process VMM takes them over with its signalfd).
+    let held = HeldSignals::new();
+    let extra_cmdline: Vec<String> = std::env::var(CMDLINE_ENV).unwrap_or_default().split_whitespace().map(String::from).collect();
+    let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
 
-    let launched = Instant::now();
-    let cfg = machine::VmConfig {
-        kernel,
-        memory_mib: mem,
-        cpus,
-        prealloc: spec.prealloc,
-        initramfs: initrd,
-        root_disk: Some(root_disk),
-        root_readonly: false,
-        extra_cmdline: std::env::var(CMDLINE_ENV).unwrap_or_default().split_whitespace().map(String::from).collect(),
-        console: Box::new(std::io::stdout()),
-        boot_log: std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1"),
-        timeout: spec.timeout_secs.map(std::time::Duration::from_secs),
-        handle_signals: true,
-        launched,
-        on_memory: Some(Box::new({
-            let path = spec.instance_dir.join(VM_STATE);
-            let mut state = state.clone();
-            move |ranges: &[(u64, u64)]| {
-                state["guest_ram_host_ranges"] = serde_json::json!(ranges);
-                let _ = std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap_or_default());
+    let result = match vmm_binary() {
+        Some(bin) => {
+            let initramfs_path = spec.instance_dir.join("initramfs.cpio");
+            std::fs::write(&initramfs_path, &initrd).with_context(|| format!("writing {}", initramfs_path.display()))?;
+            drop(initrd);
+            let job = process::VmJob {
+                kernel,
+                memory_mib: mem,
+                cpus,
+                prealloc: spec.prealloc,
+                initramfs: initramfs_path.clone(),
+                root_disk: Some(root_disk),
+                extra_cmdline,
+                boot_log,
+                timeout_secs: spec.timeout_secs,
+                memory_ranges_path: Some(spec.instance_dir.join(RAM_RANGES)),
+                guest_info_path: Some(spec.instance_dir.join(GUEST_STATE)),
+                result_path: spec.instance_dir.join("vm-result.json"),
+            };
+            let r = run_child(&bin, &job, &spec.instance_dir, hooks);
+            let _ = std::fs::remove_file(&initramfs_path);
+            let _ = std::fs::remove_file(&job.result_path);
+            r?
+        }
+        None => {
+            hooks.started(std::process::id() as i32);
+            let cfg = machine::VmConfig {
+                kernel,
+                memory_mib: mem,
+                cpus,
+                prealloc: spec.prealloc,
+                initramfs: initrd,
+                root_disk: Some(root_disk),
+                root_readonly: false,
+                extra_cmdline,
+                console: Box::new(std::io::stdout()),
+                boot_log,
+                timeout: spec.timeout_secs.map(std::time::Duration::from_secs),
+                handle_signals: true,
+                launched: Instant::now(),
+                on_memory: Some(Box::new({
+                    let path = spec.instance_dir.join(RAM_RANGES);
+                    move |ranges: &[(u64, u64)]| {
+                        let _ = std::fs::write(&path, serde_json::to_vec(ranges).unwrap_or_default());
+                    }
+                })),
+                on_guest_info: Some(Box::new({
+                    let path = spec.instance_dir.join(GUEST_STATE);
+                    move |info: &str| {
+                        let _ = std::fs::write(&path, info);
+                    }
+                })),
+            };
+            let r = machine::run(cfg)?;
+            process::VmResult {
+                exit: Some(r.exit),
+                error: None,
+                first_entry_ns: r.first_entry.map(process::instant_ns),
+                marks: r
+                    .marks
+                    .iter()
+                    .map(|m| process::MarkNs {
+                        phase: serde_json::to_value(m.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        at_ns: process::instant_ns(m.at),
+                    })
+                    .collect(),
+                ended_ns: process::instant_ns(r.ended),
+                console_tail: r.console_tail,
             }
-        })),
-        on_guest_info: Some(Box::new({
-            let path = spec.instance_dir.join(GUEST_STATE);
-            move |info: &str| {
-                let _ = std::fs::write(&path, info);
-            }
-        })),
+        }
     };
-    let report = machine::run(cfg)?;
-    if let Some(t) = report.first_entry {
-        hooks.phase(PhaseMark { name: "vmm_setup".into(), at_ns: since(base, t) });
+    drop(held);
+    let rel = |ns: u64| ns.saturating_sub(base);
+    if let Some(t) = result.first_entry_ns {
+        hooks.phase(PhaseMark { name: "vmm_setup".into(), at_ns: rel(t) });
     }
-    for m in &report.marks {
-        let name = match m.phase {
-            Phase::InitStart => "kernel_boot",
-            Phase::RootMounted => "root_mounted",
-            Phase::EntrypointExec => "exec",
-            Phase::EntrypointExit => "workload",
-            Phase::InitFailed => "init_failed",
+    for m in &result.marks {
+        let name = match m.phase.as_str() {
+            "init_start" => "kernel_boot",
+            "entrypoint_exec" => "exec",
+            "entrypoint_exit" => "workload",
+            other => other,
         };
-        hooks.phase(PhaseMark { name: name.into(), at_ns: since(base, m.at) });
+        hooks.phase(PhaseMark { name: name.into(), at_ns: rel(m.at_ns) });
     }
-    hooks.phase(PhaseMark { name: "teardown".into(), at_ns: since(base, report.ended) });
-    Ok(match report.exit {
+    hooks.phase(PhaseMark { name: "teardown".into(), at_ns: rel(result.ended_ns) });
+    if let Some(e) = result.error {
+        anyhow::bail!("{e}");
+    }
+    let exit = result.exit.ok_or_else(|| anyhow::anyhow!("the VMM ended without a result"))?;
+    Ok(match exit {
         GuestExit::Exited(c) => Outcome::Exited(c),
         GuestExit::Signaled(s) => Outcome::Signaled(s),
         GuestExit::TimedOut => {
             eprintln!("vcompare: the VM did not finish within --timeout; last console lines:");
-            for l in &report.console_tail {
+            for l in &result.console_tail {
                 eprintln!("  {l}");
             }
             Outcome::TimedOut
         }
         GuestExit::Killed => {
             eprintln!("vcompare: the VM was stopped by a second signal before the guest finished; last console lines:");
-            for l in &report.console_tail {
+            for l in &result.console_tail {
                 eprintln!("  {l}");
             }
             Outcome::Signaled(libc::SIGKILL)
         }
     })
+}
+
+/// The dedicated VMM binary next to this executable, unless `VCOMPARE_VMM_INPROCESS=1`.
+fn vmm_binary() -> Option<PathBuf> {
+    if std::env::var(INPROCESS_ENV).is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    // target/{debug,release}/vcompare, or target/debug/deps/<test binary>.
+    [dir.join("vcompare-vmm"), dir.parent()?.join("vcompare-vmm")].into_iter().find(|p| p.is_file())
+}
+
+/// Runs the VMM process for `job`, publishes its pid, waits, and reads its result.
+fn run_child(bin: &Path, job: &process::VmJob, dir: &Path, hooks: &mut dyn RunHooks) -> anyhow::Result<process::VmResult> {
+    let job_path = dir.join("vm-job.json");
+    std::fs::write(&job_path, serde_json::to_vec(job)?)?;
+    let mut child = std::process::Command::new(bin)
+        .arg(&job_path)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    hooks.started(child.id() as i32);
+    let status = child.wait()?;
+    let _ = std::fs::remove_file(&job_path);
+    match std::fs::read(&job.result_path) {
+        Ok(b) => Ok(serde_json::from_slice(&b)?),
+        Err(_) => {
+            use std::os::unix::process::ExitStatusExt;
+            match status.signal() {
+                // `vcompare kill` (SIGKILL to the VMM): the VM is gone with it.
+                Some(sig) => Ok(process::VmResult {
+                    exit: Some(GuestExit::Signaled(sig)),
+                    error: None,
+                    first_entry_ns: None,
+                    marks: Vec::new(),
+                    ended_ns: monotonic_ns(),
+                    console_tail: Vec::new(),
+                }),
+                None => anyhow::bail!("the VMM process failed ({status})"),
+            }
+        }
+    }
 }
 
 /// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
@@ -233,6 +321,7 @@ pub fn remove(spec: &RunSpec) -> anyhow::Result<()> {
     disk::remove_instance_disk(&spec.instance_dir)?;
     let _ = std::fs::remove_file(spec.instance_dir.join(VM_STATE));
     let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));
+    let _ = std::fs::remove_file(spec.instance_dir.join(RAM_RANGES));
     Ok(())
 }
 
@@ -283,7 +372,10 @@ pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::V
             }
         }
         host["vcpu_threads"] = serde_json::json!(vcpus);
-        let ranges: Vec<(u64, u64)> = state.get("guest_ram_host_ranges").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default();
+        let ranges: Vec<(u64, u64)> = std::fs::read(spec.instance_dir.join(RAM_RANGES))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         if let Some((total, pss, guest)) = rss_split(pid, &ranges) {
             host["rss_kib"] = total.into();
             host["pss_kib"] = pss.into();

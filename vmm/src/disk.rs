@@ -221,6 +221,17 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_instance_disk_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("vcmp-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(INSTANCE_DISK), vec![0u8; 4096]).unwrap();
+        let e = instance_disk(&dir, Path::new("/nonexistent")).unwrap_err();
+        assert!(matches!(e, DiskError::Corrupt(_)));
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn builds_ext4_from_tree() {
         if Command::new("mkfs.ext4").arg("-V").output().is_err() {
             return;

@@ -2,7 +2,8 @@
 //!
 //! Built on the rust-vmm crates: `kvm-ioctls` (VM, vCPUs), `vm-memory` (guest RAM),
 //! `linux-loader` (ELF vmlinux + PVH), `vm-superio` (8250 UART, i8042), `virtio-queue`
-//! (virtio-blk). Entry point: [`machine::run`].
+//! (virtio-blk). Entry points: [`machine::run`] (in this process) and [`process::run_job`]
+//! (the `vcompare-vmm` binary: one VM in a small dedicated process).
 
 pub mod backend_detect;
 pub mod boot;
@@ -12,6 +13,7 @@ pub mod disk;
 pub mod initramfs;
 pub mod machine;
 pub mod memory;
+pub mod process;
 pub mod vcpu;
 
 /// The spec the guest init reads (`/vcompare.json`), shared with the init crate.

@@ -69,7 +69,7 @@ pub struct VmConfig {
 }
 
 /// How the entrypoint inside the guest ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuestExit {
     /// Exited with this code.

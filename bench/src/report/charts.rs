@@ -149,7 +149,7 @@ fn startup_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
     // Extra room on the right for the legend.
     let max = rows.iter().map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>()).fold(0.0, f64::max) / scale * 1.4;
     let n = rows.len();
-    let title = if vm { "Startup phases, VMs (medians)" } else { "Startup phases, host and containers (medians)" };
+    let title = if vm { "Startup phases, VMs (median of each phase)" } else { "Startup phases, host and containers (median of each phase)" };
     let mut chart = ChartBuilder::on(&area)
         .caption(title, title_style())
         .margin(20)
@@ -423,6 +423,7 @@ fn disk<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Chart
         .disable_x_mesh()
         .x_desc("instance kind")
         .y_desc("KiB on host disk (log scale)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_labels(30)
         .x_label_formatter(&|x| category(&names, *x))
         .label_style(label_style())

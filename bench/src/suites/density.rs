@@ -36,7 +36,7 @@ fn pss_of_instance(pid: u32) -> u64 {
     pids.iter().filter_map(|p| rss_pss(*p)).map(|x| x.1).sum()
 }
 
-fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results) -> Result<DensitySeries, crate::error::BenchError> {
+fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results, memory_sample: bool) -> Result<DensitySeries, crate::error::BenchError> {
     let mut s = DensitySeries { subject: mode.into(), workload: "probe alloc 1 600 (detached)".into(), points: Vec::new() };
     for &n in steps {
         let before = available_avg();
@@ -64,6 +64,13 @@ fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results) -> 
                 Err(e) => err = Some(e),
             }
         }
+        if err.is_none() && memory_sample && n == 1 {
+            if let Some((name, pid)) = started.first().cloned() {
+                if let Err(e) = memory::record_vm(h, results, &name, pid) {
+                    results.skip("vm memory", e.to_string());
+                }
+            }
+        }
         if err.is_none() {
             std::thread::sleep(Duration::from_millis(500));
             let after = available_avg();
@@ -86,13 +93,13 @@ fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results) -> 
 /// Runs the density suite for containers and (if usable) VMs.
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     if plan.mode("container") {
-        match series(h, "container", CONTAINER_STEPS, results) {
+        match series(h, "container", CONTAINER_STEPS, results, false) {
             Ok(s) => results.density.push(s),
             Err(e) => results.skip("density container", e.to_string()),
         }
     }
     if super::vm_usable(h, plan, results, "density", super::density::VM_STEPS.iter().sum::<u32>() as u64 * cost::VM) {
-        match series(h, "vm", VM_STEPS, results) {
+        match series(h, "vm", VM_STEPS, results, plan.suite("memory")) {
             Ok(s) => results.density.push(s),
             Err(e) => vm_failed(h, results, "density", &e),
         }

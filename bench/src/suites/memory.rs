@@ -3,8 +3,9 @@
 //! - host: RSS and PSS of the probe process (the floor);
 //! - container: PSS of the container's process, its memory cgroup usage, and the RSS of the
 //!   `vcompare` monitor process that supervises it (the runtime's own resident cost);
-//! - vm: VMM overhead = VMM process RSS − RSS of its guest-RAM mapping (Firecracker's
-//!   definition), and guest-touched RAM = RSS of that mapping.
+//! - vm: VMM overhead = VMM process RSS − RSS of its guest-RAM mappings (Firecracker's
+//!   definition; the host ranges come from the instance's `vm-ram.json`), and guest-touched RAM =
+//!   RSS of those mappings. When the density suite runs too, its one-VM step is the sample.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -112,34 +113,43 @@ fn container_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
 }
 
 /// (size, RSS) of the VMM's guest RAM: the host ranges the VMM recorded in the instance's
-/// `vm.json` (`guest_ram_host_ranges`), else the largest mapping of at least the guest RAM size.
+/// `vm-ram.json`, else the largest mapping of at least half the guest RAM size.
 fn guest_ram_rss(h: &Harness, name: &str, pid: u32) -> Option<(u64, u64)> {
     let rec = h.inspect(name).ok()?;
     let dir = rec.get("spec")?.get("instance_dir")?.as_str()?.to_string();
-    let state: Value = std::fs::read(std::path::Path::new(&dir).join("vm.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())?;
-    let ranges: Vec<(u64, u64)> = state
-        .get("guest_ram_host_ranges")?
-        .as_array()?
-        .iter()
-        .filter_map(|r| Some((r.get(0)?.as_u64()?, r.get(1)?.as_u64()?)))
-        .collect();
+    let read = |f: &str| -> Option<Value> { std::fs::read(std::path::Path::new(&dir).join(f)).ok().and_then(|b| serde_json::from_slice(&b).ok()) };
+    // `vm-ram.json` ([[host address, length], …]); older layouts kept it in `vm.json`.
+    let list = read("vm-ram.json").or_else(|| read("vm.json").and_then(|v| v.get("guest_ram_host_ranges").cloned()));
+    let ranges: Vec<(u64, u64)> = list
+        .as_ref()
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|r| Some((r.get(0)?.as_u64()?, r.get(1)?.as_u64()?))).collect())
+        .unwrap_or_default();
     let size = ranges.iter().map(|r| r.1).sum();
-    rss_in_ranges(pid, &ranges).map(|rss| (size, rss)).or_else(|| largest_mapping(pid, VM_MEMORY_MIB << 20))
+    rss_in_ranges(pid, &ranges).map(|rss| (size, rss)).or_else(|| largest_mapping(pid, VM_MEMORY_MIB << 19))
 }
 
-/// One VM sample.
+/// One VM sample from a fresh idle VM.
 fn vm_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
     let (name, pid) = start_idle(h, "vm")?;
+    let r = record_vm(h, results, &name, pid);
+    h.remove(&[name]);
+    r
+}
+
+/// Records the memory figures of the running idle VM `name` (VMM pid `pid`); the density suite
+/// calls this for its one-VM step so the memory suite needs no boot of its own.
+pub fn record_vm(h: &mut Harness, results: &mut Results, name: &str, pid: u32) -> Result<()> {
+    let name = name.to_string();
     let total = rss_pss(pid);
     let guest = guest_ram_rss(h, &name, pid);
     let overhead = match (total, guest) {
         (Some((rss, _)), Some((_, g))) => Some(rss.saturating_sub(g)),
         _ => None,
     };
-    push(results, "vm", "vmm_overhead_rss", "VMM process RSS − RSS of its guest-RAM mappings (host ranges from the instance's vm.json), while the guest's probe holds 1 MiB", overhead);
+    push(results, "vm", "vmm_overhead_rss", "VMM process RSS − RSS of its guest-RAM mappings (host ranges from the instance's vm-ram.json), while the guest's probe holds 1 MiB", overhead);
     push(results, "vm", "guest_touched", "RSS of the VMM's guest-RAM mappings (guest pages touched so far)", guest.map(|g| g.1));
     push(results, "vm", "rss", "VMM process RSS (guest RAM included)", total.map(|t| t.0));
-    h.remove(&[name]);
     if overhead.is_none() {
         return Err(BenchError::Parse { what: format!("/proc/{pid}/smaps"), detail: "no guest-RAM mapping found".into() });
     }
@@ -163,7 +173,8 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
             }
         }
     }
-    if super::vm_usable(h, plan, results, "memory", cost::VM) {
+    // With the density suite selected, its one-VM step provides the VM memory sample.
+    if !plan.suite("density") && super::vm_usable(h, plan, results, "memory", cost::VM) {
         let r = vm_sample(h, results);
         h.advance(cost::VM, "memory vm");
         if let Err(e) = r {

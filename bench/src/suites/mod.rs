@@ -40,15 +40,15 @@ impl Plan {
 /// progress bar's unit so its ETA is meaningful.
 pub mod cost {
     /// One `vcompare run` of a container plus inspect and rm.
-    pub const CONTAINER: u64 = 300;
+    pub const CONTAINER: u64 = 600;
     /// One host process.
     pub const HOST: u64 = 10;
     /// One crun/runc run.
     pub const PEER_CONTAINER: u64 = 60;
     /// One vcompare VM boot.
-    pub const VM: u64 = 30_000;
+    pub const VM: u64 = 45_000;
     /// One QEMU microvm boot.
-    pub const QEMU: u64 = 40_000;
+    pub const QEMU: u64 = 25_000;
     /// One CPU workload script in host or container.
     pub const CPU_SCRIPT: u64 = 2_000;
 }
@@ -67,7 +67,7 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
         t += r * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT + cpu::vm_boots(h.vm_runs) as u64 * vm * cost::VM;
     }
     if plan.suite("memory") {
-        t += 3 * cost::CONTAINER * 3 + vm * cost::VM;
+        t += 3 * cost::CONTAINER * 3 + vm * (!plan.suite("density")) as u64 * cost::VM;
     }
     if plan.suite("density") {
         t += density::CONTAINER_STEPS.iter().sum::<u32>() as u64 * cost::CONTAINER * plan.mode("container") as u64;
