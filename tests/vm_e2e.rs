@@ -51,16 +51,14 @@ fn vm_ready() -> bool {
             .map(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_file())
             .unwrap_or(false)
     };
-    if !kernel_ok {
-        eprintln!("skipping: the guest kernel is not built (kernels/build.sh)");
-        return false;
-    }
+    // Build products are not machine capabilities: their absence is a failure, not a skip.
+    assert!(kernel_ok, "the guest kernel is not built: run kernels/build.sh (scripts/test.sh does)");
     let exe = Path::new(vcompare());
     let stat = exe.parent().unwrap().join("../static/x86_64-unknown-linux-gnu/release");
-    if !stat.join("vcompare-init").is_file() || !stat.join("probe").is_file() {
-        eprintln!("skipping: static binaries missing (scripts/build-static.sh)");
-        return false;
-    }
+    assert!(
+        stat.join("vcompare-init").is_file() && stat.join("probe").is_file(),
+        "static binaries missing: run scripts/build-static.sh (scripts/test.sh does)"
+    );
     true
 }
 
