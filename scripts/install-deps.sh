@@ -6,6 +6,7 @@ PACKAGES=(
     build-essential pkg-config
     e2fsprogs
     busybox-static                 # the default image's userland
+    fonts-dejavu-core              # text in PNG charts (plotters)
     umoci                          # differential test of the image store
     crun runc                      # container peers (benchmarks, differential test)
     qemu-system-x86                # microVM peer (qemu -M microvm)

@@ -35,7 +35,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(c) => image::image(&ctx, c),
         Command::Volume(c) => volume::volume(&ctx, c),
         Command::Doctor { format } => doctor::doctor(&ctx, *format),
-        Command::Demo { .. } => demo::demo(&ctx),
+        Command::Demo { out } => demo::demo(&ctx, out.clone()),
         Command::Bench(a) => bench::bench(&ctx, a),
         Command::Report { dirs, compare } => report::report(dirs, *compare),
     }

@@ -238,21 +238,7 @@ pub fn exec(pid: i32, cfg: &ExecConfig) -> Result<i32> {
             },
         });
     }
-    let status = loop {
-        let mut st = 0;
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(helper, &mut st, 0) };
-        if r == helper {
-            break st;
-        }
-        if r < 0 && sys::last_errno() != libc::EINTR {
-            return Err(Error::sys(
-                "waiting for the exec helper",
-                nix::errno::Errno::last(),
-                "this should not happen; report a bug",
-            ));
-        }
-    };
+    let status = sys::wait_child(helper, "waiting for the exec helper")?;
     guard.disarm();
     drop(signals);
     Ok(if libc::WIFEXITED(status) {

@@ -743,21 +743,7 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
         Some(t) => wait_or_kill(pid, t),
         None => false,
     };
-    let status = loop {
-        let mut st = 0;
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
-        if r == pid {
-            break st;
-        }
-        if r < 0 && sys::last_errno() != libc::EINTR {
-            return Err(Error::sys(
-                "waiting for the container",
-                nix::errno::Errno::last(),
-                "this should not happen; report a bug",
-            ));
-        }
-    };
+    let status = sys::wait_child(pid, "waiting for the container")?;
     guard.armed = false;
     drop(signals);
     let outcome = if timed_out {

@@ -333,3 +333,19 @@ pub fn clone_into_cgroup(flags: libc::c_int, cgroup_fd: RawFd) -> SysResult<libc
     })
     .map(|p| p as libc::pid_t)
 }
+
+/// Waits for our own child `pid` to end (retrying on EINTR) and returns its raw wait status;
+/// `what` names the wait in the error.
+pub fn wait_child(pid: libc::pid_t, what: &str) -> crate::error::Result<i32> {
+    loop {
+        let mut st = 0;
+        // SAFETY: waiting for our own child with a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            return Ok(st);
+        }
+        if r < 0 && last_errno() != libc::EINTR {
+            return Err(crate::error::Error::sys(what, nix::errno::Errno::last(), "this should not happen; report a bug"));
+        }
+    }
+}

@@ -1,13 +1,15 @@
 //! `vcompare demo`: the lecture in one command. Builds the default image if needed, runs the
-//! probe's `info` on the host and inside a container and a microVM, and prints what each
-//! sees side by side.
+//! probe's `info` on the host and inside a container and a microVM, prints what each sees side
+//! by side, then runs a short startup + memory benchmark and writes a report with charts.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
 use super::table;
 use super::Ctx;
+use crate::cli::BenchArgs;
 use crate::default_image::{self, REFERENCE};
 
 /// Runs `vcompare <args>` (this binary, same data dir) and parses the probe's JSON output.
@@ -51,15 +53,34 @@ fn field(v: &Result<Value, String>, key: &str) -> String {
     }
 }
 
+/// The demo's short benchmark: startup and memory only, few runs, one VM boot, crun as the
+/// peer; a few minutes on a nested host, a report with charts at the end.
+fn short_bench(ctx: &Ctx, out: Option<PathBuf>, vm: bool) -> anyhow::Result<i32> {
+    let args = BenchArgs {
+        modes: if vm { "host,container,vm" } else { "host,container" }.into(),
+        peers: "crun".into(),
+        suite: "startup,memory".into(),
+        runs: 5,
+        vm_runs: Some(1),
+        image: REFERENCE.into(),
+        out: Some(out.unwrap_or_else(|| {
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+            PathBuf::from(format!("vcompare-demo-{stamp}"))
+        })),
+    };
+    super::bench::bench(ctx, &args)
+}
+
 /// `vcompare demo`.
-pub fn demo(ctx: &Ctx) -> anyhow::Result<i32> {
+pub fn demo(ctx: &Ctx, out: Option<PathBuf>) -> anyhow::Result<i32> {
     let image = default_image::resolve_or_build(&ctx.store, REFERENCE)?;
     println!("== the image store ==");
     super::image::image(ctx, &crate::cli::ImageCommand::Ls { format: crate::cli::Format::Table, quiet: false })?;
     println!("\n== the same probe, three ways (image {} {}) ==", image.reference, image.record.short_id());
     let host = host_probe();
     let container = probe_in(ctx, "container");
-    let vm = if std::path::Path::new("/dev/kvm").exists() { probe_in(ctx, "vm") } else { Err("no /dev/kvm on this host".into()) };
+    let has_kvm = std::path::Path::new("/dev/kvm").exists();
+    let vm = if has_kvm { probe_in(ctx, "vm") } else { Err("no /dev/kvm on this host: showing the container half only".into()) };
     let rows: Vec<Vec<String>> = [
         ("pid", "PID"), ("ppid", "parent PID"), ("uid", "uid"), ("hostname", "hostname"),
         ("kernel_release", "kernel release"), ("cpus_online_count", "CPUs"), ("mem_total_bytes", "memory total"),
@@ -75,5 +96,6 @@ pub fn demo(ctx: &Ctx) -> anyhow::Result<i32> {
         }
     }
     println!("\nVM figures on this host: KVM backend {}.", super::doctor::kvm_backend());
-    Ok(0)
+    println!("\n== a short startup + memory benchmark (full suite: `vcompare bench`) ==");
+    short_bench(ctx, out, has_kvm && vm.is_ok())
 }

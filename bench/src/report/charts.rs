@@ -147,7 +147,7 @@ fn startup_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
     let area = with_caveat(root, caveat_for(r, vm).as_deref())?;
     let rows: Vec<(String, Vec<(String, f64)>)> = subjects.iter().map(|s| (s.clone(), phase_medians(r, s))).filter(|x| !x.1.is_empty()).collect();
     // Extra room on the right for the legend.
-    let max = rows.iter().map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>()).fold(0.0, f64::max) / scale * 1.4;
+    let max = rows.iter().map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>()).fold(0.0, f64::max) / scale * 1.6;
     let n = rows.len();
     let title = if vm { "Startup phases, VMs (median of each phase)" } else { "Startup phases, host and containers (median of each phase)" };
     let mut chart = ChartBuilder::on(&area)
