@@ -28,7 +28,7 @@ const S_OK: u8 = 0;
 const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
 const SECTOR: u64 = 512;
-const QUEUE_SIZE: u16 = 256;
+pub(crate) const QUEUE_SIZE: u16 = 256;
 
 /// A block device backed by a file.
 pub struct Block {
@@ -183,103 +183,37 @@ impl VirtioDevice for Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::mmio::MmioTransport;
+    use crate::devices::virtio::driver_model::{BlockDriver, DATA, STATUS, USED};
     use std::io::Write;
-    use vm_memory::Address;
-    use vmm_sys_util::eventfd::EventFd;
 
-    // Guest-memory layout for the test queue.
-    const DESC: u64 = 0x1000;
-    const AVAIL: u64 = 0x2000;
-    const USED: u64 = 0x3000;
-    const HDR: u64 = 0x4000;
-    const DATA: u64 = 0x5000;
-    const STATUS: u64 = 0x6000;
-
-    fn w32(t: &mut MmioTransport, off: u64, v: u32) {
-        t.write(off, &v.to_le_bytes());
-    }
-
-    fn r32(t: &mut MmioTransport, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        t.read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    fn desc(mem: &GuestMem, i: u64, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = GuestAddress(DESC + 16 * i);
-        mem.write_obj(addr, at).unwrap();
-        mem.write_obj(len, at.unchecked_add(8)).unwrap();
-        mem.write_obj(flags, at.unchecked_add(12)).unwrap();
-        mem.write_obj(next, at.unchecked_add(14)).unwrap();
-    }
-
-    /// Drives the transport like the Linux driver would and does one request.
-    fn setup() -> (GuestMem, MmioTransport, EventFd, std::path::PathBuf) {
+    fn disk() -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("vcmp-blk-{}-{:?}", std::process::id(), std::thread::current().id()));
         let mut f = File::create(&path).unwrap();
         let mut content = vec![0u8; 8192];
         content[512..517].copy_from_slice(b"hello");
         f.write_all(&content).unwrap();
-        let mem = crate::memory::create(32, false).unwrap();
-        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let dev = Block::open(&path, false, "vcmp-test").unwrap();
-        let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq.try_clone().unwrap());
-        assert_eq!(r32(&mut t, 0), 0x7472_6976);
-        assert_eq!(r32(&mut t, 4), 2);
-        assert_eq!(r32(&mut t, 8), DEVICE_ID);
-        w32(&mut t, 0x14, 1);
-        assert_eq!(r32(&mut t, 0x10), 1, "VERSION_1 offered");
-        w32(&mut t, 0x70, 1 | 2);
-        w32(&mut t, 0x24, 1);
-        w32(&mut t, 0x20, 1);
-        w32(&mut t, 0x70, 1 | 2 | 8);
-        assert_eq!(t.status() & 8, 8, "FEATURES_OK accepted");
-        w32(&mut t, 0x30, 0);
-        assert_eq!(r32(&mut t, 0x34), u32::from(QUEUE_SIZE));
-        w32(&mut t, 0x38, 16);
-        w32(&mut t, 0x80, DESC as u32);
-        w32(&mut t, 0x90, AVAIL as u32);
-        w32(&mut t, 0xa0, USED as u32);
-        w32(&mut t, 0x44, 1);
-        w32(&mut t, 0x70, 1 | 2 | 8 | 4);
-        let mut cap = [0u8; 8];
-        t.read(0x100, &mut cap);
-        assert_eq!(u64::from_le_bytes(cap), 16);
-        (mem, t, irq, path)
-    }
-
-    fn request(mem: &GuestMem, t: &mut MmioTransport, kind: u32, sector: u64, write_data: bool, avail_idx: u16) {
-        let mut hdr = [0u8; 16];
-        hdr[0..4].copy_from_slice(&kind.to_le_bytes());
-        hdr[8..16].copy_from_slice(&sector.to_le_bytes());
-        mem.write_slice(&hdr, GuestAddress(HDR)).unwrap();
-        desc(mem, 0, HDR, 16, 1, 1);
-        desc(mem, 1, DATA, 512, 1 | if write_data { 0 } else { 2 }, 2);
-        desc(mem, 2, STATUS, 1, 2, 0);
-        mem.write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(avail_idx - 1))).unwrap();
-        mem.write_obj(avail_idx, GuestAddress(AVAIL + 2)).unwrap();
-        w32(t, 0x50, 0);
+        path
     }
 
     #[test]
     fn read_then_write_through_queue() {
-        let (mem, mut t, irq, path) = setup();
-        request(&mem, &mut t, VIRTIO_BLK_T_IN, 1, false, 1);
+        let path = disk();
+        let mut d = BlockDriver::new(&path).unwrap();
+        d.request(VIRTIO_BLK_T_IN, 1, false);
         let mut buf = [0u8; 5];
-        mem.read_slice(&mut buf, GuestAddress(DATA)).unwrap();
+        d.mem.read_slice(&mut buf, GuestAddress(DATA)).unwrap();
         assert_eq!(&buf, b"hello");
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
-        assert_eq!(mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(), 1, "used idx");
-        assert_eq!(mem.read_obj::<u32>(GuestAddress(USED + 8)).unwrap(), 513, "used len");
-        assert_eq!(irq.read().unwrap(), 1);
-        assert_eq!(r32(&mut t, 0x60), 1);
-        w32(&mut t, 0x64, 1);
-        assert_eq!(r32(&mut t, 0x60), 0);
+        assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
+        assert_eq!(d.mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(), 1, "used idx");
+        assert_eq!(d.mem.read_obj::<u32>(GuestAddress(USED + 8)).unwrap(), 513, "used len");
+        assert_eq!(d.irq.read().unwrap(), 1);
+        assert_eq!(d.r32(0x60), 1);
+        d.w32(0x64, 1);
+        assert_eq!(d.r32(0x60), 0);
 
-        mem.write_slice(b"world", GuestAddress(DATA)).unwrap();
-        request(&mem, &mut t, VIRTIO_BLK_T_OUT, 3, true, 2);
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
+        d.mem.write_slice(b"world", GuestAddress(DATA)).unwrap();
+        d.request(VIRTIO_BLK_T_OUT, 3, true);
+        assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
         let disk = std::fs::read(&path).unwrap();
         assert_eq!(&disk[1536..1541], b"world");
         std::fs::remove_file(path).unwrap();
@@ -287,11 +221,12 @@ mod tests {
 
     #[test]
     fn out_of_range_is_ioerr() {
-        let (mem, mut t, _irq, path) = setup();
-        request(&mem, &mut t, VIRTIO_BLK_T_IN, 16, false, 1);
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_IOERR);
-        request(&mem, &mut t, 99, 0, false, 2);
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_UNSUPP);
+        let path = disk();
+        let mut d = BlockDriver::new(&path).unwrap();
+        d.request(VIRTIO_BLK_T_IN, 16, false);
+        assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_IOERR);
+        d.request(99, 0, false);
+        assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_UNSUPP);
         std::fs::remove_file(path).unwrap();
     }
 }

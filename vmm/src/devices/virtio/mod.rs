@@ -2,6 +2,8 @@
 
 pub mod block;
 pub mod mmio;
+#[doc(hidden)]
+pub mod driver_model;
 
 use virtio_queue::Queue;
 
