@@ -52,7 +52,13 @@ pub struct QemuSetup {
     pub initrd: PathBuf,
     /// Full kernel command line.
     pub cmdline: String,
+    /// A sparse raw disk attached as virtio-blk, so QEMU's guest probes the same device
+    /// vcompare's guest does (its driver init is part of launch → init in both).
+    pub disk: PathBuf,
 }
+
+/// Size of the peer's blank disk: about vcompare's per-VM disk for the default image.
+const DISK_BYTES: u64 = 64 << 20;
 
 /// Writes the initramfs (`/init` = probe, `/dev/console`) into `scratch` and builds the kernel
 /// command line vcompare's VMM would use on this host.
@@ -64,7 +70,9 @@ pub fn prepare(scratch: &Path, kernel: &Path, probe: &Path) -> Result<QemuSetup>
     std::fs::write(&initrd, w.finish()).map_err(io_at(&initrd))?;
     let backend = vcompare_vmm::KvmBackend::detect();
     let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), false, true, &[]);
-    Ok(QemuSetup { kernel: kernel.to_path_buf(), initrd, cmdline })
+    let disk = scratch.join("qemu-disk.raw");
+    std::fs::File::create(&disk).and_then(|f| f.set_len(DISK_BYTES)).map_err(io_at(&disk))?;
+    Ok(QemuSetup { kernel: kernel.to_path_buf(), initrd, cmdline, disk })
 }
 
 /// TSC frequency guess from /proc/cpuinfo (for `lpj=`; only skips a calibration loop).
@@ -96,6 +104,8 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
         .arg("-kernel").arg(&setup.kernel)
         .arg("-initrd").arg(&setup.initrd)
         .arg("-append").arg(&setup.cmdline)
+        .arg("-drive").arg(format!("file={},format=raw,if=none,id=vda", setup.disk.display()))
+        .args(["-device", "virtio-blk-device,drive=vda"])
         .stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let t0 = Instant::now();
     let mut child = cmd.spawn().map_err(|source| BenchError::Spawn { cmd: label.into(), source })?;
