@@ -225,3 +225,51 @@ fn vm_bad_input_is_one_clear_line() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("VCOMPARE_KERNEL"), "{}", text(&o));
     assert!(!has_process_with_root(&root.0));
 }
+
+/// As an unprivileged user (no access to /dev/kvm), VM mode fails with one line naming the
+/// cause and the fix, and leaves no instance record or VMM process behind.
+#[test]
+fn vm_without_kvm_permission_is_one_clear_line() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: needs root (to switch to an unprivileged user) and /dev/kvm");
+        return;
+    }
+    let root = Root::new("noperm");
+    std::os::unix::fs::chown(&root.0, Some(65534), Some(65534)).unwrap();
+    // The unprivileged user may not be able to reach the build tree: give it private copies.
+    let exe_dir = Path::new(vcompare()).parent().unwrap().to_path_buf();
+    let bin = root.0.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["vcompare", "vcompare-vmm"] {
+        if exe_dir.join(name).is_file() {
+            std::fs::copy(exe_dir.join(name), bin.join(name)).unwrap();
+        }
+    }
+    let probe_src = std::env::var_os("VCOMPARE_PROBE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe_dir.join("../static/x86_64-unknown-linux-gnu/release/probe"));
+    let probe = bin.join("probe");
+    std::fs::copy(&probe_src, &probe).unwrap();
+    let exe = bin.join("vcompare");
+    let data = root.0.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .arg("--root")
+        .arg(&data)
+        .args(["run", "--rm", "--mode", "vm", "vcompare/probe", "/bin/probe", "true"])
+        .env("VCOMPARE_PROBE", probe)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("building the default image")).collect();
+    assert_eq!(lines.len(), 1, "{}", text(&o));
+    assert!(lines[0].contains("/dev/kvm") && lines[0].contains("Permission denied") && lines[0].contains("group kvm"), "{}", text(&o));
+    let left = std::fs::read_dir(data.join("instances")).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0);
+    assert_eq!(left, 0, "no instance record may be left");
+    assert!(!has_process_with_root(&root.0));
+}
