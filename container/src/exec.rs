@@ -83,19 +83,7 @@ pub fn exec(pid: i32, cfg: &ExecConfig) -> Result<i32> {
     } else {
         stdin_null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)
     };
-    let (pty_parent, pty_child) = nix::sys::socket::socketpair(
-        nix::sys::socket::AddressFamily::Unix,
-        nix::sys::socket::SockType::SeqPacket,
-        None,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| {
-        Error::sys(
-            "creating the pty socket",
-            e,
-            "the process may be out of file descriptors",
-        )
-    })?;
+    let (pty_parent, pty_child) = sys::seqpacket_pair("creating the pty socket")?;
     let (tty, pty_cfd) = (cfg.tty, pty_child.as_raw_fd());
     let (go_rfd, rep_wfd) = (go_r.as_raw_fd(), rep_w.as_raw_fd());
 

@@ -587,19 +587,7 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
     } else {
         Some(std::fs::File::open("/dev/null").map_err(|e| Error::io("opening", "/dev/null", e))?)
     };
-    let (go_parent, go_child) = nix::sys::socket::socketpair(
-        nix::sys::socket::AddressFamily::Unix,
-        nix::sys::socket::SockType::SeqPacket,
-        None,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| {
-        Error::sys(
-            "creating the setup socket",
-            e,
-            "the process may be out of file descriptors",
-        )
-    })?;
+    let (go_parent, go_child) = sys::seqpacket_pair("creating the setup socket")?;
     let (rep_read, rep_write) = pipe_cloexec()?;
 
     let tasks = cg.open_self_attach_files()?;

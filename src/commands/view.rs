@@ -114,20 +114,27 @@ pub fn inspect(ctx: &Ctx, q: &str, format: Format) -> anyhow::Result<i32> {
 /// Names the "inside" side may have in a backend's view.
 const INSIDE_KEYS: [&str; 4] = ["container", "guest", "instance", "inside"];
 
+/// One table cell: strings bare, null as `-`, anything else as JSON.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Which inside-view key an object has, if any.
+fn inside_of(o: &serde_json::Map<String, Value>) -> Option<&'static str> {
+    INSIDE_KEYS.into_iter().find(|k| o.contains_key(*k))
+}
+
 /// Renders a backend view as FIELD | HOST VIEW | INSIDE VIEW rows. Accepts both shapes:
 /// per-field pairs (`{"pid": {"host": 1234, "container": 1}}`) and two sides
 /// (`{"host": {...}, "container": {...}}`); anything else is printed as `key: value`.
 pub fn print_side_by_side(view: &Value) {
     let Some(obj) = view.as_object() else { return };
-    let cell = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => "-".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-    };
-    let inside_of = |o: &serde_json::Map<String, Value>| INSIDE_KEYS.into_iter().find(|k| o.contains_key(*k));
     let mut rows = Vec::new();
-    let mut rest: Vec<(&String, &Value)> = Vec::new();
-    let mut rest_owned: Vec<(String, Value)> = Vec::new();
+    let mut rest: Vec<(String, Value)> = Vec::new();
     let mut inside_name = "inside";
     if let (Some(host), Some(k)) = (obj.get("host").and_then(Value::as_object), inside_of(obj)) {
         inside_name = k;
@@ -135,17 +142,14 @@ pub fn print_side_by_side(view: &Value) {
         let mut keys: Vec<&String> = host.keys().collect();
         keys.extend(inside.keys().filter(|x| !host.contains_key(*x)));
         rows = keys.iter().map(|key| vec![key.to_string(), cell(host.get(*key)), cell(inside.get(*key))]).collect();
-        rest.extend(obj.iter().filter(|(x, _)| x.as_str() != "host" && x.as_str() != k));
+        rest.extend(obj.iter().filter(|(x, _)| x.as_str() != "host" && x.as_str() != k).map(|(x, v)| (x.clone(), v.clone())));
     } else {
-        flatten_pairs("", obj, &mut rows, &mut rest_owned, &mut inside_name);
+        flatten_pairs("", obj, &mut rows, &mut rest, &mut inside_name);
     }
     if !rows.is_empty() {
         table::print(&["", "HOST VIEW", &format!("{} VIEW", inside_name.to_uppercase())], &rows);
     }
     for (key, v) in rest {
-        println!("{key}: {}", cell(Some(v)));
-    }
-    for (key, v) in rest_owned {
         println!("{key}: {}", cell(Some(&v)));
     }
 }
@@ -159,16 +163,11 @@ fn flatten_pairs(
     rest: &mut Vec<(String, Value)>,
     inside_name: &mut &'static str,
 ) {
-    let cell = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => "-".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-    };
     for (key, v) in obj {
         let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match v.as_object() {
-            Some(o) if o.contains_key("host") || INSIDE_KEYS.iter().any(|k| o.contains_key(*k)) => {
-                let k = INSIDE_KEYS.into_iter().find(|k| o.contains_key(*k));
+            Some(o) if o.contains_key("host") || inside_of(o).is_some() => {
+                let k = inside_of(o);
                 if let Some(k) = k {
                     *inside_name = k;
                 }

@@ -196,15 +196,7 @@ fn startup_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
         let txt = if vm { format!("{total:.2} {unit}") } else { format!("{total:.1} {unit}") };
         chart.draw_series(std::iter::once(Text::new(txt, (total, i as f64 + 0.42), label_style()))).map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    area.present().map_err(|e| e.to_string())
+    legend_and_present(&mut chart, SeriesLabelPosition::UpperRight, &area)
 }
 
 /// Empirical CDF of startup wall times, log-scaled x so ms and s fit on one chart.
@@ -252,15 +244,7 @@ fn startup_cdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled()))).map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperMiddle)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    area.present().map_err(|e| e.to_string())
+    legend_and_present(&mut chart, SeriesLabelPosition::UpperMiddle, &area)
 }
 
 /// Grouped bars: per workload, container and VM median cost as a multiple of host's (log y).
@@ -334,15 +318,7 @@ fn cpu_overhead<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) 
             }))
             .map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    area.present().map_err(|e| e.to_string())
+    legend_and_present(&mut chart, SeriesLabelPosition::UpperLeft, &area)
 }
 
 /// Lines: host memory used by N idle instances (PSS sum solid, MemAvailable drop dashed).
@@ -388,15 +364,7 @@ fn memory_density<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
             .label(format!("{} MemAvailable drop (noisy)", s.subject))
             .legend(move |(x, y)| TriangleMarker::new((x + 12, y), 8, light.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    area.present().map_err(|e| e.to_string())
+    legend_and_present(&mut chart, SeriesLabelPosition::UpperLeft, &area)
 }
 
 /// Bars: host disk bytes per extra instance (allocated, median), log y in KiB.
@@ -493,4 +461,21 @@ pub fn render_all(r: &Results, dir: &Path) -> (Vec<PathBuf>, Vec<String>, Vec<St
         both!(dir, "disk", files, notes, stems, |a| disk(&a, r));
     }
     (files, stems, notes)
+}
+
+/// The legend box every chart uses (readable on a projector), then the page is written out.
+fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    area: &DrawingArea<DB, Shift>,
+) -> ChartResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(label_style())
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    area.present().map_err(|e| e.to_string())
 }
