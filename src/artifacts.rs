@@ -26,7 +26,10 @@ pub fn candidates(name: &str) -> Vec<PathBuf> {
         if let Some(dir) = exe.parent() {
             // target/{debug,release}/vcompare, or target/debug/deps/<test> for unit tests.
             for base in [dir, dir.parent().unwrap_or(dir)] {
-                out.push(base.join("../static/x86_64-unknown-linux-gnu/release").join(name));
+                out.push(
+                    base.join("../static/x86_64-unknown-linux-gnu/release")
+                        .join(name),
+                );
             }
             out.push(dir.join(format!("{name}-static")));
         }
@@ -43,6 +46,10 @@ pub fn find_static(name: &str) -> Result<PathBuf, ArtifactError> {
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
         .ok_or_else(|| ArtifactError::Missing {
             name: name.to_string(),
-            looked: c.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            looked: c
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }

@@ -40,15 +40,22 @@ pub fn ensure(store: &Store) -> anyhow::Result<()> {
     let probe = crate::artifacts::find_static("probe")?;
     let staging = store.staging("default-image")?;
     let root = staging.path();
-    for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "root", "run", "var/tmp", "mnt"] {
-        fs::create_dir_all(root.join(d)).with_context(|| format!("creating {d} in the default image"))?;
+    for d in [
+        "bin", "dev", "etc", "proc", "sys", "tmp", "root", "run", "var/tmp", "mnt",
+    ] {
+        fs::create_dir_all(root.join(d))
+            .with_context(|| format!("creating {d} in the default image"))?;
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))?;
-    fs::copy(&probe, root.join("bin/probe")).with_context(|| format!("copying {}", probe.display()))?;
+    fs::copy(&probe, root.join("bin/probe"))
+        .with_context(|| format!("copying {}", probe.display()))?;
     fs::set_permissions(root.join("bin/probe"), fs::Permissions::from_mode(0o755))?;
     if Path::new(BUSYBOX).is_file() {
         fs::copy(BUSYBOX, root.join("bin/busybox")).context("copying busybox")?;
-        let list = std::process::Command::new(BUSYBOX).arg("--list").output().context("listing busybox applets")?;
+        let list = std::process::Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .context("listing busybox applets")?;
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             let link = root.join("bin").join(applet);
             if !applet.is_empty() && !applet.contains('/') && !link.exists() {
@@ -56,10 +63,16 @@ pub fn ensure(store: &Store) -> anyhow::Result<()> {
             }
         }
     }
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")?;
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
     fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     fs::write(root.join("etc/hostname"), "probe\n")?;
-    let opts = BuildOptions { cmd: vec!["/bin/probe".into(), "info".into()], ..Default::default() };
+    let opts = BuildOptions {
+        cmd: vec!["/bin/probe".into(), "info".into()],
+        ..Default::default()
+    };
     build(store, root, REFERENCE, &opts)?;
     Ok(())
 }

@@ -24,7 +24,10 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// A unique path next to `target` (same directory, so a later `rename` is atomic).
 pub fn temp_sibling(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}.tmp-{}", random_hex(6)))
 }
 
@@ -67,7 +70,11 @@ pub struct FileLock {
 impl FileLock {
     /// Blocks until the lock on `path` is held; creates the lock file if needed.
     pub fn exclusive(path: &Path) -> io::Result<FileLock> {
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
         loop {
             // SAFETY: flock on a valid open fd.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -89,7 +96,9 @@ pub fn tree_size(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let Ok(md) = fs::symlink_metadata(&p) else { continue };
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         if md.is_dir() {
             if let Ok(rd) = fs::read_dir(&p) {
                 stack.extend(rd.flatten().map(|e| e.path()));

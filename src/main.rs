@@ -30,7 +30,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill { signal, ids } => control::kill(&ctx, ids, signal),
         Command::Rm { force, ids } => control::rm(&ctx, ids, *force),
         Command::Logs { follow, id } => view::logs(&ctx, id, *follow),
-        Command::Exec { interactive, tty, id, cmd } => view::exec(&ctx, id, cmd, *interactive, *tty),
+        Command::Exec {
+            interactive,
+            tty,
+            id,
+            cmd,
+        } => view::exec(&ctx, id, cmd, *interactive, *tty),
         Command::Inspect { id, format } => view::inspect(&ctx, id, *format),
         Command::Image(c) => image::image(&ctx, c),
         Command::Volume(c) => volume::volume(&ctx, c),

@@ -13,7 +13,9 @@ use crate::fsutil::{atomic_write, remove_any};
 /// Errors of volume management.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    #[error("invalid volume name `{0}`; names use letters, digits, and _ . - (first a letter or digit)")]
+    #[error(
+        "invalid volume name `{0}`; names use letters, digits, and _ . - (first a letter or digit)"
+    )]
     BadName(String),
     #[error("volume `{0}` does not exist; `vcompare volume ls` lists volumes")]
     NotFound(String),
@@ -22,7 +24,10 @@ pub enum VolumeError {
     #[error("volume `{name}` is used by instance(s) {users}; remove them first")]
     InUse { name: String, users: String },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VolumeError {
@@ -74,7 +79,9 @@ impl Volumes {
         if target.exists() {
             return Err(VolumeError::Exists(name.into()));
         }
-        let tmp = self.dir.join(format!(".new-{name}-{}", crate::fsutil::random_hex(4)));
+        let tmp = self
+            .dir
+            .join(format!(".new-{name}-{}", crate::fsutil::random_hex(4)));
         let info = VolumeInfo {
             name: name.into(),
             mountpoint: self.data_path(name),
@@ -84,13 +91,22 @@ impl Volumes {
             fs::create_dir_all(tmp.join("_data"))?;
             // Writable by every side of the comparison: container root is an unprivileged
             // host uid under the user namespace, and a VM guest maps ids its own way.
-            fs::set_permissions(tmp.join("_data"), std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
-            atomic_write(&tmp.join("meta.json"), &serde_json::to_vec_pretty(&info).expect("volume info serialises"))?;
+            fs::set_permissions(
+                tmp.join("_data"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o777),
+            )?;
+            atomic_write(
+                &tmp.join("meta.json"),
+                &serde_json::to_vec_pretty(&info).expect("volume info serialises"),
+            )?;
             fs::rename(&tmp, &target)
         };
         build().map_err(|e| {
             let _ = remove_any(&tmp);
-            VolumeError::Io { context: format!("creating volume {name}"), source: e }
+            VolumeError::Io {
+                context: format!("creating volume {name}"),
+                source: e,
+            }
         })?;
         Ok(info)
     }
@@ -108,13 +124,19 @@ impl Volumes {
         Self::check(name)?;
         let p = self.dir.join(name).join("meta.json");
         let b = fs::read(&p).map_err(|_| VolumeError::NotFound(name.into()))?;
-        serde_json::from_slice(&b).map_err(|e| VolumeError::Io { context: format!("reading {}", p.display()), source: e.into() })
+        serde_json::from_slice(&b).map_err(|e| VolumeError::Io {
+            context: format!("reading {}", p.display()),
+            source: e.into(),
+        })
     }
 
     /// All volumes, by name.
     pub fn list(&self) -> Result<Vec<VolumeInfo>, VolumeError> {
         let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).map_err(io(format!("reading {}", self.dir.display())))?.flatten() {
+        for e in fs::read_dir(&self.dir)
+            .map_err(io(format!("reading {}", self.dir.display())))?
+            .flatten()
+        {
             let n = e.file_name().to_string_lossy().into_owned();
             if !n.starts_with('.') {
                 if let Ok(i) = self.inspect(&n) {
@@ -130,10 +152,15 @@ impl Volumes {
     pub fn remove(&self, name: &str, users: &[String]) -> Result<(), VolumeError> {
         self.inspect(name)?;
         if !users.is_empty() {
-            return Err(VolumeError::InUse { name: name.into(), users: users.join(", ") });
+            return Err(VolumeError::InUse {
+                name: name.into(),
+                users: users.join(", "),
+            });
         }
         let d = self.dir.join(name);
-        let trash = self.dir.join(format!(".rm-{name}-{}", crate::fsutil::random_hex(4)));
+        let trash = self
+            .dir
+            .join(format!(".rm-{name}-{}", crate::fsutil::random_hex(4)));
         fs::rename(&d, &trash).map_err(io(format!("removing {}", d.display())))?;
         remove_any(&trash).map_err(io(format!("removing {}", trash.display())))
     }

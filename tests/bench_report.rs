@@ -3,12 +3,19 @@
 use std::collections::BTreeMap;
 
 use vcompare_bench::report::{self, markdown};
-use vcompare_bench::results::{DensityPoint, DensitySeries, DiskSeries, MemorySeries, PhaseSpan, Results, StartupRun, StartupSeries};
+use vcompare_bench::results::{
+    DensityPoint, DensitySeries, DiskSeries, MemorySeries, PhaseSpan, Results, StartupRun,
+    StartupSeries,
+};
 
 const PVM: &str = "nested (PVM): guest kernel code emulated";
 
 fn fixture() -> Results {
-    Results::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench_fixture"))).unwrap()
+    Results::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/bench_fixture"
+    )))
+    .unwrap()
 }
 
 /// The stored fixture plus synthetic VM figures, so the VM paths are drawn too.
@@ -16,28 +23,72 @@ fn with_vm() -> Results {
     let mut r = fixture();
     r.environment.kvm_backend = PVM.into();
     // Replace whatever VM figures the stored run has with known synthetic ones.
-    r.startup.retain(|s| s.subject != "vm" && s.subject != "qemu");
-    r.memory.retain(|s| s.subject != "vm" && s.subject != "qemu");
+    r.startup
+        .retain(|s| s.subject != "vm" && s.subject != "qemu");
+    r.memory
+        .retain(|s| s.subject != "vm" && s.subject != "qemu");
     r.density.retain(|s| s.subject != "vm");
     r.disk.retain(|s| s.subject != "vm");
     let run = |total: u64| StartupRun {
         wall_ns: total,
         phases: vec![
-            PhaseSpan { name: "vmm_setup".into(), duration_ns: 3_000_000 },
-            PhaseSpan { name: "init".into(), duration_ns: total / 2 },
-            PhaseSpan { name: "workload+teardown".into(), duration_ns: total / 2 - 3_000_000 },
+            PhaseSpan {
+                name: "vmm_setup".into(),
+                duration_ns: 3_000_000,
+            },
+            PhaseSpan {
+                name: "init".into(),
+                duration_ns: total / 2,
+            },
+            PhaseSpan {
+                name: "workload+teardown".into(),
+                duration_ns: total / 2 - 3_000_000,
+            },
         ],
         marks: BTreeMap::from([("init".to_string(), total / 2 + 3_000_000)]),
     };
-    r.startup.push(StartupSeries { subject: "vm".into(), definition: "synthetic".into(), runs: vec![run(20_000_000_000), run(21_000_000_000)] });
+    r.startup.push(StartupSeries {
+        subject: "vm".into(),
+        definition: "synthetic".into(),
+        runs: vec![run(20_000_000_000), run(21_000_000_000)],
+    });
     r.startup.push(StartupSeries {
         subject: "qemu".into(),
         definition: "synthetic".into(),
-        runs: vec![StartupRun { wall_ns: 25_000_000_000, phases: vec![], marks: BTreeMap::from([("init".to_string(), 24_000_000_000)]) }],
+        runs: vec![StartupRun {
+            wall_ns: 25_000_000_000,
+            phases: vec![],
+            marks: BTreeMap::from([("init".to_string(), 24_000_000_000)]),
+        }],
     });
-    r.memory.push(MemorySeries { subject: "vm".into(), metric: "vmm_overhead_rss".into(), definition: "synthetic".into(), samples_bytes: vec![2 << 20] });
-    r.density.push(DensitySeries { subject: "vm".into(), workload: "w".into(), points: vec![DensityPoint { instances: 1, available_drop_bytes: 300 << 20, pss_sum_bytes: 260 << 20 }, DensityPoint { instances: 2, available_drop_bytes: 600 << 20, pss_sum_bytes: 520 << 20 }] });
-    r.disk.push(DiskSeries { subject: "vm".into(), definition: "synthetic".into(), allocated_bytes: vec![64 << 20], apparent_bytes: vec![128 << 20] });
+    r.memory.push(MemorySeries {
+        subject: "vm".into(),
+        metric: "vmm_overhead_rss".into(),
+        definition: "synthetic".into(),
+        samples_bytes: vec![2 << 20],
+    });
+    r.density.push(DensitySeries {
+        subject: "vm".into(),
+        workload: "w".into(),
+        points: vec![
+            DensityPoint {
+                instances: 1,
+                available_drop_bytes: 300 << 20,
+                pss_sum_bytes: 260 << 20,
+            },
+            DensityPoint {
+                instances: 2,
+                available_drop_bytes: 600 << 20,
+                pss_sum_bytes: 520 << 20,
+            },
+        ],
+    });
+    r.disk.push(DiskSeries {
+        subject: "vm".into(),
+        definition: "synthetic".into(),
+        allocated_bytes: vec![64 << 20],
+        apparent_bytes: vec![128 << 20],
+    });
     r
 }
 
@@ -45,7 +96,14 @@ fn with_vm() -> Results {
 fn markdown_has_tables_targets_and_environment() {
     let r = fixture();
     let md = markdown::render(&r, &[]);
-    for needle in ["# vcompare benchmark report", "## Targets", "## Startup", "| subject | n | median | p90 |", "## Environment", &r.environment.cpu_model] {
+    for needle in [
+        "# vcompare benchmark report",
+        "## Targets",
+        "## Startup",
+        "| subject | n | median | p90 |",
+        "## Environment",
+        &r.environment.cpu_model,
+    ] {
         assert!(md.contains(needle), "missing {needle:?}");
     }
 }
@@ -70,15 +128,25 @@ fn charts_are_written_and_not_empty() {
     assert!(std::fs::metadata(&out.report).unwrap().len() > 500);
     // The font is a Debian package (fonts-dejavu-core, installed by scripts/install-deps.sh),
     // not a machine capability: without it this test fails.
-    report::charts::ensure_font().expect("a TrueType font for PNG charts (apt-get install fonts-dejavu-core)");
+    report::charts::ensure_font()
+        .expect("a TrueType font for PNG charts (apt-get install fonts-dejavu-core)");
     assert!(out.notes.is_empty(), "{:?}", out.notes);
-    for stem in ["startup_phases", "startup_phases_vm", "startup_cdf", "cpu_overhead", "memory_density", "disk"] {
+    for stem in [
+        "startup_phases",
+        "startup_phases_vm",
+        "startup_cdf",
+        "cpu_overhead",
+        "memory_density",
+        "disk",
+    ] {
         for ext in ["svg", "png"] {
             let p = dir.path().join(format!("{stem}.{ext}"));
             let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
             assert!(len > 1000, "{} is {len} bytes", p.display());
         }
-        assert!(std::fs::read_to_string(dir.path().join("report.md")).unwrap().contains(&format!("({stem}.png)")));
+        assert!(std::fs::read_to_string(dir.path().join("report.md"))
+            .unwrap()
+            .contains(&format!("({stem}.png)")));
     }
     let svg = std::fs::read_to_string(dir.path().join("startup_phases_vm.svg")).unwrap();
     assert!(svg.contains("PVM"), "VM chart lacks the caveat");
@@ -89,7 +157,12 @@ fn compare_shows_both_runs() {
     let a = fixture();
     let b = with_vm();
     let md = markdown::compare(&a, "run-a", &b, "run-b");
-    assert!(md.contains("run-a") && md.contains("run-b") && md.contains("startup container (median)") && md.contains("| B / A |"));
+    assert!(
+        md.contains("run-a")
+            && md.contains("run-b")
+            && md.contains("startup container (median)")
+            && md.contains("| B / A |")
+    );
 }
 
 #[test]

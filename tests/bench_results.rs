@@ -4,21 +4,50 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use vcompare_bench::results::{CpuSeries, Environment, PhaseSpan, Results, RunConfig, StartupRun, StartupSeries, SCHEMA_VERSION};
+use vcompare_bench::results::{
+    CpuSeries, Environment, PhaseSpan, Results, RunConfig, StartupRun, StartupSeries,
+    SCHEMA_VERSION,
+};
 use vcompare_bench::suites::cpu::{per_op, script};
 use vcompare_bench::suites::startup::{marks_from_inspect, phase_spans, TAIL_SPAN};
 
 fn sample() -> Results {
     let mut r = Results::new(
-        Environment { date: "2026-01-01T00:00:00Z".into(), cpu_model: "test cpu".into(), cpus: 2, kvm_backend: "hardware KVM".into(), ..Default::default() },
-        RunConfig { modes: vec!["host".into(), "container".into()], runs: 2, vm_runs: 1, image: "img".into(), ..Default::default() },
+        Environment {
+            date: "2026-01-01T00:00:00Z".into(),
+            cpu_model: "test cpu".into(),
+            cpus: 2,
+            kvm_backend: "hardware KVM".into(),
+            ..Default::default()
+        },
+        RunConfig {
+            modes: vec!["host".into(), "container".into()],
+            runs: 2,
+            vm_runs: 1,
+            image: "img".into(),
+            ..Default::default()
+        },
     );
     r.startup.push(StartupSeries {
         subject: "container".into(),
         definition: "d".into(),
-        runs: vec![StartupRun { wall_ns: 10, phases: vec![PhaseSpan { name: "exec".into(), duration_ns: 4 }], marks: BTreeMap::from([("exec".to_string(), 4)]) }],
+        runs: vec![StartupRun {
+            wall_ns: 10,
+            phases: vec![PhaseSpan {
+                name: "exec".into(),
+                duration_ns: 4,
+            }],
+            marks: BTreeMap::from([("exec".to_string(), 4)]),
+        }],
     });
-    r.cpu.push(CpuSeries { workload: "cpu".into(), subject: "host".into(), args: vec!["cpu".into(), "5".into()], unit: "ns/iteration".into(), samples: vec![1.5], raw: vec![json!({"workload": "cpu"})] });
+    r.cpu.push(CpuSeries {
+        workload: "cpu".into(),
+        subject: "host".into(),
+        args: vec!["cpu".into(), "5".into()],
+        unit: "ns/iteration".into(),
+        samples: vec![1.5],
+        raw: vec![json!({"workload": "cpu"})],
+    });
     r.skip("peer firecracker", "not on PATH");
     r
 }
@@ -47,19 +76,30 @@ fn other_schema_versions_are_rejected() {
 
 #[test]
 fn stored_fixture_parses() {
-    let r = Results::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench_fixture"))).unwrap();
+    let r = Results::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/bench_fixture"
+    )))
+    .unwrap();
     assert!(!r.startup.is_empty());
     assert!(!r.environment.kvm_backend.is_empty());
 }
 
 #[test]
 fn phase_spans_sum_to_wall_time() {
-    let marks = vec![("namespaces".to_string(), 300), ("cgroup".to_string(), 100), ("exec".to_string(), 500)];
+    let marks = vec![
+        ("namespaces".to_string(), 300),
+        ("cgroup".to_string(), 100),
+        ("exec".to_string(), 500),
+    ];
     // Process started 50 ns after the spawn instant.
     let spans = phase_spans(&marks, 50, 1000);
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["cgroup", "namespaces", "exec", TAIL_SPAN]);
-    assert_eq!(spans.iter().map(|s| s.duration_ns).collect::<Vec<_>>(), [150, 200, 200, 450]);
+    assert_eq!(
+        spans.iter().map(|s| s.duration_ns).collect::<Vec<_>>(),
+        [150, 200, 200, 450]
+    );
     assert_eq!(spans.iter().map(|s| s.duration_ns).sum::<u64>(), 1000);
     // Marks past the exit are clamped, never negative.
     let spans = phase_spans(&[("x".into(), 5000)], 0, 1000);
@@ -70,16 +110,31 @@ fn phase_spans_sum_to_wall_time() {
 #[test]
 fn marks_come_from_inspect_json() {
     let v = json!({"phases": [{"name": "cgroup", "at_ns": 5}, {"name": "exec", "at_ns": 9}, {"bad": 1}]});
-    assert_eq!(marks_from_inspect(&v), vec![("cgroup".to_string(), 5), ("exec".to_string(), 9)]);
+    assert_eq!(
+        marks_from_inspect(&v),
+        vec![("cgroup".to_string(), 5), ("exec".to_string(), 9)]
+    );
     assert!(marks_from_inspect(&json!({})).is_empty());
 }
 
 #[test]
 fn probe_lines_become_per_operation_costs() {
-    assert_eq!(per_op(&json!({"workload": "cpu", "ns_per_iter": 1.25})), Some(1.25));
-    assert_eq!(per_op(&json!({"workload": "syscalls", "ns_per_call": 90.0})), Some(90.0));
-    assert_eq!(per_op(&json!({"workload": "io", "elapsed_ns": 8_000_000, "mib": 4})), Some(2000.0));
+    assert_eq!(
+        per_op(&json!({"workload": "cpu", "ns_per_iter": 1.25})),
+        Some(1.25)
+    );
+    assert_eq!(
+        per_op(&json!({"workload": "syscalls", "ns_per_call": 90.0})),
+        Some(90.0)
+    );
+    assert_eq!(
+        per_op(&json!({"workload": "io", "elapsed_ns": 8_000_000, "mib": 4})),
+        Some(2000.0)
+    );
     assert_eq!(per_op(&json!({"workload": "sleep"})), None);
     let s = script("/bin/probe", "/data", true);
-    assert!(s.contains("/bin/probe io /data 4") && s.contains("/bin/probe syscalls 2000"), "{s}");
+    assert!(
+        s.contains("/bin/probe io /data 4") && s.contains("/bin/probe syscalls 2000"),
+        "{s}"
+    );
 }

@@ -1,6 +1,8 @@
 //! Statistics of the benchmark harness: order statistics, ratios, fits.
 
-use vcompare_bench::stats::{cdf, linear_fit, mean, median, percentile, ratio, summarize, summarize_u64};
+use vcompare_bench::stats::{
+    cdf, linear_fit, mean, median, percentile, ratio, summarize, summarize_u64,
+};
 
 #[test]
 fn median_of_odd_and_even_counts() {
@@ -24,7 +26,10 @@ fn percentile_is_nearest_rank() {
 #[test]
 fn summary_fields() {
     let s = summarize(&[5.0, 1.0, 3.0]).unwrap();
-    assert_eq!((s.n, s.median, s.min, s.max, s.mean, s.p90), (3, 3.0, 1.0, 5.0, 3.0, 5.0));
+    assert_eq!(
+        (s.n, s.median, s.min, s.max, s.mean, s.p90),
+        (3, 3.0, 1.0, 5.0, 3.0, 5.0)
+    );
     assert!(summarize(&[]).is_none());
     assert_eq!(summarize_u64(&[10, 20]).unwrap().median, 15.0);
     assert_eq!(mean(&[1.0, 2.0]), Some(1.5));

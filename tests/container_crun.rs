@@ -121,8 +121,12 @@ fn probe_sees_the_same_isolation_under_crun_and_vcompare() {
         return;
     }
     // Installed packages and build products are not machine capabilities: missing = failure.
-    assert!(which("crun") && which("unshare"), "crun and unshare are required: scripts/install-deps.sh installs them");
-    let probe = probe_path().expect("build the static probe first (scripts/build-static.sh) or set VCOMPARE_PROBE");
+    assert!(
+        which("crun") && which("unshare"),
+        "crun and unshare are required: scripts/install-deps.sh installs them"
+    );
+    let probe = probe_path()
+        .expect("build the static probe first (scripts/build-static.sh) or set VCOMPARE_PROBE");
     let tmp = tempfile::Builder::new()
         .prefix("vcompare-crun-diff-")
         .tempdir()

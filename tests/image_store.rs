@@ -9,7 +9,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{compress, describe_tree, docker_save_dir, layer, oci_layout, rootfs_of, sha, tar_dir, Comp, Env, E};
+use common::{
+    compress, describe_tree, docker_save_dir, layer, oci_layout, rootfs_of, sha, tar_dir, Comp,
+    Env, E,
+};
 
 #[test]
 fn build_round_trip_preserves_files_links_and_modes() {
@@ -18,10 +21,22 @@ fn build_round_trip_preserves_files_links_and_modes() {
     fs::create_dir_all(src.join("etc/deep")).unwrap();
     fs::write(src.join("etc/deep/a.txt"), b"alpha").unwrap();
     fs::write(src.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
-    fs::set_permissions(src.join("run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o751)).unwrap();
+    fs::set_permissions(
+        src.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o751),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("etc/deep/a.txt", src.join("link")).unwrap();
     fs::hard_link(src.join("etc/deep/a.txt"), src.join("hard")).unwrap();
-    let out = env.ok(&["image", "build", src.to_str().unwrap(), "--tag", "test/built:1", "--cmd", "/run.sh"]);
+    let out = env.ok(&[
+        "image",
+        "build",
+        src.to_str().unwrap(),
+        "--tag",
+        "test/built:1",
+        "--cmd",
+        "/run.sh",
+    ]);
     assert!(out.contains("test/built:1"), "{out}");
     let rootfs = rootfs_of(&env, "test/built:1");
     assert_eq!(describe_tree(&src), describe_tree(&rootfs));
@@ -32,7 +47,8 @@ fn build_round_trip_preserves_files_links_and_modes() {
     let v: serde_json::Value = serde_json::from_str(&ls).unwrap();
     assert_eq!(v[0]["reference"], "test/built:1");
     assert_eq!(v[0]["id"].as_str().unwrap().len(), 12);
-    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["image", "inspect", "test/built:1"])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "inspect", "test/built:1"])).unwrap();
     assert_eq!(inspect["config"]["config"]["Cmd"][0], "/run.sh");
 }
 
@@ -75,21 +91,49 @@ fn expect_rules_result(rootfs: &Path) {
     let rd = |p: &str| fs::read(rootfs.join(p)).unwrap();
     assert_eq!(rd("etc/keep"), b"kept, updated");
     assert!(!rootfs.join("etc/gone").exists(), "whiteout must delete");
-    assert!(!rootfs.join("etc/.wh.gone").exists(), "whiteout markers are not files");
-    let opq: Vec<String> = fs::read_dir(rootfs.join("opq")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(opq, vec!["new".to_string()], "opaque dir keeps only this layer's entries");
+    assert!(
+        !rootfs.join("etc/.wh.gone").exists(),
+        "whiteout markers are not files"
+    );
+    let opq: Vec<String> = fs::read_dir(rootfs.join("opq"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        opq,
+        vec!["new".to_string()],
+        "opaque dir keeps only this layer's entries"
+    );
     assert_eq!(rd("thing"), b"a file again");
     assert!(rootfs.join("thing").is_file());
     assert_eq!(rd("dir2file"), b"now a file");
-    assert_eq!(fs::metadata(rootfs.join("dir2file")).unwrap().mode() & 0o777, 0o640);
-    assert_eq!(fs::read_link(rootfs.join("bin/alias")).unwrap().to_str().unwrap(), "tool");
-    assert_eq!(fs::read_link(rootfs.join("abs")).unwrap().to_str().unwrap(), "/etc/keep");
+    assert_eq!(
+        fs::metadata(rootfs.join("dir2file")).unwrap().mode() & 0o777,
+        0o640
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("bin/alias"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "tool"
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("abs")).unwrap().to_str().unwrap(),
+        "/etc/keep"
+    );
     assert_eq!(
         fs::metadata(rootfs.join("bin/tool")).unwrap().ino(),
         fs::metadata(rootfs.join("bin/tool-hard")).unwrap().ino()
     );
-    assert_eq!(fs::metadata(rootfs.join("bin/tool")).unwrap().mode() & 0o777, 0o755);
-    assert_eq!(fs::metadata(rootfs.join("etc/keep")).unwrap().mtime(), 1_600_000_000);
+    assert_eq!(
+        fs::metadata(rootfs.join("bin/tool")).unwrap().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/keep")).unwrap().mtime(),
+        1_600_000_000
+    );
 }
 
 #[test]
@@ -98,7 +142,12 @@ fn oci_layout_with_every_layer_rule_and_every_compression() {
     let layers = rules_layers();
     let comps = [Comp::None, Comp::Gzip, Comp::Zstd];
     let src = env.scratch("layout");
-    let digest = oci_layout(&src, &layers.iter().cloned().zip(comps).collect::<Vec<_>>(), "rules:v1", &["/bin/tool"]);
+    let digest = oci_layout(
+        &src,
+        &layers.iter().cloned().zip(comps).collect::<Vec<_>>(),
+        "rules:v1",
+        &["/bin/tool"],
+    );
     env.ok(&["image", "import", src.to_str().unwrap()]);
     expect_rules_result(&rootfs_of(&env, "rules:v1"));
     let by_id = rootfs_of(&env, &digest.trim_start_matches("sha256:")[..12]);
@@ -110,7 +159,16 @@ fn oci_archive_and_docker_save_import() {
     let env = Env::new();
     let layers = rules_layers();
     let lay = env.scratch("archsrc");
-    oci_layout(&lay, &layers.iter().cloned().map(|l| (l, Comp::Gzip)).collect::<Vec<_>>(), "arch/ive:2", &["/bin/tool"]);
+    oci_layout(
+        &lay,
+        &layers
+            .iter()
+            .cloned()
+            .map(|l| (l, Comp::Gzip))
+            .collect::<Vec<_>>(),
+        "arch/ive:2",
+        &["/bin/tool"],
+    );
     let archive = env.dir.path().join("image.tar");
     tar_dir(&lay, &archive);
     let out = env.ok(&["image", "import", archive.to_str().unwrap()]);
@@ -125,7 +183,13 @@ fn oci_archive_and_docker_save_import() {
     assert!(out.contains("docker/saved:3"), "{out}");
     expect_rules_result(&rootfs_of(&env, "docker/saved:3"));
     // --tag renames.
-    env.ok(&["image", "import", tarball.to_str().unwrap(), "--tag", "renamed"]);
+    env.ok(&[
+        "image",
+        "import",
+        tarball.to_str().unwrap(),
+        "--tag",
+        "renamed",
+    ]);
     expect_rules_result(&rootfs_of(&env, "renamed:latest"));
 }
 
@@ -133,7 +197,12 @@ fn oci_archive_and_docker_save_import() {
 fn image_rm_removes_tags_then_the_image() {
     let env = Env::new();
     let src = env.scratch("layout");
-    oci_layout(&src, &[(layer(&[E::File("f", b"x", 0o644)]), Comp::None)], "a/b:1", &["/f"]);
+    oci_layout(
+        &src,
+        &[(layer(&[E::File("f", b"x", 0o644)]), Comp::None)],
+        "a/b:1",
+        &["/f"],
+    );
     env.ok(&["image", "import", src.to_str().unwrap()]);
     env.ok(&["image", "import", src.to_str().unwrap(), "--tag", "c/d:2"]);
     let rootfs = rootfs_of(&env, "a/b:1");
@@ -141,7 +210,9 @@ fn image_rm_removes_tags_then_the_image() {
     assert!(rootfs.exists(), "still tagged c/d:2");
     assert!(env.ok(&["image", "rm", "c/d:2"]).contains("Deleted"));
     assert!(!rootfs.exists());
-    let blobs = fs::read_dir(env.root().join("blobs/sha256")).unwrap().count();
+    let blobs = fs::read_dir(env.root().join("blobs/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(blobs, 0, "unreferenced blobs are collected");
     let err = env.fails(&["image", "rm", "a/b:1"]);
     assert!(err.contains("not found"), "{err}");
@@ -153,16 +224,26 @@ fn expect_rejected(env: &Env, path: &Path, needle: &str) {
     let err = env.fails(&["image", "import", path.to_str().unwrap()]);
     assert!(err.starts_with("vcompare: error:"), "{err}");
     assert!(err.contains(needle), "expected `{needle}` in: {err}");
-    assert_eq!(before, env.store_snapshot(), "a failed import must leave the store as it was");
+    assert_eq!(
+        before,
+        env.store_snapshot(),
+        "a failed import must leave the store as it was"
+    );
 }
 
 fn blob_of(layout: &Path, digest: &str) -> std::path::PathBuf {
-    layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
 }
 
 fn manifest_of(layout: &Path) -> serde_json::Value {
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let md = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let md = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     serde_json::from_slice(&fs::read(blob_of(layout, &md)).unwrap()).unwrap()
 }
 
@@ -171,14 +252,22 @@ fn bad_input_fails_cleanly_and_leaves_the_store_unchanged() {
     let env = Env::new();
     // A good image first, so "unchanged" means something.
     let good = env.scratch("good");
-    oci_layout(&good, &[(layer(&[E::File("ok", b"ok", 0o644)]), Comp::Gzip)], "good:1", &["/ok"]);
+    oci_layout(
+        &good,
+        &[(layer(&[E::File("ok", b"ok", 0o644)]), Comp::Gzip)],
+        "good:1",
+        &["/ok"],
+    );
     env.ok(&["image", "import", good.to_str().unwrap()]);
     let base = || layer(&[E::File("a", b"aaaa", 0o644), E::File("b", b"bbbb", 0o644)]);
 
     // Blob digest mismatch: same size, different content.
     let d = env.scratch("mismatch");
     oci_layout(&d, &[(base(), Comp::None)], "bad:1", &["/a"]);
-    let l = manifest_of(&d)["layers"][0]["digest"].as_str().unwrap().to_string();
+    let l = manifest_of(&d)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut bytes = fs::read(blob_of(&d, &l)).unwrap();
     bytes[600] ^= 0xff;
     fs::write(blob_of(&d, &l), &bytes).unwrap();
@@ -187,7 +276,10 @@ fn bad_input_fails_cleanly_and_leaves_the_store_unchanged() {
     // Truncated blob.
     let d = env.scratch("truncated");
     oci_layout(&d, &[(base(), Comp::Gzip)], "bad:1", &["/a"]);
-    let l = manifest_of(&d)["layers"][0]["digest"].as_str().unwrap().to_string();
+    let l = manifest_of(&d)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let bytes = fs::read(blob_of(&d, &l)).unwrap();
     fs::write(blob_of(&d, &l), &bytes[..bytes.len() / 2]).unwrap();
     expect_rejected(&env, &d, "truncated");
@@ -195,7 +287,10 @@ fn bad_input_fails_cleanly_and_leaves_the_store_unchanged() {
     // Missing blob.
     let d = env.scratch("missing");
     oci_layout(&d, &[(base(), Comp::None)], "bad:1", &["/a"]);
-    let l = manifest_of(&d)["layers"][0]["digest"].as_str().unwrap().to_string();
+    let l = manifest_of(&d)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     fs::remove_file(blob_of(&d, &l)).unwrap();
     expect_rejected(&env, &d, "is missing");
 
@@ -213,17 +308,37 @@ fn bad_input_fails_cleanly_and_leaves_the_store_unchanged() {
     // Malformed JSON.
     let d = env.scratch("json");
     oci_layout(&d, &[(base(), Comp::None)], "bad:1", &["/a"]);
-    fs::write(d.join("index.json"), b"{\"schemaVersion\": 2, \"manifests\": [").unwrap();
+    fs::write(
+        d.join("index.json"),
+        b"{\"schemaVersion\": 2, \"manifests\": [",
+    )
+    .unwrap();
     expect_rejected(&env, &d, "not valid JSON");
 
     // `../../etc/x` entry.
     let d = env.scratch("dotdot");
-    oci_layout(&d, &[(layer(&[E::File("fine", b"1", 0o644), E::RawFile(b"../../etc/x", b"pwn")]), Comp::None)], "bad:1", &["/a"]);
+    oci_layout(
+        &d,
+        &[(
+            layer(&[
+                E::File("fine", b"1", 0o644),
+                E::RawFile(b"../../etc/x", b"pwn"),
+            ]),
+            Comp::None,
+        )],
+        "bad:1",
+        &["/a"],
+    );
     expect_rejected(&env, &d, "points outside");
 
     // Absolute entry.
     let d = env.scratch("absolute");
-    oci_layout(&d, &[(layer(&[E::RawFile(b"/etc/x", b"pwn")]), Comp::None)], "bad:1", &["/a"]);
+    oci_layout(
+        &d,
+        &[(layer(&[E::RawFile(b"/etc/x", b"pwn")]), Comp::None)],
+        "bad:1",
+        &["/a"],
+    );
     expect_rejected(&env, &d, "points outside");
 
     // Symlink escape: a symlink to the host's /tmp, then a write through it.
@@ -240,12 +355,21 @@ fn bad_input_fails_cleanly_and_leaves_the_store_unchanged() {
         &["/a"],
     );
     expect_rejected(&env, &d, "through a symlink");
-    assert!(!escape_dir.join("planted").exists(), "nothing may be written outside the rootfs");
+    assert!(
+        !escape_dir.join("planted").exists(),
+        "nothing may be written outside the rootfs"
+    );
     // Relative escape as well.
     let d = env.scratch("symlink-rel");
     oci_layout(
         &d,
-        &[(layer(&[E::Symlink("up", "../../../../../../.."), E::File("up/tmp/planted2", b"pwn", 0o644)]), Comp::None)],
+        &[(
+            layer(&[
+                E::Symlink("up", "../../../../../../.."),
+                E::File("up/tmp/planted2", b"pwn", 0o644),
+            ]),
+            Comp::None,
+        )],
         "bad:1",
         &["/a"],
     );
@@ -257,7 +381,8 @@ fn bad_input_fails_cleanly_and_leaves_the_store_unchanged() {
     oci_layout(&d, &[(base(), Comp::Gzip)], "bad:1", &["/a"]);
     let m = manifest_of(&d);
     let cd = m["config"]["digest"].as_str().unwrap().to_string();
-    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(blob_of(&d, &cd)).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob_of(&d, &cd)).unwrap()).unwrap();
     cfg["rootfs"]["diff_ids"][0] = sha(b"something else").into();
     let cb = serde_json::to_vec(&cfg).unwrap();
     fs::write(blob_of(&d, &sha(&cb)), &cb).unwrap();
@@ -315,7 +440,11 @@ fn matches_umoci_unpack() {
     let bundle = env.dir.path().join("bundle");
     let sh = |args: &[&str]| {
         let o = Command::new("umoci").args(args).output().unwrap();
-        assert!(o.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     let l = layout.to_str().unwrap();
     let b = bundle.to_str().unwrap();
@@ -330,7 +459,11 @@ fn matches_umoci_unpack() {
     fs::write(r.join("etc/removed"), b"bye").unwrap();
     fs::write(r.join("var/cache/app/blob"), vec![7u8; 100_000]).unwrap();
     fs::write(r.join("exe"), b"#!/bin/sh\n").unwrap();
-    fs::set_permissions(r.join("exe"), std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    fs::set_permissions(
+        r.join("exe"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("conf.d/a", r.join("etc/alink")).unwrap();
     fs::hard_link(r.join("etc/conf.d/a"), r.join("etc/ahard")).unwrap();
     sh(&["repack", "--image", &format!("{l}:v1"), b]);

@@ -12,11 +12,17 @@ use serde_json::Value;
 const IMG: &str = "vcompare/probe";
 
 fn ps_json(env: &Env) -> Vec<Value> {
-    serde_json::from_str::<Value>(&env.ok(&["ps", "-a", "--format", "json"])).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&env.ok(&["ps", "-a", "--format", "json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn find<'a>(list: &'a [Value], id: &str) -> &'a Value {
-    list.iter().find(|v| v["id"].as_str().unwrap().starts_with(id)).unwrap_or_else(|| panic!("{id} not in ps"))
+    list.iter()
+        .find(|v| v["id"].as_str().unwrap().starts_with(id))
+        .unwrap_or_else(|| panic!("{id} not in ps"))
 }
 
 fn wait_status(env: &Env, id: &str, status: &str) -> Value {
@@ -36,14 +42,23 @@ fn wait_status(env: &Env, id: &str, status: &str) -> Value {
 fn exit_codes_and_signals_propagate() {
     let env = Env::new();
     // With --init the probe is not PID 1, so its own SIGTERM kills it: 128+15.
-    for (args, code) in [(vec!["/bin/probe", "exit", "7"], 7), (vec!["/bin/probe", "true"], 0), (vec!["--init", IMG, "/bin/probe", "kill", "15"], 143)] {
+    for (args, code) in [
+        (vec!["/bin/probe", "exit", "7"], 7),
+        (vec!["/bin/probe", "true"], 0),
+        (vec!["--init", IMG, "/bin/probe", "kill", "15"], 143),
+    ] {
         let mut a = vec!["run", "--rm"];
         if args[0] != "--init" {
             a.push(IMG);
         }
         a.extend(&args);
         let o = env.run(&a);
-        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     // A child killed by a signal inside is reported through the shell as 128+N too.
     let o = env.run(&["run", "--rm", IMG, "/bin/sh", "-c", "/bin/probe kill 9"]);
@@ -55,27 +70,49 @@ fn exit_codes_and_signals_propagate() {
 #[test]
 fn detached_run_ps_logs_stop_start_rm() {
     let env = Env::new();
-    let id = env.ok(&["run", "-d", "--name", "sleeper", IMG, "/bin/sh", "-c", "echo started; exec /bin/probe sleep 30"]).trim().to_string();
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "sleeper",
+            IMG,
+            "/bin/sh",
+            "-c",
+            "echo started; exec /bin/probe sleep 30",
+        ])
+        .trim()
+        .to_string();
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
     let v = wait_status(&env, &id, "running");
     assert!(v["pid"].as_i64().unwrap() > 1);
     let table = env.ok(&["ps"]);
-    assert!(table.contains(&id[..12]) && table.contains("sleeper") && table.contains("Up"), "{table}");
+    assert!(
+        table.contains(&id[..12]) && table.contains("sleeper") && table.contains("Up"),
+        "{table}"
+    );
     // The name and a prefix both resolve.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !env.ok(&["logs", "sleeper"]).contains("started") {
         assert!(Instant::now() < deadline, "log never showed output");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let insp: Value = serde_json::from_str(&env.ok(&["inspect", &id[..8], "--format", "json"])).unwrap();
+    let insp: Value =
+        serde_json::from_str(&env.ok(&["inspect", &id[..8], "--format", "json"])).unwrap();
     assert_eq!(insp["id"], id.as_str());
     // stop: the probe as PID 1 has no SIGTERM handler, so stop escalates to SIGKILL after -t.
     let t = Instant::now();
     env.ok(&["stop", "-t", "1", "sleeper"]);
-    assert!(t.elapsed() >= Duration::from_millis(900), "stop waited for the grace period");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "stop waited for the grace period"
+    );
     let v = wait_status(&env, &id, "exited");
     assert_eq!(v["exit_code"], 137, "{v}");
-    assert!(!env.ok(&["ps"]).contains(&id[..12]), "ps without -a hides exited instances");
+    assert!(
+        !env.ok(&["ps"]).contains(&id[..12]),
+        "ps without -a hides exited instances"
+    );
     assert!(env.ok(&["ps", "-a"]).contains("Exited (137)"));
     // start again (detached), then kill with an explicit signal.
     env.ok(&["start", "sleeper"]);
@@ -96,14 +133,20 @@ fn detached_run_ps_logs_stop_start_rm() {
 #[test]
 fn rm_refuses_running_without_force_and_rm_flag_cleans_up() {
     let env = Env::new();
-    let id = env.ok(&["run", "-d", IMG, "/bin/probe", "sleep", "30"]).trim().to_string();
+    let id = env
+        .ok(&["run", "-d", IMG, "/bin/probe", "sleep", "30"])
+        .trim()
+        .to_string();
     wait_status(&env, &id, "running");
     let err = env.fails(&["rm", &id[..12]]);
     assert!(err.contains("is running") && err.contains("rm -f"), "{err}");
     env.ok(&["rm", "-f", &id[..12]]);
     assert!(ps_json(&env).is_empty());
     // -d --rm: the monitor removes the instance when it exits.
-    let id = env.ok(&["run", "-d", "--rm", IMG, "/bin/probe", "sleep", "0.2"]).trim().to_string();
+    let id = env
+        .ok(&["run", "-d", "--rm", IMG, "/bin/probe", "sleep", "0.2"])
+        .trim()
+        .to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     while env.root().join("instances").join(&id).exists() {
         assert!(Instant::now() < deadline, "--rm instance was not removed");
@@ -124,7 +167,14 @@ fn start_reuses_the_rw_layer() {
     let o = env.cmd(&["start", "-a", "keeper"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "x\nx\n");
     // A fresh instance of the same image does not see it.
-    let o = env.run(&["run", "--rm", IMG, "/bin/sh", "-c", "cat /counter 2>&1 || true"]);
+    let o = env.run(&[
+        "run",
+        "--rm",
+        IMG,
+        "/bin/sh",
+        "-c",
+        "cat /counter 2>&1 || true",
+    ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("No such file"));
     env.ok(&["rm", "keeper"]);
 }
@@ -141,7 +191,14 @@ fn names_are_unique_and_bad_ids_are_clear() {
     assert!(err.contains("no instance matches"), "{err}");
     let err = env.fails(&["run", "--cpus", "0", IMG, "/bin/probe", "true"]);
     assert!(err.contains("--cpus"), "{err}");
-    let err = env.fails(&["run", "-v", "/definitely/not/here:/x", IMG, "/bin/probe", "true"]);
+    let err = env.fails(&[
+        "run",
+        "-v",
+        "/definitely/not/here:/x",
+        IMG,
+        "/bin/probe",
+        "true",
+    ]);
     assert!(err.contains("does not exist"), "{err}");
     // Only the one good instance exists: failed runs leave no records.
     assert_eq!(ps_json(&env).len(), 1);
@@ -150,10 +207,16 @@ fn names_are_unique_and_bad_ids_are_clear() {
 #[test]
 fn state_survives_a_killed_vcompare() {
     let env = Env::new();
-    let id = env.ok(&["run", "-d", IMG, "/bin/probe", "sleep", "60"]).trim().to_string();
+    let id = env
+        .ok(&["run", "-d", IMG, "/bin/probe", "sleep", "60"])
+        .trim()
+        .to_string();
     let v = wait_status(&env, &id, "running");
     let pid = v["pid"].as_i64().unwrap() as i32;
-    let state: Value = serde_json::from_slice(&std::fs::read(env.root().join("instances").join(&id).join("state.json")).unwrap()).unwrap();
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(env.root().join("instances").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
     let monitor = state["monitor_pid"].as_i64().unwrap() as i32;
     // SIGKILL the monitor: the container itself is still running, and ps must say so.
     unsafe { libc::kill(monitor, libc::SIGKILL) };
@@ -179,15 +242,39 @@ fn concurrent_detached_runs_and_ps_keep_state_consistent() {
         let mut polls = 0;
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
             let o = std::process::Command::new(env!("CARGO_BIN_EXE_vcompare"))
-                .arg("--root").arg(&root).args(["ps", "-a", "--format", "json"]).output().unwrap();
-            assert!(o.status.success(), "ps failed during concurrent runs: {}", String::from_utf8_lossy(&o.stderr));
-            let _: Value = serde_json::from_slice(&o.stdout).expect("ps output is always valid JSON");
+                .arg("--root")
+                .arg(&root)
+                .args(["ps", "-a", "--format", "json"])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "ps failed during concurrent runs: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let _: Value =
+                serde_json::from_slice(&o.stdout).expect("ps output is always valid JSON");
             polls += 1;
         }
         polls
     });
     let children: Vec<_> = (0..20)
-        .map(|i| env.cmd(&["run", "-d", "--name", &format!("c{i}"), IMG, "/bin/probe", "sleep", "2"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|i| {
+            env.cmd(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                IMG,
+                "/bin/probe",
+                "sleep",
+                "2",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
         .collect();
     let mut ids = Vec::new();
     for c in children {
@@ -205,11 +292,19 @@ fn concurrent_detached_runs_and_ps_keep_state_consistent() {
     // With 20 ids, two share a first hex digit: that prefix is ambiguous and lists both.
     let mut by_first = std::collections::HashMap::<char, Vec<&String>>::new();
     for id in &ids {
-        by_first.entry(id.chars().next().unwrap()).or_default().push(id);
+        by_first
+            .entry(id.chars().next().unwrap())
+            .or_default()
+            .push(id);
     }
     let (c, shared) = by_first.iter().find(|(_, v)| v.len() > 1).unwrap();
     let err = env.fails(&["inspect", &c.to_string()]);
-    assert!(err.contains("matches several") && err.contains(&shared[0][..12]) && err.contains(&shared[1][..12]), "{err}");
+    assert!(
+        err.contains("matches several")
+            && err.contains(&shared[0][..12])
+            && err.contains(&shared[1][..12]),
+        "{err}"
+    );
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     env.ok(&args);
@@ -222,13 +317,36 @@ fn managed_volumes_outlive_instances_and_refuse_removal_in_use() {
     env.ok(&["volume", "create", "shared"]);
     let err = env.fails(&["volume", "create", "shared"]);
     assert!(err.contains("already exists"), "{err}");
-    env.ok(&["run", "--name", "writer", "-v", "shared:/data", IMG, "/bin/probe", "write", "/data/note", "hello"]);
+    env.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "shared:/data",
+        IMG,
+        "/bin/probe",
+        "write",
+        "/data/note",
+        "hello",
+    ]);
     // A second instance (auto-created volume name works too) sees the file.
-    let o = env.ok(&["run", "--rm", "-v", "shared:/data:ro", IMG, "/bin/probe", "cat", "/data/note"]);
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "shared:/data:ro",
+        IMG,
+        "/bin/probe",
+        "cat",
+        "/data/note",
+    ]);
     assert_eq!(o, "hello");
     let ls: Value = serde_json::from_str(&env.ok(&["volume", "ls", "--format", "json"])).unwrap();
     let mp = ls[0]["mountpoint"].as_str().unwrap().to_string();
-    assert_eq!(std::fs::read_to_string(std::path::Path::new(&mp).join("note")).unwrap(), "hello");
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&mp).join("note")).unwrap(),
+        "hello"
+    );
     let err = env.fails(&["volume", "rm", "shared"]);
     assert!(err.contains("used by instance"), "{err}");
     // The image is in use too.

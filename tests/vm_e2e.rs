@@ -23,7 +23,12 @@ impl Root {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(vcompare()).arg("--root").arg(&self.0).args(args).output().unwrap()
+        Command::new(vcompare())
+            .arg("--root")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
@@ -34,12 +39,22 @@ impl Drop for Root {
 }
 
 fn text(o: &Output) -> String {
-    format!("status={:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status={:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// True if this host can boot our VMs; otherwise says why.
 fn vm_ready() -> bool {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         eprintln!("skipping: /dev/kvm is not accessible");
         return false;
     }
@@ -52,9 +67,15 @@ fn vm_ready() -> bool {
             .unwrap_or(false)
     };
     // Build products are not machine capabilities: their absence is a failure, not a skip.
-    assert!(kernel_ok, "the guest kernel is not built: run kernels/build.sh (scripts/test.sh does)");
+    assert!(
+        kernel_ok,
+        "the guest kernel is not built: run kernels/build.sh (scripts/test.sh does)"
+    );
     let exe = Path::new(vcompare());
-    let stat = exe.parent().unwrap().join("../static/x86_64-unknown-linux-gnu/release");
+    let stat = exe
+        .parent()
+        .unwrap()
+        .join("../static/x86_64-unknown-linux-gnu/release");
     assert!(
         stat.join("vcompare-init").is_file() && stat.join("probe").is_file(),
         "static binaries missing: run scripts/build-static.sh (scripts/test.sh does)"
@@ -64,7 +85,10 @@ fn vm_ready() -> bool {
 
 fn json(o: &Output) -> serde_json::Value {
     let s = String::from_utf8_lossy(&o.stdout);
-    let line = s.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in output\n{}", text(o)));
+    let line = s
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in output\n{}", text(o)));
     serde_json::from_str(line).unwrap()
 }
 
@@ -74,18 +98,47 @@ fn vm_probe_info_sees_its_own_kernel_memory_and_cpus() {
         return;
     }
     let root = Root::new("info");
-    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "300", "--cpus", "2", "--memory", "512M", "vcompare/probe", "probe", "info"]);
+    let o = root.run(&[
+        "run",
+        "--mode",
+        "vm",
+        "--rm",
+        "--timeout",
+        "300",
+        "--cpus",
+        "2",
+        "--memory",
+        "512M",
+        "vcompare/probe",
+        "probe",
+        "info",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json(&o);
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    assert_ne!(v["kernel_release"].as_str().unwrap(), host_release.trim(), "own kernel");
+    assert_ne!(
+        v["kernel_release"].as_str().unwrap(),
+        host_release.trim(),
+        "own kernel"
+    );
     assert_eq!(v["cpus_online_count"].as_u64(), Some(2), "{v}");
     let mem = v["mem_total_bytes"].as_u64().unwrap();
-    assert!(mem > 400 << 20 && mem <= 512 << 20, "MemTotal {mem} ≈ --memory 512M");
-    assert_eq!(v["pid"].as_u64().map(|p| p > 1), Some(true), "entrypoint is a child of our init");
+    assert!(
+        mem > 400 << 20 && mem <= 512 << 20,
+        "MemTotal {mem} ≈ --memory 512M"
+    );
+    assert_eq!(
+        v["pid"].as_u64().map(|p| p > 1),
+        Some(true),
+        "entrypoint is a child of our init"
+    );
     assert_eq!(v["ppid"].as_u64(), Some(1));
     // Only the entrypoint's output reaches stdout: no kernel messages.
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("reboot:"), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("reboot:"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -94,10 +147,32 @@ fn vm_exit_code_and_signal_propagate() {
         return;
     }
     let root = Root::new("exit");
-    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "300", "vcompare/probe", "/bin/sh", "-c", "echo out; exit 7"]);
+    let o = root.run(&[
+        "run",
+        "--mode",
+        "vm",
+        "--rm",
+        "--timeout",
+        "300",
+        "vcompare/probe",
+        "/bin/sh",
+        "-c",
+        "echo out; exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "out");
-    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "300", "vcompare/probe", "/bin/sh", "-c", "kill -9 $$"]);
+    let o = root.run(&[
+        "run",
+        "--mode",
+        "vm",
+        "--rm",
+        "--timeout",
+        "300",
+        "vcompare/probe",
+        "/bin/sh",
+        "-c",
+        "kill -9 $$",
+    ]);
     assert_eq!(o.status.code(), Some(137), "{}", text(&o));
 }
 
@@ -108,7 +183,18 @@ fn vm_disk_survives_stop_start_and_goes_with_rm() {
     }
     let root = Root::new("disk");
     let script = "test -f /mark && echo FOUND-MARK; echo written > /mark; echo READY; trap 'exit 0' TERM; while true; do sleep 1; done";
-    let o = root.run(&["run", "--mode", "vm", "-d", "--name", "p", "vcompare/probe", "/bin/sh", "-c", script]);
+    let o = root.run(&[
+        "run",
+        "--mode",
+        "vm",
+        "-d",
+        "--name",
+        "p",
+        "vcompare/probe",
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let wait_for = |needle: &str, n: usize| {
         let t = Instant::now();
@@ -118,7 +204,11 @@ fn vm_disk_survives_stop_start_and_goes_with_rm() {
             if s.matches(needle).count() >= n {
                 return s;
             }
-            assert!(t.elapsed() < Duration::from_secs(120), "timed out waiting for {needle}: {}", text(&logs));
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {needle}: {}",
+                text(&logs)
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
     };
@@ -129,12 +219,22 @@ fn vm_disk_survives_stop_start_and_goes_with_rm() {
     let o = root.run(&["start", "p"]);
     assert!(o.status.success(), "{}", text(&o));
     let second = wait_for("READY", 2);
-    assert!(second.contains("FOUND-MARK"), "the file written to / survived stop + start: {second}");
+    assert!(
+        second.contains("FOUND-MARK"),
+        "the file written to / survived stop + start: {second}"
+    );
     let ps = root.run(&["ps", "-a"]);
-    assert!(String::from_utf8_lossy(&ps.stdout).contains("vm"), "{}", text(&ps));
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains("vm"),
+        "{}",
+        text(&ps)
+    );
     let o = root.run(&["stop", "-t", "30", "p"]);
     assert!(o.status.success(), "{}", text(&o));
-    let disks: Vec<_> = walk(&root.0.join("instances")).into_iter().filter(|p| p.ends_with("disk.ext4")).collect();
+    let disks: Vec<_> = walk(&root.0.join("instances"))
+        .into_iter()
+        .filter(|p| p.ends_with("disk.ext4"))
+        .collect();
     assert_eq!(disks.len(), 1, "one per-VM disk copy");
     let o = root.run(&["rm", "p"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -163,10 +263,24 @@ fn vm_timeout_ends_a_hung_guest() {
     }
     let root = Root::new("timeout");
     let t = Instant::now();
-    let o = root.run(&["run", "--mode", "vm", "--rm", "--timeout", "40", "vcompare/probe", "/bin/sleep", "1000"]);
+    let o = root.run(&[
+        "run",
+        "--mode",
+        "vm",
+        "--rm",
+        "--timeout",
+        "40",
+        "vcompare/probe",
+        "/bin/sleep",
+        "1000",
+    ]);
     assert_eq!(o.status.code(), Some(124), "{}", text(&o));
     assert!(t.elapsed() < Duration::from_secs(60));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("timeout"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("timeout"),
+        "{}",
+        text(&o)
+    );
     assert!(!has_process_with_root(&root.0), "no VMM left behind");
 }
 
@@ -174,7 +288,9 @@ fn vm_timeout_ends_a_hung_guest() {
 fn has_process_with_root(root: &Path) -> bool {
     let needle = root.to_string_lossy().to_string();
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&needle)).unwrap_or(false)
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+            .unwrap_or(false)
     })
 }
 
@@ -188,14 +304,30 @@ fn vm_guest_panic_is_reported_with_console_lines() {
     let o = Command::new(vcompare())
         .arg("--root")
         .arg(&root.0)
-        .args(["run", "--mode", "vm", "--rm", "--timeout", "300", "vcompare/probe", "true"])
-        .env("VCOMPARE_VM_CMDLINE", "rdinit=/nonexistent init=/nonexistent")
+        .args([
+            "run",
+            "--mode",
+            "vm",
+            "--rm",
+            "--timeout",
+            "300",
+            "vcompare/probe",
+            "true",
+        ])
+        .env(
+            "VCOMPARE_VM_CMDLINE",
+            "rdinit=/nonexistent init=/nonexistent",
+        )
         .output()
         .unwrap();
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the guest kernel panicked"), "{}", text(&o));
-    assert!(err.contains("last ") && err.contains("console lines"), "{}", text(&o));
+    assert!(
+        err.contains("last ") && err.contains("console lines"),
+        "{}",
+        text(&o)
+    );
     assert!(!has_process_with_root(&root.0));
 }
 
@@ -203,15 +335,46 @@ fn vm_guest_panic_is_reported_with_console_lines() {
 fn vm_bad_input_is_one_clear_line() {
     let root = Root::new("bad");
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "--mode", "vm", "--rm", "--cpus", "0", "vcompare/probe", "true"], "--cpus"),
-        (&["run", "--mode", "vm", "--rm", "--memory", "100000G", "vcompare/probe", "true"], "host's RAM"),
+        (
+            &[
+                "run",
+                "--mode",
+                "vm",
+                "--rm",
+                "--cpus",
+                "0",
+                "vcompare/probe",
+                "true",
+            ],
+            "--cpus",
+        ),
+        (
+            &[
+                "run",
+                "--mode",
+                "vm",
+                "--rm",
+                "--memory",
+                "100000G",
+                "vcompare/probe",
+                "true",
+            ],
+            "host's RAM",
+        ),
     ];
     for (args, needle) in cases {
         let o = root.run(args);
         assert_ne!(o.status.code(), Some(0), "{}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "expected {needle:?}: {}", text(&o));
-        assert!(err.lines().filter(|l| !l.starts_with("building the default image")).count() <= 1, "{}", text(&o));
+        assert!(
+            err.lines()
+                .filter(|l| !l.starts_with("building the default image"))
+                .count()
+                <= 1,
+            "{}",
+            text(&o)
+        );
     }
     // A kernel that does not exist.
     let o = Command::new(vcompare())
@@ -222,7 +385,11 @@ fn vm_bad_input_is_one_clear_line() {
         .output()
         .unwrap();
     assert_ne!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("VCOMPARE_KERNEL"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("VCOMPARE_KERNEL"),
+        "{}",
+        text(&o)
+    );
     assert!(!has_process_with_root(&root.0));
 }
 
@@ -260,16 +427,39 @@ fn vm_without_kvm_permission_is_one_clear_line() {
         .arg(&exe)
         .arg("--root")
         .arg(&data)
-        .args(["run", "--rm", "--mode", "vm", "vcompare/probe", "/bin/probe", "true"])
+        .args([
+            "run",
+            "--rm",
+            "--mode",
+            "vm",
+            "vcompare/probe",
+            "/bin/probe",
+            "true",
+        ])
         .env("VCOMPARE_PROBE", probe)
         .output()
         .unwrap();
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("building the default image")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("building the default image"))
+        .collect();
     assert_eq!(lines.len(), 1, "{}", text(&o));
-    assert!(lines[0].contains("/dev/kvm") && lines[0].contains("Permission denied") && lines[0].contains("group kvm"), "{}", text(&o));
-    let left = std::fs::read_dir(data.join("instances")).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0);
+    assert!(
+        lines[0].contains("/dev/kvm")
+            && lines[0].contains("Permission denied")
+            && lines[0].contains("group kvm"),
+        "{}",
+        text(&o)
+    );
+    let left = std::fs::read_dir(data.join("instances"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0);
     assert_eq!(left, 0, "no instance record may be left");
     assert!(!has_process_with_root(&root.0));
 }

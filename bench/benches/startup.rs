@@ -15,21 +15,37 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 
 fn vcompare_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("VCOMPARE_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
+    if let Some(p) = std::env::var_os("VCOMPARE_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
         return Some(p);
     }
     let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let targets = [std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from), Some(ws.join("target"))];
-    targets.into_iter().flatten().map(|t| t.join("release/vcompare")).find(|p| p.is_file())
+    let targets = [
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        Some(ws.join("target")),
+    ];
+    targets
+        .into_iter()
+        .flatten()
+        .map(|t| t.join("release/vcompare"))
+        .find(|p| p.is_file())
 }
 
 fn root() -> PathBuf {
-    std::env::var_os("VCOMPARE_ROOT").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("vcompare-criterion"))
+    std::env::var_os("VCOMPARE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("vcompare-criterion"))
 }
 
 fn run_ok(cmd: &mut Command) -> Duration {
     let t = Instant::now();
-    let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("spawn");
+    let st = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn");
     let d = t.elapsed();
     assert!(st.success(), "{cmd:?} failed: {st}");
     d
@@ -47,20 +63,52 @@ fn benches(c: &mut Criterion) {
         cmd
     };
     // Builds the default image and its rootfs cache once.
-    run_ok(&mut vc(&["run", "--rm", "vcompare/probe", "/bin/probe", "true"]));
+    run_ok(&mut vc(&[
+        "run",
+        "--rm",
+        "vcompare/probe",
+        "/bin/probe",
+        "true",
+    ]));
     let rootfs = {
-        let out = vc(&["image", "inspect", "vcompare/probe"]).output().expect("inspect");
+        let out = vc(&["image", "inspect", "vcompare/probe"])
+            .output()
+            .expect("inspect");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         v.get("rootfs").and_then(|r| r.as_str()).map(PathBuf::from)
     };
 
     let mut g = c.benchmark_group("startup");
-    g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
-    if let Some(probe) = rootfs.as_ref().map(|r| r.join("bin/probe")).filter(|p| p.is_file()) {
-        g.bench_function("host_probe_true", |b| b.iter_custom(|n| (0..n).map(|_| run_ok(Command::new(&probe).arg("true"))).sum()));
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    if let Some(probe) = rootfs
+        .as_ref()
+        .map(|r| r.join("bin/probe"))
+        .filter(|p| p.is_file())
+    {
+        g.bench_function("host_probe_true", |b| {
+            b.iter_custom(|n| {
+                (0..n)
+                    .map(|_| run_ok(Command::new(&probe).arg("true")))
+                    .sum()
+            })
+        });
     }
     g.bench_function("container_run_rm", |b| {
-        b.iter_custom(|n| (0..n).map(|_| run_ok(&mut vc(&["run", "--rm", "vcompare/probe", "/bin/probe", "true"]))).sum())
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| {
+                    run_ok(&mut vc(&[
+                        "run",
+                        "--rm",
+                        "vcompare/probe",
+                        "/bin/probe",
+                        "true",
+                    ]))
+                })
+                .sum()
+        })
     });
     g.finish();
 
@@ -73,7 +121,9 @@ fn benches(c: &mut Criterion) {
         let _ = std::fs::copy(probe, src.join("bin/probe"));
     }
     let mut g = c.benchmark_group("image");
-    g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     let mut k = 0u64;
     g.bench_function("build_and_first_run", |b| {
         b.iter_custom(|n| {
@@ -84,7 +134,8 @@ fn benches(c: &mut Criterion) {
                     std::fs::write(src.join("iteration"), k.to_string()).expect("write");
                     let tag = format!("vcompare-criterion/layer:{k}");
                     let src_s = src.to_string_lossy().to_string();
-                    run_ok(&mut vc(&["image", "build", &src_s, "--tag", &tag])) + run_ok(&mut vc(&["run", "--rm", &tag, "/bin/probe", "true"]))
+                    run_ok(&mut vc(&["image", "build", &src_s, "--tag", &tag]))
+                        + run_ok(&mut vc(&["run", "--rm", &tag, "/bin/probe", "true"]))
                 })
                 .sum()
         })

@@ -45,19 +45,44 @@ pub struct Harness {
 
 impl Harness {
     /// A harness for `exe --root root`, measuring `image` (whose rootfs is `rootfs`).
-    pub fn new(exe: PathBuf, root: PathBuf, image: String, rootfs: PathBuf, runs: usize, vm_runs: usize) -> Result<Self> {
-        let scratch = root.join("tmp").join(format!("bench-{}", std::process::id()));
+    pub fn new(
+        exe: PathBuf,
+        root: PathBuf,
+        image: String,
+        rootfs: PathBuf,
+        runs: usize,
+        vm_runs: usize,
+    ) -> Result<Self> {
+        let scratch = root
+            .join("tmp")
+            .join(format!("bench-{}", std::process::id()));
         std::fs::create_dir_all(&scratch).map_err(io_at(&scratch))?;
-        Ok(Harness { exe, root, image, rootfs, runs, vm_runs, scratch, progress: ProgressBar::hidden(), vm_broken: None, kernel: Err("not looked up".into()), counter: 0 })
+        Ok(Harness {
+            exe,
+            root,
+            image,
+            rootfs,
+            runs,
+            vm_runs,
+            scratch,
+            progress: ProgressBar::hidden(),
+            vm_broken: None,
+            kernel: Err("not looked up".into()),
+            counter: 0,
+        })
     }
 
     /// Shows a progress bar over `total_ms` estimated milliseconds of work.
     pub fn start_progress(&mut self, total_ms: u64) {
         let pb = ProgressBar::new(total_ms.max(1));
         pb.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {percent:>3}% ETA {whole_eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .with_key("whole_eta", |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] [{bar:30}] {percent:>3}% ETA {whole_eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "whole_eta",
+                |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                     // Whole-run average rate: steady even though one VM boot is 100× a container start.
                     let f = st.fraction() as f64;
                     let _ = if f > 0.005 {
@@ -66,8 +91,9 @@ impl Harness {
                     } else {
                         write!(w, "…")
                     };
-                })
-                .progress_chars("=> "),
+                },
+            )
+            .progress_chars("=> "),
         );
         pb.enable_steady_tick(Duration::from_millis(250));
         self.progress = pb;
@@ -93,7 +119,10 @@ impl Harness {
     /// `vcompare --root R ARGS…` as a Command, stdin closed.
     pub fn vcompare(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.exe);
-        c.arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
         c
     }
 
@@ -106,7 +135,10 @@ impl Harness {
     /// `vcompare inspect NAME --format json`.
     pub fn inspect(&self, name: &str) -> Result<Value> {
         let out = self.vcompare_ok(&["inspect", name, "--format", "json"])?;
-        serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Parse { what: format!("vcompare inspect {name}"), detail: e.to_string() })
+        serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Parse {
+            what: format!("vcompare inspect {name}"),
+            detail: e.to_string(),
+        })
     }
 
     /// `vcompare rm -f NAMES…`, errors ignored (cleanup must not hide the measurement).
@@ -116,14 +148,22 @@ impl Harness {
         }
         let mut args = vec!["rm", "-f"];
         args.extend(names.iter().map(String::as_str));
-        let _ = self.vcompare(&args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .vcompare(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// Polls `vcompare logs NAME` until a line containing `needle` appears.
     pub fn wait_for_log(&self, name: &str, needle: &str, timeout: Duration) -> Result<()> {
         let t = Instant::now();
         loop {
-            if let Ok(out) = self.vcompare(&["logs", name]).stderr(Stdio::null()).output() {
+            if let Ok(out) = self
+                .vcompare(&["logs", name])
+                .stderr(Stdio::null())
+                .output()
+            {
                 if String::from_utf8_lossy(&out.stdout).contains(needle) {
                     return Ok(());
                 }
@@ -133,12 +173,20 @@ impl Harness {
                     return Err(BenchError::Failed {
                         cmd: format!("instance {name}"),
                         status: "exited early".into(),
-                        detail: v.get("error").and_then(Value::as_str).unwrap_or("no output").to_string(),
+                        detail: v
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .unwrap_or("no output")
+                            .to_string(),
                     });
                 }
             }
             if t.elapsed() > timeout {
-                return Err(BenchError::Timeout { cmd: format!("instance {name}"), secs: timeout.as_secs(), detail: format!("waiting for {needle:?} in its logs") });
+                return Err(BenchError::Timeout {
+                    cmd: format!("instance {name}"),
+                    secs: timeout.as_secs(),
+                    detail: format!("waiting for {needle:?} in its logs"),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -147,9 +195,17 @@ impl Harness {
 
 /// Runs `cmd` to completion; a non-zero exit becomes [`BenchError::Failed`] with stderr's last line.
 pub fn output(mut cmd: Command, label: &str) -> Result<Output> {
-    let out = cmd.output().map_err(|source| BenchError::Spawn { cmd: label.to_string(), source })?;
+    let out = cmd.output().map_err(|source| BenchError::Spawn {
+        cmd: label.to_string(),
+        source,
+    })?;
     if !out.status.success() {
-        return Err(failed(label, &out.status.to_string(), &out.stderr, &out.stdout));
+        return Err(failed(
+            label,
+            &out.status.to_string(),
+            &out.stderr,
+            &out.stdout,
+        ));
     }
     Ok(out)
 }
@@ -160,9 +216,20 @@ pub fn failed(label: &str, status: &str, stderr: &[u8], stdout: &[u8]) -> BenchE
     let pick = |b: &[u8]| {
         let text = String::from_utf8_lossy(b);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines.iter().rev().find(|l| l.to_lowercase().contains("error")).or(lines.last()).map(|l| l.trim().to_string())
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.to_lowercase().contains("error"))
+            .or(lines.last())
+            .map(|l| l.trim().to_string())
     };
-    BenchError::Failed { cmd: label.to_string(), status: status.to_string(), detail: pick(stderr).or_else(|| pick(stdout)).unwrap_or_else(|| "no output".into()) }
+    BenchError::Failed {
+        cmd: label.to_string(),
+        status: status.to_string(),
+        detail: pick(stderr)
+            .or_else(|| pick(stdout))
+            .unwrap_or_else(|| "no output".into()),
+    }
 }
 
 /// A spawned, timed process: `spawn_mono_ns` is CLOCK_MONOTONIC just before spawn.
@@ -195,7 +262,10 @@ pub fn monotonic_ns() -> u64 {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -205,7 +275,13 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// current MONOTONIC−BOOTTIME offset.
 pub fn process_start_mono_ns(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let mono = clock_ns(libc::CLOCK_MONOTONIC);
@@ -218,9 +294,17 @@ pub fn spawn_timed(mut cmd: Command, label: &str) -> Result<Timed> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let spawn_mono_ns = monotonic_ns();
     let started = Instant::now();
-    let child = cmd.spawn().map_err(|source| BenchError::Spawn { cmd: label.to_string(), source })?;
+    let child = cmd.spawn().map_err(|source| BenchError::Spawn {
+        cmd: label.to_string(),
+        source,
+    })?;
     let child_base_mono_ns = process_start_mono_ns(child.id());
-    Ok(Timed { child, spawn_mono_ns, child_base_mono_ns, started })
+    Ok(Timed {
+        child,
+        spawn_mono_ns,
+        child_base_mono_ns,
+        started,
+    })
 }
 
 impl Timed {
@@ -244,18 +328,30 @@ impl Timed {
             b
         });
         let status = loop {
-            if let Some(st) = self.child.try_wait().map_err(|source| BenchError::Spawn { cmd: label.to_string(), source })? {
+            if let Some(st) = self.child.try_wait().map_err(|source| BenchError::Spawn {
+                cmd: label.to_string(),
+                source,
+            })? {
                 break st;
             }
             if self.started.elapsed() > timeout {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                return Err(BenchError::Timeout { cmd: label.to_string(), secs: timeout.as_secs(), detail: "no exit".into() });
+                return Err(BenchError::Timeout {
+                    cmd: label.to_string(),
+                    secs: timeout.as_secs(),
+                    detail: "no exit".into(),
+                });
             }
             std::thread::sleep(Duration::from_micros(200));
         };
         let wall_ns = self.started.elapsed().as_nanos() as u64;
-        Ok(TimedOutput { wall_ns, status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
+        Ok(TimedOutput {
+            wall_ns,
+            status,
+            stdout: t_out.join().unwrap_or_default(),
+            stderr: t_err.join().unwrap_or_default(),
+        })
     }
 }
 
@@ -295,7 +391,10 @@ pub fn parent_and_comm(pid: u32) -> Option<(u32, String)> {
 
 /// MemAvailable from /proc/meminfo, bytes.
 pub fn mem_available() -> Option<u64> {
-    proc_kb_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable")
+    proc_kb_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable",
+    )
 }
 
 /// Memory cgroup usage of `pid`: v1 `memory.usage_in_bytes` or v2 `memory.current`.
@@ -306,14 +405,23 @@ pub fn cgroup_memory_usage(pid: u32) -> Option<u64> {
         let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
         let path = path.trim_start_matches('/');
         let file = if ctrl.split(',').any(|c| c == "memory") {
-            Path::new("/sys/fs/cgroup/memory").join(path).join("memory.usage_in_bytes")
+            Path::new("/sys/fs/cgroup/memory")
+                .join(path)
+                .join("memory.usage_in_bytes")
         } else if ctrl.is_empty() {
-            let unified = if Path::new("/sys/fs/cgroup/unified").is_dir() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" };
+            let unified = if Path::new("/sys/fs/cgroup/unified").is_dir() {
+                "/sys/fs/cgroup/unified"
+            } else {
+                "/sys/fs/cgroup"
+            };
             Path::new(unified).join(path).join("memory.current")
         } else {
             continue;
         };
-        if let Some(v) = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()) {
+        if let Some(v) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
             return Some(v);
         }
     }
@@ -328,7 +436,9 @@ pub fn dir_usage(dir: &Path) -> (u64, u64) {
     let mut apparent = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(md) = std::fs::symlink_metadata(&d) else { continue };
+        let Ok(md) = std::fs::symlink_metadata(&d) else {
+            continue;
+        };
         alloc += md.blocks() * 512;
         apparent += md.size();
         if md.is_dir() {
@@ -380,7 +490,8 @@ pub fn rss_in_ranges(pid: u32, ranges: &[(u64, u64)]) -> Option<u64> {
     for l in text.lines() {
         let first = l.split_whitespace().next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+            else {
                 inside = false;
                 continue;
             };

@@ -219,12 +219,17 @@ impl Results {
 
     /// Records that `what` was skipped because of `reason`.
     pub fn skip(&mut self, what: impl Into<String>, reason: impl Into<String>) {
-        self.skipped.push(Skipped { what: what.into(), reason: reason.into() });
+        self.skipped.push(Skipped {
+            what: what.into(),
+            reason: reason.into(),
+        });
     }
 
     /// Whether any VM-backed numbers are present (they need the backend caveat).
     pub fn has_vm_numbers(&self) -> bool {
-        self.startup.iter().any(|s| is_vm_subject(&s.subject) && !s.runs.is_empty())
+        self.startup
+            .iter()
+            .any(|s| is_vm_subject(&s.subject) && !s.runs.is_empty())
             || self.cpu.iter().any(|s| is_vm_subject(&s.subject))
             || self.memory.iter().any(|s| is_vm_subject(&s.subject))
             || self.density.iter().any(|s| is_vm_subject(&s.subject))
@@ -235,20 +240,33 @@ impl Results {
     pub fn save(&self, dir: &Path) -> Result<std::path::PathBuf> {
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         let path = dir.join("results.json");
-        let text = serde_json::to_string_pretty(self).map_err(|source| BenchError::Json { path: path.clone(), source })?;
+        let text = serde_json::to_string_pretty(self).map_err(|source| BenchError::Json {
+            path: path.clone(),
+            source,
+        })?;
         std::fs::write(&path, text + "\n").map_err(io_at(&path))?;
         Ok(path)
     }
 
     /// Reads `results.json` from `dir` (or `dir` itself if it is the file).
     pub fn load(dir: &Path) -> Result<Results> {
-        let path = if dir.is_dir() { dir.join("results.json") } else { dir.to_path_buf() };
+        let path = if dir.is_dir() {
+            dir.join("results.json")
+        } else {
+            dir.to_path_buf()
+        };
         let text = std::fs::read_to_string(&path).map_err(io_at(&path))?;
-        let r: Results = serde_json::from_str(&text).map_err(|source| BenchError::Json { path: path.clone(), source })?;
+        let r: Results = serde_json::from_str(&text).map_err(|source| BenchError::Json {
+            path: path.clone(),
+            source,
+        })?;
         if r.schema_version != SCHEMA_VERSION {
             return Err(BenchError::Parse {
                 what: path.display().to_string(),
-                detail: format!("schema_version {} (this vcompare reads {SCHEMA_VERSION})", r.schema_version),
+                detail: format!(
+                    "schema_version {} (this vcompare reads {SCHEMA_VERSION})",
+                    r.schema_version
+                ),
             });
         }
         Ok(r)

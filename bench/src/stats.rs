@@ -103,5 +103,8 @@ pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
 pub fn cdf(xs: &[f64]) -> Vec<(f64, f64)> {
     let v = sorted(xs);
     let n = v.len() as f64;
-    v.iter().enumerate().map(|(i, &x)| (x, (i + 1) as f64 / n)).collect()
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| (x, (i + 1) as f64 / n))
+        .collect()
 }

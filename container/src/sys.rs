@@ -345,15 +345,26 @@ pub fn wait_child(pid: libc::pid_t, what: &str) -> crate::error::Result<i32> {
             return Ok(st);
         }
         if r < 0 && last_errno() != libc::EINTR {
-            return Err(crate::error::Error::sys(what, nix::errno::Errno::last(), "this should not happen; report a bug"));
+            return Err(crate::error::Error::sys(
+                what,
+                nix::errno::Errno::last(),
+                "this should not happen; report a bug",
+            ));
         }
     }
 }
 
 /// A close-on-exec `SOCK_SEQPACKET` pair: the parent/child channels of `run` and `exec`
 /// (setup handshake, pty handover) use message boundaries; `what` names it in the error.
-pub fn seqpacket_pair(what: &str) -> crate::error::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+pub fn seqpacket_pair(
+    what: &str,
+) -> crate::error::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| crate::error::Error::sys(what, e, "the process may be out of file descriptors"))
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| crate::error::Error::sys(what, e, "the process may be out of file descriptors"))
 }

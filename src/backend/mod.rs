@@ -146,7 +146,8 @@ static PROCESS_START: OnceLock<u64> = OnceLock::new();
 
 /// Current `CLOCK_MONOTONIC` time in ns (the clock the backends stamp phases with).
 pub fn monotonic_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 

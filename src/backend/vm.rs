@@ -43,7 +43,9 @@ pub fn find_kernel() -> anyhow::Result<PathBuf> {
     }
     let script = build_script();
     if script.is_file() {
-        let out = std::process::Command::new(&script).arg("--print-path").output();
+        let out = std::process::Command::new(&script)
+            .arg("--print-path")
+            .output();
         if let Ok(o) = out {
             let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
             if o.status.success() && p.is_file() {
@@ -63,16 +65,24 @@ pub fn find_kernel() -> anyhow::Result<PathBuf> {
 
 /// `--memory` in MiB (rounded up), or the default.
 fn memory_mib(spec: &RunSpec) -> u64 {
-    spec.memory_bytes.map(|b| b.div_ceil(1 << 20)).unwrap_or(DEFAULT_MEMORY_MIB)
+    spec.memory_bytes
+        .map(|b| b.div_ceil(1 << 20))
+        .unwrap_or(DEFAULT_MEMORY_MIB)
 }
 
 /// `--cpus` as a vCPU count: a whole number ≥ 1.
 fn vcpus(spec: &RunSpec) -> anyhow::Result<u8> {
     match spec.cpus {
         None => Ok(1),
-        Some(c) if c < 1.0 => anyhow::bail!("--cpus {c} is not possible for a VM: it needs at least 1 vCPU"),
-        Some(c) if c.fract() != 0.0 => anyhow::bail!("--cpus {c}: a VM has a whole number of vCPUs"),
-        Some(c) if c > 64.0 => anyhow::bail!("--cpus {c}: vcompare's VMM supports at most 64 vCPUs"),
+        Some(c) if c < 1.0 => {
+            anyhow::bail!("--cpus {c} is not possible for a VM: it needs at least 1 vCPU")
+        }
+        Some(c) if c.fract() != 0.0 => {
+            anyhow::bail!("--cpus {c}: a VM has a whole number of vCPUs")
+        }
+        Some(c) if c > 64.0 => {
+            anyhow::bail!("--cpus {c}: vcompare's VMM supports at most 64 vCPUs")
+        }
         Some(c) => Ok(c as u8),
     }
 }
@@ -110,19 +120,29 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     let mem = memory_mib(spec);
     machine::validate(mem, cpus)?;
     // Fail fast on a missing/inaccessible /dev/kvm, before any disk work.
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         return Err(machine::VmError::KvmOpen(e).into());
     }
     let kernel = find_kernel()?;
     let init = crate::artifacts::find_static("vcompare-init")?;
-    anyhow::ensure!(spec.volumes.is_empty(), "-v is not supported in --mode vm yet");
+    anyhow::ensure!(
+        spec.volumes.is_empty(),
+        "-v is not supported in --mode vm yet"
+    );
     if spec.interactive {
         eprintln!("vcompare: warning: -i is not supported in --mode vm; the entrypoint's stdin is /dev/null");
     }
 
     let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs)?;
     let root_disk = disk::instance_disk(&spec.instance_dir, &image_disk)?;
-    hooks.phase(PhaseMark { name: "disk".into(), at_ns: monotonic_ns().saturating_sub(base) });
+    hooks.phase(PhaseMark {
+        name: "disk".into(),
+        at_ns: monotonic_ns().saturating_sub(base),
+    });
 
     let guest = GuestSpec {
         args: spec.args.clone(),
@@ -138,7 +158,8 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     };
     // Built here, copied into guest RAM by the VMM, then freed: the VMM keeps no copy (RSS).
     let initrd = {
-        let init_bin = std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
+        let init_bin =
+            std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
         initramfs::build(&init_bin, &serde_json::to_vec(&guest)?)
     };
     let state = serde_json::json!({
@@ -148,20 +169,28 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         "disk": root_disk,
         "backend": vcompare_vmm::KvmBackend::detect(),
     });
-    let _ = std::fs::write(spec.instance_dir.join(VM_STATE), serde_json::to_vec_pretty(&state)?);
+    let _ = std::fs::write(
+        spec.instance_dir.join(VM_STATE),
+        serde_json::to_vec_pretty(&state)?,
+    );
     let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));
     let _ = std::fs::remove_file(spec.instance_dir.join(RAM_RANGES));
     // From the moment a pid is published, `stop`/`kill` may signal it: hold the signals the
     // VMM forwards (they stay pending, nothing is lost; a dedicated VMM process starts with
     // an empty mask, an in-process VMM takes them over with its signalfd).
     let held = HeldSignals::new();
-    let extra_cmdline: Vec<String> = std::env::var(CMDLINE_ENV).unwrap_or_default().split_whitespace().map(String::from).collect();
+    let extra_cmdline: Vec<String> = std::env::var(CMDLINE_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
 
     let result = match vmm_binary() {
         Some(bin) => {
             let initramfs_path = spec.instance_dir.join("initramfs.cpio");
-            std::fs::write(&initramfs_path, &initrd).with_context(|| format!("writing {}", initramfs_path.display()))?;
+            std::fs::write(&initramfs_path, &initrd)
+                .with_context(|| format!("writing {}", initramfs_path.display()))?;
             drop(initrd);
             let job = process::VmJob {
                 kernel,
@@ -201,7 +230,8 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                 on_memory: Some(Box::new({
                     let path = spec.instance_dir.join(RAM_RANGES);
                     move |ranges: &[(u64, u64)]| {
-                        let _ = std::fs::write(&path, serde_json::to_vec(ranges).unwrap_or_default());
+                        let _ =
+                            std::fs::write(&path, serde_json::to_vec(ranges).unwrap_or_default());
                     }
                 })),
                 on_guest_info: Some(Box::new({
@@ -220,7 +250,10 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                     .marks
                     .iter()
                     .map(|m| process::MarkNs {
-                        phase: serde_json::to_value(m.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        phase: serde_json::to_value(m.phase)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
                         at_ns: process::instant_ns(m.at),
                     })
                     .collect(),
@@ -232,7 +265,10 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     drop(held);
     let rel = |ns: u64| ns.saturating_sub(base);
     if let Some(t) = result.first_entry_ns {
-        hooks.phase(PhaseMark { name: "vmm_setup".into(), at_ns: rel(t) });
+        hooks.phase(PhaseMark {
+            name: "vmm_setup".into(),
+            at_ns: rel(t),
+        });
     }
     for m in &result.marks {
         let name = match m.phase.as_str() {
@@ -241,13 +277,21 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
             "entrypoint_exit" => "workload",
             other => other,
         };
-        hooks.phase(PhaseMark { name: name.into(), at_ns: rel(m.at_ns) });
+        hooks.phase(PhaseMark {
+            name: name.into(),
+            at_ns: rel(m.at_ns),
+        });
     }
-    hooks.phase(PhaseMark { name: "teardown".into(), at_ns: rel(result.ended_ns) });
+    hooks.phase(PhaseMark {
+        name: "teardown".into(),
+        at_ns: rel(result.ended_ns),
+    });
     if let Some(e) = result.error {
         anyhow::bail!("{e}");
     }
-    let exit = result.exit.ok_or_else(|| anyhow::anyhow!("the VMM ended without a result"))?;
+    let exit = result
+        .exit
+        .ok_or_else(|| anyhow::anyhow!("the VMM ended without a result"))?;
     Ok(match exit {
         GuestExit::Exited(c) => Outcome::Exited(c),
         GuestExit::Signaled(s) => Outcome::Signaled(s),
@@ -276,11 +320,18 @@ fn vmm_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     // target/{debug,release}/vcompare, or target/debug/deps/<test binary>.
-    [dir.join("vcompare-vmm"), dir.parent()?.join("vcompare-vmm")].into_iter().find(|p| p.is_file())
+    [dir.join("vcompare-vmm"), dir.parent()?.join("vcompare-vmm")]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// Runs the VMM process for `job`, publishes its pid, waits, and reads its result.
-fn run_child(bin: &Path, job: &process::VmJob, dir: &Path, hooks: &mut dyn RunHooks) -> anyhow::Result<process::VmResult> {
+fn run_child(
+    bin: &Path,
+    job: &process::VmJob,
+    dir: &Path,
+    hooks: &mut dyn RunHooks,
+) -> anyhow::Result<process::VmResult> {
     let job_path = dir.join("vm-job.json");
     std::fs::write(&job_path, serde_json::to_vec(job)?)?;
     let mut child = std::process::Command::new(bin)
@@ -312,8 +363,16 @@ fn run_child(bin: &Path, job: &process::VmJob, dir: &Path, hooks: &mut dyn RunHo
 }
 
 /// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
-pub fn exec(_spec: &RunSpec, _pid: i32, _args: &[String], _tty: bool, _interactive: bool) -> anyhow::Result<i32> {
-    anyhow::bail!("exec is not supported in --mode vm: the guest has no agent to start a second process")
+pub fn exec(
+    _spec: &RunSpec,
+    _pid: i32,
+    _args: &[String],
+    _tty: bool,
+    _interactive: bool,
+) -> anyhow::Result<i32> {
+    anyhow::bail!(
+        "exec is not supported in --mode vm: the guest has no agent to start a second process"
+    )
 }
 
 /// Frees what the instance owns on the host (its disk copy). Idempotent.
@@ -383,11 +442,17 @@ pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::V
             host["vmm_overhead_rss_kib"] = total.saturating_sub(guest).into();
         }
     }
-    host["host_kernel"] = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().into();
+    host["host_kernel"] = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .into();
     host["disk"] = state.get("disk").cloned().unwrap_or_default();
     host["kvm_backend"] = state.get("backend").cloned().unwrap_or_default();
     // The guest's own report (sent by our init at boot) when there is one; else the configuration.
-    let guest = match std::fs::read(spec.instance_dir.join(GUEST_STATE)).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+    let guest = match std::fs::read(spec.instance_dir.join(GUEST_STATE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
         Some(g) => g,
         None => serde_json::json!({
             "pid1": "vcompare-init",

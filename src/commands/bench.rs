@@ -20,9 +20,18 @@ const SUITES: &[&str] = &["startup", "cpu", "memory", "density", "disk", "io"];
 
 /// Splits a comma list and checks every item against `known`.
 fn list(flag: &str, value: &str, known: &[&str]) -> anyhow::Result<Vec<String>> {
-    let items: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none").map(str::to_string).collect();
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "none")
+        .map(str::to_string)
+        .collect();
     for i in &items {
-        anyhow::ensure!(known.contains(&i.as_str()), "--{flag}: unknown {i:?} (choose from {})", known.join(","));
+        anyhow::ensure!(
+            known.contains(&i.as_str()),
+            "--{flag}: unknown {i:?} (choose from {})",
+            known.join(",")
+        );
     }
     Ok(items)
 }
@@ -30,10 +39,21 @@ fn list(flag: &str, value: &str, known: &[&str]) -> anyhow::Result<Vec<String>> 
 /// The environment block: DESIGN §3 requires it in every result.
 pub fn environment() -> Environment {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()).unwrap_or_else(|| "unknown".into());
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let checks = super::doctor::checks();
-    let detail = |name: &str| checks.iter().find(|c| c.name == name).map(|c| c.detail.clone()).unwrap_or_default();
+    let detail = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.detail.clone())
+            .unwrap_or_default()
+    };
     let mut peers_found = std::collections::BTreeMap::new();
     for p in PEERS {
         if let Some(c) = checks.iter().find(|c| c.name == *p && c.ok) {
@@ -48,9 +68,15 @@ pub fn environment() -> Environment {
     Environment {
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         cpu_model,
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        memory_total_bytes: vcompare_bench::harness::proc_kb_field(&meminfo, "MemTotal").unwrap_or(0),
-        host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        memory_total_bytes: vcompare_bench::harness::proc_kb_field(&meminfo, "MemTotal")
+            .unwrap_or(0),
+        host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         cgroup: detail("cgroups"),
         kvm_backend: backend,
         vcompare_revision: revision(),
@@ -73,7 +99,11 @@ fn revision() -> String {
 
 /// `vcompare bench`.
 pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
-    let mut plan = Plan { modes: list("modes", &a.modes, MODES)?, peers: list("peers", &a.peers, PEERS)?, suites: list("suite", &a.suite, SUITES)? };
+    let mut plan = Plan {
+        modes: list("modes", &a.modes, MODES)?,
+        peers: list("peers", &a.peers, PEERS)?,
+        suites: list("suite", &a.suite, SUITES)?,
+    };
     anyhow::ensure!(a.runs >= 1, "--runs must be at least 1");
     let vm_runs = a.vm_runs.unwrap_or(a.runs.min(3)).max(1);
     let started = Instant::now();
@@ -94,15 +124,41 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
     let image = default_image::resolve_or_build(&ctx.store, &a.image)?;
     let exe = std::env::current_exe().context("locating the vcompare binary")?;
     // Warm-up: applies the image's rootfs once (the cache every later run uses).
-    let warm = std::process::Command::new(&exe).arg("--root").arg(&ctx.root).args(["run", "--rm", &image.reference, "/bin/probe", "true"]).output()?;
+    let warm = std::process::Command::new(&exe)
+        .arg("--root")
+        .arg(&ctx.root)
+        .args(["run", "--rm", &image.reference, "/bin/probe", "true"])
+        .output()?;
     if !warm.status.success() {
-        anyhow::bail!("container warm-up run failed: {}", String::from_utf8_lossy(&warm.stderr).trim());
+        anyhow::bail!(
+            "container warm-up run failed: {}",
+            String::from_utf8_lossy(&warm.stderr).trim()
+        );
     }
     let rootfs = ctx.store.rootfs_path(&image.record);
-    anyhow::ensure!(rootfs.join("bin/probe").is_file(), "image {} has no /bin/probe: the bench needs the probe (use the default image)", image.reference);
-    let mut h = Harness::new(exe, ctx.root.clone(), image.reference.clone(), rootfs, a.runs, vm_runs)?;
+    anyhow::ensure!(
+        rootfs.join("bin/probe").is_file(),
+        "image {} has no /bin/probe: the bench needs the probe (use the default image)",
+        image.reference
+    );
+    let mut h = Harness::new(
+        exe,
+        ctx.root.clone(),
+        image.reference.clone(),
+        rootfs,
+        a.runs,
+        vm_runs,
+    )?;
     h.kernel = crate::backend::vm::find_kernel().map_err(|e| format!("{e:#}"));
-    let config = RunConfig { modes: plan.modes.clone(), peers: plan.peers.clone(), suites: plan.suites.clone(), runs: a.runs, vm_runs, image: image.reference.clone(), duration_secs: 0.0 };
+    let config = RunConfig {
+        modes: plan.modes.clone(),
+        peers: plan.peers.clone(),
+        suites: plan.suites.clone(),
+        runs: a.runs,
+        vm_runs,
+        image: image.reference.clone(),
+        duration_secs: 0.0,
+    };
     for p in &plan.peers {
         let v = match p.as_str() {
             "crun" => peers::crun::version(),
@@ -118,14 +174,23 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
     results.notes.extend(notes);
     eprintln!(
         "vcompare bench: modes {} · peers {} · suites {} · {} runs (VM: {vm_runs}) · image {}",
-        plan.modes.join(","), plan.peers.join(","), plan.suites.join(","), a.runs, image.reference
+        plan.modes.join(","),
+        plan.peers.join(","),
+        plan.suites.join(","),
+        a.runs,
+        image.reference
     );
     h.start_progress(suites::estimate_ms(&h, &plan));
     suites::run_all(&mut h, &plan, &mut results);
     h.progress.finish_and_clear();
     let _ = std::fs::remove_dir_all(&h.scratch);
     results.config.duration_secs = started.elapsed().as_secs_f64();
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("vcompare-bench-{}", results.environment.date.replace(':', ""))));
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "vcompare-bench-{}",
+            results.environment.date.replace(':', "")
+        ))
+    });
     let path = results.save(&out)?;
     let rendered = report::render(&results, &out)?;
     println!("{}", report::markdown::targets_text(&results));

@@ -24,7 +24,9 @@ fn signal(inst: &Instance, sig: Signal) -> bool {
 fn wait_exit(ctx: &Ctx, id: &str, timeout: Duration) -> anyhow::Result<Option<Instance>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let Ok(inst) = ctx.instances.load(id) else { return Ok(None) };
+        let Ok(inst) = ctx.instances.load(id) else {
+            return Ok(None);
+        };
         if inst.status() != Status::Running {
             return Ok(Some(inst));
         }
@@ -62,7 +64,11 @@ pub fn stop(ctx: &Ctx, ids: &[String], secs: u64) -> anyhow::Result<i32> {
                 now = wait_exit(ctx, &inst.spec.id, Duration::from_secs(10))?;
             }
             if let Some(i) = now {
-                let sig = if i.state.outcome.is_some() { Signal::SIGTERM } else { Signal::SIGKILL };
+                let sig = if i.state.outcome.is_some() {
+                    Signal::SIGTERM
+                } else {
+                    Signal::SIGKILL
+                };
                 settle(ctx, &i, sig)?;
             }
         }
@@ -73,8 +79,9 @@ pub fn stop(ctx: &Ctx, ids: &[String], secs: u64) -> anyhow::Result<i32> {
 
 /// `vcompare kill [-s SIG] ID…`.
 pub fn kill(ctx: &Ctx, ids: &[String], sig: &str) -> anyhow::Result<i32> {
-    let sig = process::parse_signal(sig)
-        .ok_or_else(|| anyhow::anyhow!("unknown signal `{sig}`; use a name like TERM or a number like 15"))?;
+    let sig = process::parse_signal(sig).ok_or_else(|| {
+        anyhow::anyhow!("unknown signal `{sig}`; use a name like TERM or a number like 15")
+    })?;
     for q in ids {
         let inst = ctx.instances.resolve(q)?;
         if inst.status() != Status::Running || !signal(&inst, sig) {
@@ -97,14 +104,20 @@ pub fn rm(ctx: &Ctx, ids: &[String], force: bool) -> anyhow::Result<i32> {
         let mut inst = inst;
         if inst.status() == Status::Running {
             if !force {
-                anyhow::bail!("instance {} is running; stop it first or use `vcompare rm -f`", inst.short_id());
+                anyhow::bail!(
+                    "instance {} is running; stop it first or use `vcompare rm -f`",
+                    inst.short_id()
+                );
             }
             signal(&inst, Signal::SIGKILL);
             if let Some(i) = wait_exit(ctx, &inst.spec.id, Duration::from_secs(10))? {
                 inst = i;
             }
             if inst.status() == Status::Running {
-                anyhow::bail!("instance {} did not die after SIGKILL; try again", inst.short_id());
+                anyhow::bail!(
+                    "instance {} did not die after SIGKILL; try again",
+                    inst.short_id()
+                );
             }
             // Let a live monitor finish its cleanup and its exit record.
             let deadline = Instant::now() + Duration::from_secs(5);

@@ -18,12 +18,28 @@ pub fn image(ctx: &Ctx, cmd: &ImageCommand) -> anyhow::Result<i32> {
             let done = import(&ctx.store, path, tag.as_deref())?;
             for i in &done {
                 let hex = i.digest.trim_start_matches("sha256:");
-                println!("{} {}", &hex[..12], i.reference.as_deref().unwrap_or("<untagged>"));
+                println!(
+                    "{} {}",
+                    &hex[..12],
+                    i.reference.as_deref().unwrap_or("<untagged>")
+                );
             }
-            eprintln!("imported {} image(s) in {:.1} ms", done.len(), t.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "imported {} image(s) in {:.1} ms",
+                done.len(),
+                t.elapsed().as_secs_f64() * 1e3
+            );
             Ok(0)
         }
-        ImageCommand::Build { dir, tag, entrypoint, cmd, env, workdir, user } => {
+        ImageCommand::Build {
+            dir,
+            tag,
+            entrypoint,
+            cmd,
+            env,
+            workdir,
+            user,
+        } => {
             let opts = BuildOptions {
                 entrypoint: entrypoint.as_deref().map(parse_command).unwrap_or_default(),
                 cmd: cmd.as_deref().map(parse_command).unwrap_or_default(),
@@ -32,7 +48,11 @@ pub fn image(ctx: &Ctx, cmd: &ImageCommand) -> anyhow::Result<i32> {
                 user: user.clone(),
             };
             let i = build(&ctx.store, dir, tag, &opts)?;
-            println!("{} {}", &i.digest.trim_start_matches("sha256:")[..12], i.reference.unwrap_or_default());
+            println!(
+                "{} {}",
+                &i.digest.trim_start_matches("sha256:")[..12],
+                i.reference.unwrap_or_default()
+            );
             Ok(0)
         }
         ImageCommand::Ls { format, quiet } => ls(ctx, *format, *quiet),
@@ -56,7 +76,8 @@ pub fn image(ctx: &Ctx, cmd: &ImageCommand) -> anyhow::Result<i32> {
         }
         ImageCommand::Inspect { image } => {
             let r = ctx.store.resolve(image)?;
-            let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(ctx.store.blob_path(&r.record.digest)?)?)?;
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(ctx.store.blob_path(&r.record.digest)?)?)?;
             let config = ctx.store.config(&r.record)?;
             let doc = json!({
                 "reference": r.reference,
@@ -78,7 +99,11 @@ fn ls(ctx: &Ctx, format: Format, quiet: bool) -> anyhow::Result<i32> {
     let mut rows = Vec::new();
     let mut docs = Vec::new();
     for rec in ctx.store.images()? {
-        let mut tags: Vec<&String> = refs.iter().filter(|(_, d)| **d == rec.digest).map(|(r, _)| r).collect();
+        let mut tags: Vec<&String> = refs
+            .iter()
+            .filter(|(_, d)| **d == rec.digest)
+            .map(|(r, _)| r)
+            .collect();
         let untagged = "<none>:<none>".to_string();
         if tags.is_empty() {
             tags.push(&untagged);
@@ -91,7 +116,12 @@ fn ls(ctx: &Ctx, format: Format, quiet: bool) -> anyhow::Result<i32> {
                 .and_then(|t| t.elapsed().ok())
                 .map(|d| format!("{} ago", table::ago(d.as_secs_f64())))
                 .unwrap_or_else(|| "-".into());
-            rows.push(vec![t.clone(), rec.short_id().to_string(), table::bytes(rec.rootfs_size), created]);
+            rows.push(vec![
+                t.clone(),
+                rec.short_id().to_string(),
+                table::bytes(rec.rootfs_size),
+                created,
+            ]);
             docs.push(json!({"reference": t, "id": rec.short_id(), "digest": rec.digest, "size": rec.rootfs_size, "created": rec.created}));
         }
     }

@@ -33,6 +33,10 @@ impl Ctx {
     pub fn open(root: PathBuf) -> anyhow::Result<Ctx> {
         let store = Store::open(&root)?;
         let instances = Instances::open(&root)?;
-        Ok(Ctx { root, store, instances })
+        Ok(Ctx {
+            root,
+            store,
+            instances,
+        })
     }
 }

@@ -33,7 +33,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
         }
         if let Err(e) = spawn_monitor(&ctx.instances, &ctx.root, &inst) {
             if args.rm {
-                let _ = ctx.instances.load(&spec.id).map(|i| remove(&ctx.instances, &i));
+                let _ = ctx
+                    .instances
+                    .load(&spec.id)
+                    .map(|i| remove(&ctx.instances, &i));
             }
             return Err(e);
         }

@@ -31,16 +31,25 @@ pub enum SpecError {
     Env(String),
     #[error("unknown user `{0}` in the image; use a numeric UID[:GID]")]
     User(String),
-    #[error("no command to run: the image has no entrypoint or cmd; give one after the image name")]
+    #[error(
+        "no command to run: the image has no entrypoint or cmd; give one after the image name"
+    )]
     NoCommand,
     #[error("bad --{flag} `{value}`: use `{allowed}`")]
-    Choice { flag: &'static str, value: String, allowed: &'static str },
+    Choice {
+        flag: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
 }
 
 /// Parses `256m`, `1g`, `1048576`, `512k`, `2G` into bytes.
 pub fn parse_memory(s: &str) -> Result<u64, SpecError> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| "kmg".contains(c))).unwrap_or(&t);
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| "kmg".contains(c)))
+        .unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
@@ -48,7 +57,11 @@ pub fn parse_memory(s: &str) -> Result<u64, SpecError> {
         Some('b') => (&t[..t.len() - 1], 1),
         _ => (t, 1),
     };
-    num.parse::<u64>().ok().filter(|n| *n > 0).and_then(|n| n.checked_mul(mult)).ok_or_else(|| SpecError::Memory(s.into()))
+    num.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| SpecError::Memory(s.into()))
 }
 
 /// An absolute path with no `..` component (what guest paths and workdirs must be).
@@ -58,7 +71,10 @@ fn is_clean_absolute(p: &str) -> bool {
 
 /// Parses `HOST:GUEST[:ro|:rw]` (the host path must exist) or `NAME:GUEST[:ro|:rw]` (a
 /// managed volume, found or created by `volume`).
-pub fn parse_volume(v: &str, volume: &dyn Fn(&str) -> Result<std::path::PathBuf, String>) -> Result<VolumeSpec, SpecError> {
+pub fn parse_volume(
+    v: &str,
+    volume: &dyn Fn(&str) -> Result<std::path::PathBuf, String>,
+) -> Result<VolumeSpec, SpecError> {
     let parts: Vec<&str> = v.split(':').collect();
     let (host, guest, readonly) = match parts.as_slice() {
         [h, g] => (*h, *g, false),
@@ -74,12 +90,23 @@ pub fn parse_volume(v: &str, volume: &dyn Fn(&str) -> Result<std::path::PathBuf,
     }
     if !host.starts_with('/') {
         let path = volume(host).map_err(|e| SpecError::Volume(v.into(), e))?;
-        return Ok(VolumeSpec { host: path, guest: guest.into(), readonly });
+        return Ok(VolumeSpec {
+            host: path,
+            guest: guest.into(),
+            readonly,
+        });
     }
     let host = Path::new(host)
         .canonicalize()
-        .map_err(|_| SpecError::VolumeMissing { spec: v.into(), host: host.into() })?;
-    Ok(VolumeSpec { host, guest: guest.into(), readonly })
+        .map_err(|_| SpecError::VolumeMissing {
+            spec: v.into(),
+            host: host.into(),
+        })?;
+    Ok(VolumeSpec {
+        host,
+        guest: guest.into(),
+        readonly,
+    })
 }
 
 /// Merges `-e` overrides into the image env (same key replaced, order kept).
@@ -113,19 +140,28 @@ fn id_file(rootfs: &Path, file: &str) -> Vec<(String, u32, u32)> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             let id = f.get(2)?.parse().ok()?;
-            Some((f[0].to_string(), id, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0)))
+            Some((
+                f[0].to_string(),
+                id,
+                f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0),
+            ))
         })
         .collect()
 }
 
 /// Looks `name` up in the image's `/etc/passwd` or `/etc/group`; returns (id, primary gid).
 fn lookup(rootfs: &Path, file: &str, name: &str) -> Option<(u32, u32)> {
-    id_file(rootfs, file).into_iter().find(|(n, _, _)| n == name).map(|(_, id, g)| (id, g))
+    id_file(rootfs, file)
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, id, g)| (id, g))
 }
 
 /// Resolves `USER` / `-u` (`uid`, `uid:gid`, `name`, `name:group`) against the image.
 pub fn parse_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), SpecError> {
-    let Some(u) = user.filter(|u| !u.is_empty()) else { return Ok((0, 0)) };
+    let Some(u) = user.filter(|u| !u.is_empty()) else {
+        return Ok((0, 0));
+    };
     let (user_part, group_part) = match u.split_once(':') {
         Some((a, b)) => (a, Some(b)),
         None => (u, None),
@@ -138,14 +174,19 @@ pub fn parse_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), SpecE
         None => primary,
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => lookup(rootfs, "group", g).map(|(id, _)| id).ok_or_else(|| SpecError::User(u.into()))?,
+            Err(_) => lookup(rootfs, "group", g)
+                .map(|(id, _)| id)
+                .ok_or_else(|| SpecError::User(u.into()))?,
         },
     };
     Ok((uid, gid))
 }
 
 fn lookup_by_uid(rootfs: &Path, uid: u32) -> Option<u32> {
-    id_file(rootfs, "passwd").into_iter().find(|(_, id, _)| *id == uid).map(|(_, _, g)| g)
+    id_file(rootfs, "passwd")
+        .into_iter()
+        .find(|(_, id, _)| *id == uid)
+        .map(|(_, _, g)| g)
 }
 
 /// Everything `build` needs besides the flags.
@@ -184,17 +225,30 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
     }
     let mut env = merge_env(&cfg.env().clone().unwrap_or_default(), &args.env)?;
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
-    let cwd = args.workdir.clone().or_else(|| cfg.working_dir().clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    let cwd = args
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
     if !is_clean_absolute(&cwd) {
         return Err(SpecError::Workdir(cwd));
     }
     let user = args.user.clone().or_else(|| cfg.user().clone());
     let (uid, gid) = parse_user(user.as_deref(), inp.rootfs)?;
-    let vols = crate::volume::Volumes::open(inp.data_root).map_err(|e| SpecError::Volume(String::new(), e.to_string()))?;
+    let vols = crate::volume::Volumes::open(inp.data_root)
+        .map_err(|e| SpecError::Volume(String::new(), e.to_string()))?;
     let resolve = |name: &str| vols.ensure(name).map_err(|e| e.to_string());
-    let volumes = args.volumes.iter().map(|v| parse_volume(v, &resolve)).collect::<Result<Vec<_>, _>>()?;
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v, &resolve))
+        .collect::<Result<Vec<_>, _>>()?;
     let memory_bytes = args.memory.as_deref().map(parse_memory).transpose()?;
     if args.cpus.is_some_and(|c| !(c > 0.0) || !c.is_finite()) {
         return Err(SpecError::Cpus);
@@ -205,15 +259,30 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
     let userns = match args.userns.as_str() {
         "private" | "" => true,
         "host" => false,
-        v => return Err(SpecError::Choice { flag: "userns", value: v.into(), allowed: "host|private" }),
+        v => {
+            return Err(SpecError::Choice {
+                flag: "userns",
+                value: v.into(),
+                allowed: "host|private",
+            })
+        }
     };
     let network_host = match args.network.as_str() {
         "none" | "" => false,
         "host" => true,
-        v => return Err(SpecError::Choice { flag: "network", value: v.into(), allowed: "host|none" }),
+        v => {
+            return Err(SpecError::Choice {
+                flag: "network",
+                value: v.into(),
+                allowed: "host|none",
+            })
+        }
     };
     Ok(RunSpec {
-        hostname: args.hostname.clone().unwrap_or_else(|| inp.id[..12].to_string()),
+        hostname: args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| inp.id[..12].to_string()),
         instance_dir: inp.data_root.join("instances").join(&inp.id),
         id: inp.id,
         name: args.name.clone(),
@@ -263,11 +332,26 @@ mod tests {
         assert!(v.readonly && v.guest == "/data");
         let v = parse_volume("cache:/c", &named).unwrap();
         assert!(!v.readonly && v.host == std::path::Path::new("/volumes/cache"));
-        assert!(matches!(parse_volume("/definitely/missing:/x", &named), Err(SpecError::VolumeMissing { .. })));
-        assert!(matches!(parse_volume("/tmp:rel", &named), Err(SpecError::VolumeGuest(_))));
-        assert!(matches!(parse_volume("/tmp:/a/../b", &named), Err(SpecError::VolumeGuest(_))));
-        assert!(matches!(parse_volume("/tmp", &named), Err(SpecError::VolumeSyntax(_))));
-        assert!(matches!(parse_volume("/tmp:/x:rx", &named), Err(SpecError::VolumeSyntax(_))));
+        assert!(matches!(
+            parse_volume("/definitely/missing:/x", &named),
+            Err(SpecError::VolumeMissing { .. })
+        ));
+        assert!(matches!(
+            parse_volume("/tmp:rel", &named),
+            Err(SpecError::VolumeGuest(_))
+        ));
+        assert!(matches!(
+            parse_volume("/tmp:/a/../b", &named),
+            Err(SpecError::VolumeGuest(_))
+        ));
+        assert!(matches!(
+            parse_volume("/tmp", &named),
+            Err(SpecError::VolumeSyntax(_))
+        ));
+        assert!(matches!(
+            parse_volume("/tmp:/x:rx", &named),
+            Err(SpecError::VolumeSyntax(_))
+        ));
     }
 
     #[test]
@@ -281,7 +365,11 @@ mod tests {
     fn users_resolve_through_the_image() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\napp:x:1000:1001::/:/bin/sh\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         assert_eq!(parse_user(None, d.path()).unwrap(), (0, 0));
         assert_eq!(parse_user(Some("app"), d.path()).unwrap(), (1000, 1001));

@@ -52,7 +52,11 @@ pub fn supervise(instances: &Instances, inst: &Instance) -> anyhow::Result<Outco
         s.phases.clear();
         s.runs += 1;
     })?;
-    let mut hooks = RecordHooks { instances, id, phases: Vec::new() };
+    let mut hooks = RecordHooks {
+        instances,
+        id,
+        phases: Vec::new(),
+    };
     let result = match inst.spec.mode {
         Mode::Container => backend::container::run(&inst.spec, &mut hooks),
         Mode::Vm => backend::vm::run(&inst.spec, &mut hooks),
@@ -83,20 +87,32 @@ pub fn remove(instances: &Instances, inst: &Instance) -> anyhow::Result<()> {
 
 /// Starts the detached monitor for `inst` (a new session, output to the instance log) and
 /// waits until the instance runs or has already ended. Returns the error of a failed start.
-pub fn spawn_monitor(instances: &Instances, root: &std::path::Path, inst: &Instance) -> anyhow::Result<()> {
+pub fn spawn_monitor(
+    instances: &Instances,
+    root: &std::path::Path,
+    inst: &Instance,
+) -> anyhow::Result<()> {
     let log_path = inst.spec.instance_dir.join("log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let exe = std::env::current_exe().context("finding the vcompare executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--root").arg(root).arg("__monitor").arg(&inst.spec.id)
+    cmd.arg("--root")
+        .arg(root)
+        .arg("__monitor")
+        .arg(&inst.spec.id)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: setsid is async-signal-safe; the monitor must outlive this terminal session.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         });
     }
     let mut child = cmd.spawn().context("starting the instance monitor")?;
@@ -111,7 +127,11 @@ pub fn spawn_monitor(instances: &Instances, root: &std::path::Path, inst: &Insta
         };
         let started = now.state.runs > before_runs;
         if started && (now.state.pid.is_some() || now.state.status == Status::Exited) {
-            if let Some(err) = now.state.error.filter(|_| now.state.status == Status::Exited) {
+            if let Some(err) = now
+                .state
+                .error
+                .filter(|_| now.state.status == Status::Exited)
+            {
                 anyhow::bail!("{err}");
             }
             return Ok(());
@@ -124,15 +144,23 @@ pub fn spawn_monitor(instances: &Instances, root: &std::path::Path, inst: &Insta
             if now_is_recorded_exit(instances, &inst.spec.id, before_runs) {
                 return Ok(());
             }
-            anyhow::bail!("the instance monitor exited early ({status}); see `vcompare logs {}`", inst.short_id());
+            anyhow::bail!(
+                "the instance monitor exited early ({status}); see `vcompare logs {}`",
+                inst.short_id()
+            );
         }
         if Instant::now() > deadline {
-            anyhow::bail!("the instance did not start within 60 s; see `vcompare logs {}`", inst.short_id());
+            anyhow::bail!(
+                "the instance did not start within 60 s; see `vcompare logs {}`",
+                inst.short_id()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 fn now_is_recorded_exit(instances: &Instances, id: &str, before_runs: u32) -> bool {
-    instances.load(id).is_ok_and(|n| n.state.runs > before_runs && n.state.status == Status::Exited)
+    instances
+        .load(id)
+        .is_ok_and(|n| n.state.runs > before_runs && n.state.status == Status::Exited)
 }

@@ -18,8 +18,15 @@ pub fn status_text(i: &Instance) -> String {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", table::ago(now - i.state.started_at.unwrap_or(now))),
         Status::Exited => {
-            let code = i.exit_code().map(|c| c.to_string()).unwrap_or_else(|| "?".into());
-            let when = i.state.finished_at.map(|t| format!(" {} ago", table::ago(now - t))).unwrap_or_default();
+            let code = i
+                .exit_code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "?".into());
+            let when = i
+                .state
+                .finished_at
+                .map(|t| format!(" {} ago", table::ago(now - t)))
+                .unwrap_or_default();
             let why = match i.state.outcome {
                 Some(backend::Outcome::OomKilled) => " OOMKilled",
                 Some(backend::Outcome::TimedOut) => " TimedOut",
@@ -62,11 +69,19 @@ fn summary(i: &Instance) -> Value {
 
 /// `vcompare ps [-a] [-q] [--format json]`.
 pub fn ps(ctx: &Ctx, all: bool, quiet: bool, format: Format) -> anyhow::Result<i32> {
-    let list: Vec<Instance> = ctx.instances.list()?.into_iter().filter(|i| all || i.status() == Status::Running).collect();
+    let list: Vec<Instance> = ctx
+        .instances
+        .list()?
+        .into_iter()
+        .filter(|i| all || i.status() == Status::Running)
+        .collect();
     if quiet {
         list.iter().for_each(|i| println!("{}", i.short_id()));
     } else if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&list.iter().map(summary).collect::<Vec<_>>())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list.iter().map(summary).collect::<Vec<_>>())?
+        );
     } else {
         let rows: Vec<Vec<String>> = list
             .iter()
@@ -82,11 +97,18 @@ pub fn ps(ctx: &Ctx, all: bool, quiet: bool, format: Format) -> anyhow::Result<i
                     i.spec.mode.to_string(),
                     format!("\"{cmd}\""),
                     status_text(i),
-                    i.state.pid.filter(|_| i.status() == Status::Running).map(|p| p.to_string()).unwrap_or_default(),
+                    i.state
+                        .pid
+                        .filter(|_| i.status() == Status::Running)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
                 ]
             })
             .collect();
-        table::print(&["ID", "NAME", "IMAGE", "MODE", "COMMAND", "STATUS", "PID"], &rows);
+        table::print(
+            &["ID", "NAME", "IMAGE", "MODE", "COMMAND", "STATUS", "PID"],
+            &rows,
+        );
     }
     Ok(0)
 }
@@ -94,7 +116,10 @@ pub fn ps(ctx: &Ctx, all: bool, quiet: bool, format: Format) -> anyhow::Result<i
 /// `vcompare inspect ID`: the record plus the backend's host-vs-inside view.
 pub fn inspect(ctx: &Ctx, q: &str, format: Format) -> anyhow::Result<i32> {
     let i = ctx.instances.resolve(q)?;
-    let pid = i.state.pid.filter(|_| i.status() == Status::Running && i.target_alive());
+    let pid = i
+        .state
+        .pid
+        .filter(|_| i.status() == Status::Running && i.target_alive());
     let view = match i.spec.mode {
         Mode::Container => backend::container::inspect(&i.spec, pid)?,
         Mode::Vm => backend::vm::inspect(&i.spec, pid)?,
@@ -106,7 +131,14 @@ pub fn inspect(ctx: &Ctx, q: &str, format: Format) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
-    println!("{} ({}, {}), image {}, {}", i.short_id(), i.spec.mode, status_text(&i), i.spec.image_ref, i.spec.args.join(" "));
+    println!(
+        "{} ({}, {}), image {}, {}",
+        i.short_id(),
+        i.spec.mode,
+        status_text(&i),
+        i.spec.image_ref,
+        i.spec.args.join(" ")
+    );
     print_side_by_side(&view);
     Ok(0)
 }
@@ -141,13 +173,33 @@ pub fn print_side_by_side(view: &Value) {
         let inside = obj[k].as_object().cloned().unwrap_or_default();
         let mut keys: Vec<&String> = host.keys().collect();
         keys.extend(inside.keys().filter(|x| !host.contains_key(*x)));
-        rows = keys.iter().map(|key| vec![key.to_string(), cell(host.get(*key)), cell(inside.get(*key))]).collect();
-        rest.extend(obj.iter().filter(|(x, _)| x.as_str() != "host" && x.as_str() != k).map(|(x, v)| (x.clone(), v.clone())));
+        rows = keys
+            .iter()
+            .map(|key| {
+                vec![
+                    key.to_string(),
+                    cell(host.get(*key)),
+                    cell(inside.get(*key)),
+                ]
+            })
+            .collect();
+        rest.extend(
+            obj.iter()
+                .filter(|(x, _)| x.as_str() != "host" && x.as_str() != k)
+                .map(|(x, v)| (x.clone(), v.clone())),
+        );
     } else {
         flatten_pairs("", obj, &mut rows, &mut rest, &mut inside_name);
     }
     if !rows.is_empty() {
-        table::print(&["", "HOST VIEW", &format!("{} VIEW", inside_name.to_uppercase())], &rows);
+        table::print(
+            &[
+                "",
+                "HOST VIEW",
+                &format!("{} VIEW", inside_name.to_uppercase()),
+            ],
+            &rows,
+        );
     }
     for (key, v) in rest {
         println!("{key}: {}", cell(Some(&v)));
@@ -164,14 +216,22 @@ fn flatten_pairs(
     inside_name: &mut &'static str,
 ) {
     for (key, v) in obj {
-        let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match v.as_object() {
             Some(o) if o.contains_key("host") || inside_of(o).is_some() => {
                 let k = inside_of(o);
                 if let Some(k) = k {
                     *inside_name = k;
                 }
-                rows.push(vec![name, cell(o.get("host")), cell(k.and_then(|k| o.get(k)))]);
+                rows.push(vec![
+                    name,
+                    cell(o.get("host")),
+                    cell(k.and_then(|k| o.get(k))),
+                ]);
             }
             Some(o) => flatten_pairs(&name, o, rows, rest, inside_name),
             None => rest.push((name, v.clone())),
@@ -199,7 +259,11 @@ pub fn logs(ctx: &Ctx, q: &str, follow: bool) -> anyhow::Result<i32> {
         if !follow {
             return Ok(0);
         }
-        let running = ctx.instances.load(&i.spec.id).map(|x| x.status() == Status::Running).unwrap_or(false);
+        let running = ctx
+            .instances
+            .load(&i.spec.id)
+            .map(|x| x.status() == Status::Running)
+            .unwrap_or(false);
         if !running {
             // Drain what the final moments wrote, then stop.
             let pos = f.stream_position()?;
@@ -212,11 +276,21 @@ pub fn logs(ctx: &Ctx, q: &str, follow: bool) -> anyhow::Result<i32> {
 }
 
 /// `vcompare exec [-i] [-t] ID CMD…`.
-pub fn exec(ctx: &Ctx, q: &str, cmd: &[String], interactive: bool, tty: bool) -> anyhow::Result<i32> {
+pub fn exec(
+    ctx: &Ctx,
+    q: &str,
+    cmd: &[String],
+    interactive: bool,
+    tty: bool,
+) -> anyhow::Result<i32> {
     let i = ctx.instances.resolve(q)?;
     let pid = match i.state.pid {
         Some(p) if i.status() == Status::Running && i.target_alive() => p,
-        _ => anyhow::bail!("instance {} is not running; start it with `vcompare start {}`", i.short_id(), i.short_id()),
+        _ => anyhow::bail!(
+            "instance {} is not running; start it with `vcompare start {}`",
+            i.short_id(),
+            i.short_id()
+        ),
     };
     match i.spec.mode {
         Mode::Container => backend::container::exec(&i.spec, pid, cmd, tty, interactive),

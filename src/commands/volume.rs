@@ -19,7 +19,13 @@ pub fn volume(ctx: &Ctx, cmd: &VolumeCommand) -> anyhow::Result<i32> {
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|v| vec![v.name.clone(), table::bytes(crate::fsutil::tree_size(&v.mountpoint)), v.mountpoint.display().to_string()])
+                    .map(|v| {
+                        vec![
+                            v.name.clone(),
+                            table::bytes(crate::fsutil::tree_size(&v.mountpoint)),
+                            v.mountpoint.display().to_string(),
+                        ]
+                    })
                     .collect();
                 table::print(&["VOLUME", "SIZE", "MOUNTPOINT"], &rows);
             }

@@ -20,14 +20,22 @@ pub enum InstanceError {
     NotFound(String),
     #[error("`{query}` matches several instances ({matches}); use more characters of the id")]
     Ambiguous { query: String, matches: String },
-    #[error("the name `{0}` is already used by another instance; choose another --name or remove it")]
+    #[error(
+        "the name `{0}` is already used by another instance; choose another --name or remove it"
+    )]
     NameTaken(String),
     #[error("invalid name `{0}`; names use letters, digits, and _ . - (first a letter or digit)")]
     BadName(String),
     #[error("instance record {path} is unreadable ({source}); remove it with `vcompare rm -f`")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, InstanceError>;
@@ -121,12 +129,16 @@ impl Instance {
 
     /// The supervising process is still the one recorded.
     pub fn monitor_alive(&self) -> bool {
-        self.state.monitor_pid.is_some_and(|p| process::is_same_alive(p, self.state.monitor_start))
+        self.state
+            .monitor_pid
+            .is_some_and(|p| process::is_same_alive(p, self.state.monitor_start))
     }
 
     /// The signal target is still the one recorded.
     pub fn target_alive(&self) -> bool {
-        self.state.pid.is_some_and(|p| process::is_same_alive(p, self.state.pid_start))
+        self.state
+            .pid
+            .is_some_and(|p| process::is_same_alive(p, self.state.pid_start))
     }
 
     /// The exit code shown by `ps -a`: the outcome's, or 125 when it failed to run or vanished.
@@ -147,10 +159,19 @@ pub struct Instances {
 
 /// Validates a `--name`.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         && name.len() <= 64;
-    if ok { Ok(()) } else { Err(InstanceError::BadName(name.into())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(InstanceError::BadName(name.into()))
+    }
 }
 
 impl Instances {
@@ -177,7 +198,11 @@ impl Instances {
         let _l = self.lock()?;
         if let Some(name) = &spec.name {
             check_name(name)?;
-            if self.list()?.iter().any(|i| i.spec.name.as_deref() == Some(name)) {
+            if self
+                .list()?
+                .iter()
+                .any(|i| i.spec.name.as_deref() == Some(name))
+            {
                 return Err(InstanceError::NameTaken(name.clone()));
             }
         }
@@ -185,32 +210,53 @@ impl Instances {
         fs::create_dir_all(&tmp).map_err(io_ctx(format!("creating {}", tmp.display())))?;
         let state = State::new();
         let write = || -> std::io::Result<()> {
-            atomic_write(&tmp.join("spec.json"), &serde_json::to_vec_pretty(spec).expect("spec serialises"))?;
-            atomic_write(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state).expect("state serialises"))?;
+            atomic_write(
+                &tmp.join("spec.json"),
+                &serde_json::to_vec_pretty(spec).expect("spec serialises"),
+            )?;
+            atomic_write(
+                &tmp.join("state.json"),
+                &serde_json::to_vec_pretty(&state).expect("state serialises"),
+            )?;
             fs::rename(&tmp, self.dir_of(&spec.id))
         };
         write().map_err(|e| {
             let _ = remove_any(&tmp);
-            InstanceError::Io { context: format!("creating instance {}", spec.id), source: e }
+            InstanceError::Io {
+                context: format!("creating instance {}", spec.id),
+                source: e,
+            }
         })?;
-        Ok(Instance { spec: spec.clone(), state })
+        Ok(Instance {
+            spec: spec.clone(),
+            state,
+        })
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         let b = fs::read(path).map_err(io_ctx(format!("reading {}", path.display())))?;
-        serde_json::from_slice(&b).map_err(|source| InstanceError::Corrupt { path: path.to_path_buf(), source })
+        serde_json::from_slice(&b).map_err(|source| InstanceError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Loads instance `id` (full id).
     pub fn load(&self, id: &str) -> Result<Instance> {
         let d = self.dir_of(id);
-        Ok(Instance { spec: Self::read_json(&d.join("spec.json"))?, state: Self::read_json(&d.join("state.json"))? })
+        Ok(Instance {
+            spec: Self::read_json(&d.join("spec.json"))?,
+            state: Self::read_json(&d.join("state.json"))?,
+        })
     }
 
     /// All instances, oldest first. Unreadable records are skipped (they are reported by id by `resolve`).
     pub fn list(&self) -> Result<Vec<Instance>> {
         let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).map_err(io_ctx(format!("reading {}", self.dir.display())))?.flatten() {
+        for e in fs::read_dir(&self.dir)
+            .map_err(io_ctx(format!("reading {}", self.dir.display())))?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
                 if let Ok(i) = self.load(&name) {
@@ -220,7 +266,9 @@ impl Instances {
         }
         out.sort_by(|a, b| {
             let t = |i: &Instance| i.state.started_at.unwrap_or(0.0);
-            t(a).partial_cmp(&t(b)).unwrap_or(std::cmp::Ordering::Equal).then(a.spec.id.cmp(&b.spec.id))
+            t(a).partial_cmp(&t(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.spec.id.cmp(&b.spec.id))
         });
         Ok(out)
     }
@@ -228,16 +276,26 @@ impl Instances {
     /// Finds an instance by full id, name, or unambiguous id prefix.
     pub fn resolve(&self, query: &str) -> Result<Instance> {
         let all = self.list()?;
-        if let Some(i) = all.iter().find(|i| i.spec.id == query || i.spec.name.as_deref() == Some(query)) {
+        if let Some(i) = all
+            .iter()
+            .find(|i| i.spec.id == query || i.spec.name.as_deref() == Some(query))
+        {
             return Ok(i.clone());
         }
-        let m: Vec<&Instance> = all.iter().filter(|i| !query.is_empty() && i.spec.id.starts_with(query)).collect();
+        let m: Vec<&Instance> = all
+            .iter()
+            .filter(|i| !query.is_empty() && i.spec.id.starts_with(query))
+            .collect();
         match m.len() {
             1 => Ok(m[0].clone()),
             0 => Err(InstanceError::NotFound(query.into())),
             _ => Err(InstanceError::Ambiguous {
                 query: query.into(),
-                matches: m.iter().map(|i| i.short_id().to_string()).collect::<Vec<_>>().join(", "),
+                matches: m
+                    .iter()
+                    .map(|i| i.short_id().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -248,8 +306,11 @@ impl Instances {
         let p = self.dir_of(id).join("state.json");
         let mut s: State = Self::read_json(&p)?;
         f(&mut s);
-        atomic_write(&p, &serde_json::to_vec_pretty(&s).expect("state serialises"))
-            .map_err(io_ctx(format!("writing {}", p.display())))?;
+        atomic_write(
+            &p,
+            &serde_json::to_vec_pretty(&s).expect("state serialises"),
+        )
+        .map_err(io_ctx(format!("writing {}", p.display())))?;
         Ok(s)
     }
 
@@ -265,5 +326,8 @@ impl Instances {
 
 /// Seconds since the Unix epoch, for records.
 pub fn now_unix() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

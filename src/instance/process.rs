@@ -26,7 +26,11 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
         return nix::sys::signal::Signal::try_from(n).ok();
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     nix::sys::signal::Signal::from_str(&name).ok()
 }
 

@@ -32,8 +32,14 @@ pub fn build(store: &Store, dir: &Path, tag: &str, opts: &BuildOptions) -> Resul
     if !dir.is_dir() {
         return Err(StoreError::SourceMissing(dir.to_path_buf()));
     }
-    let canon = dir.canonicalize().ctx(|| format!("resolving {}", dir.display()))?;
-    if store.root().canonicalize().is_ok_and(|r| r.starts_with(&canon)) {
+    let canon = dir
+        .canonicalize()
+        .ctx(|| format!("resolving {}", dir.display()))?;
+    if store
+        .root()
+        .canonicalize()
+        .is_ok_and(|r| r.starts_with(&canon))
+    {
         return Err(StoreError::BuildContainsStore(canon));
     }
     let staging = store.staging("build")?;
@@ -49,12 +55,15 @@ pub fn build(store: &Store, dir: &Path, tag: &str, opts: &BuildOptions) -> Resul
         b.follow_symlinks(false);
         b.mode(tar::HeaderMode::Complete);
         append_tree(&mut b, dir).ctx(|| format!("archiving {}", dir.display()))?;
-        b.into_inner().and_then(|mut w| w.flush()).ctx(|| format!("writing {}", layer_tmp.display()))?;
+        b.into_inner()
+            .and_then(|mut w| w.flush())
+            .ctx(|| format!("writing {}", layer_tmp.display()))?;
     }
     let mut r = HashingReader::new(File::open(&layer_tmp).ctx(|| "reopening layer".into())?);
     std::io::copy(&mut r, &mut std::io::sink()).ctx(|| "hashing layer".into())?;
     let (layer_size, layer_digest) = r.finish();
-    fs::rename(&layer_tmp, blobs.join(digest::hex_of(&layer_digest)?)).ctx(|| "storing layer".into())?;
+    fs::rename(&layer_tmp, blobs.join(digest::hex_of(&layer_digest)?))
+        .ctx(|| "storing layer".into())?;
 
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut cfg = serde_json::Map::new();
@@ -66,7 +75,10 @@ pub fn build(store: &Store, dir: &Path, tag: &str, opts: &BuildOptions) -> Resul
     }
     let mut env = opts.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
     cfg.insert("Env".into(), env.into());
     if let Some(w) = &opts.workdir {
@@ -102,8 +114,16 @@ pub fn build(store: &Store, dir: &Path, tag: &str, opts: &BuildOptions) -> Resul
             "annotations": {"org.opencontainers.image.ref.name": tag},
         }],
     });
-    fs::write(layout.join("index.json"), serde_json::to_vec(&index).expect("index serialises")).ctx(|| "writing index.json".into())?;
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).ctx(|| "writing oci-layout".into())?;
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("index serialises"),
+    )
+    .ctx(|| "writing index.json".into())?;
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .ctx(|| "writing oci-layout".into())?;
     let mut imported = import::import(store, &layout, Some(&tag))?;
     Ok(imported.remove(0))
 }
@@ -115,7 +135,8 @@ fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path) -> std::io::Result
     let mut seen: std::collections::HashMap<(u64, u64), std::path::PathBuf> = Default::default();
     let mut stack = vec![std::path::PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let mut children: Vec<_> = fs::read_dir(dir.join(&rel))?.collect::<std::io::Result<Vec<_>>>()?;
+        let mut children: Vec<_> =
+            fs::read_dir(dir.join(&rel))?.collect::<std::io::Result<Vec<_>>>()?;
         children.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
         for e in children {
             let child = rel.join(e.file_name());

@@ -11,8 +11,14 @@ use super::error::{IoContext, Result, StoreError};
 
 /// Validates `sha256:<64 lowercase hex>` and returns the hex part.
 pub fn hex_of(digest: &str) -> Result<&str> {
-    let hex = digest.strip_prefix("sha256:").ok_or_else(|| StoreError::BadDigest(digest.into()))?;
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| StoreError::BadDigest(digest.into()))?;
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(hex)
     } else {
         Err(StoreError::BadDigest(digest.into()))
@@ -34,11 +40,18 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     /// Bytes read so far and their `sha256:` digest.
     pub fn finish(self) -> (u64, String) {
-        (self.count, format!("sha256:{}", hex::encode(self.hasher.finalize())))
+        (
+            self.count,
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+        )
     }
 }
 
@@ -52,14 +65,26 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Checks a stream's size and digest against what the descriptor promised.
-pub fn check(digest: &str, expected_size: Option<u64>, actual_size: u64, actual: &str) -> Result<()> {
+pub fn check(
+    digest: &str,
+    expected_size: Option<u64>,
+    actual_size: u64,
+    actual: &str,
+) -> Result<()> {
     if let Some(expected) = expected_size {
         if expected != actual_size {
-            return Err(StoreError::SizeMismatch { digest: digest.into(), expected, actual: actual_size });
+            return Err(StoreError::SizeMismatch {
+                digest: digest.into(),
+                expected,
+                actual: actual_size,
+            });
         }
     }
     if actual != digest {
-        return Err(StoreError::DigestMismatch { digest: digest.into(), actual: actual.into() });
+        return Err(StoreError::DigestMismatch {
+            digest: digest.into(),
+            actual: actual.into(),
+        });
     }
     Ok(())
 }
@@ -69,7 +94,9 @@ pub fn copy_verified(src: &Path, dst: &Path, digest: &str, size: Option<u64>) ->
     let f = match File::open(src) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(StoreError::MissingBlob { digest: digest.into() })
+            return Err(StoreError::MissingBlob {
+                digest: digest.into(),
+            })
         }
         Err(e) => return Err(e).ctx(|| format!("opening {}", src.display())),
     };

@@ -10,18 +10,33 @@ pub enum StoreError {
     SourceMissing(PathBuf),
     #[error("{0} is not an OCI image layout, an OCI archive or a `docker save` tarball; export the image in one of those formats")]
     UnknownFormat(PathBuf),
-    #[error("blob {digest} is missing from the image; the export is incomplete, export the image again")]
+    #[error(
+        "blob {digest} is missing from the image; the export is incomplete, export the image again"
+    )]
     MissingBlob { digest: String },
     #[error("blob {digest} does not match its digest (content hashes to {actual}); the image is corrupt, export it again")]
     DigestMismatch { digest: String, actual: String },
     #[error("blob {digest} is truncated or padded ({actual} bytes, descriptor says {expected}); the image is corrupt, export it again")]
-    SizeMismatch { digest: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("layer {digest} unpacks to content whose digest {actual} differs from the config's diff_id {expected}; the image is corrupt, export it again")]
-    DiffIdMismatch { digest: String, expected: String, actual: String },
+    DiffIdMismatch {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
     #[error("unsupported media type `{media_type}` for {what}; vcompare imports OCI and Docker v2 images with tar, gzip or zstd layers")]
     UnknownMediaType { media_type: String, what: String },
-    #[error("{what} is not valid JSON for its type ({source}); the image is corrupt, export it again")]
-    MalformedJson { what: String, source: serde_json::Error },
+    #[error(
+        "{what} is not valid JSON for its type ({source}); the image is corrupt, export it again"
+    )]
+    MalformedJson {
+        what: String,
+        source: serde_json::Error,
+    },
     #[error("invalid digest `{0}`; digests look like sha256:<64 hex>")]
     BadDigest(String),
     #[error("layer {layer} has the entry `{entry}`, which points outside the image's root filesystem; the layer is corrupt or malicious and was not imported")]
@@ -29,21 +44,32 @@ pub enum StoreError {
     #[error("layer {layer} writes `{entry}` through a symlink that leads outside the image's root filesystem; the layer is corrupt or malicious and was not imported")]
     SymlinkEscape { layer: String, entry: String },
     #[error("layer {layer} is not a readable tar stream ({source}); the image is corrupt, export it again")]
-    BadLayer { layer: String, source: std::io::Error },
+    BadLayer {
+        layer: String,
+        source: std::io::Error,
+    },
     #[error("the image has no manifest for linux/amd64; export an amd64 image")]
     NoManifest,
     #[error("image `{0}` not found; `vcompare image ls` lists images and `vcompare image import` adds one")]
     ImageNotFound(String),
     #[error("image reference `{0}` matches several images ({1}); use a longer id")]
     Ambiguous(String, String),
-    #[error("invalid image reference `{0}`; use NAME[:TAG] with lowercase letters, digits and . _ - /")]
+    #[error(
+        "invalid image reference `{0}`; use NAME[:TAG] with lowercase letters, digits and . _ - /"
+    )]
     BadReference(String),
     #[error("image {reference} is used by instance(s) {instances}; remove them first or use `image rm -f`")]
-    InUse { reference: String, instances: String },
+    InUse {
+        reference: String,
+        instances: String,
+    },
     #[error("{0} contains vcompare's own data directory, so the image would contain itself; build from a directory outside it")]
     BuildContainsStore(PathBuf),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 /// Shorthand result type for the store.
@@ -57,6 +83,9 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| StoreError::Io { context: context(), source })
+        self.map_err(|source| StoreError::Io {
+            context: context(),
+            source,
+        })
     }
 }

@@ -45,7 +45,11 @@ pub fn import(store: &Store, path: &Path, tag: Option<&str>) -> Result<Vec<Impor
         return Err(StoreError::SourceMissing(path.to_path_buf()));
     }
     let staging = store.staging("import")?;
-    let src = if path.is_dir() { path.to_path_buf() } else { extract_archive(path, staging.path())? };
+    let src = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        extract_archive(path, staging.path())?
+    };
     let blobs = staging.path().join("blobs");
     fs::create_dir_all(&blobs).ctx(|| format!("creating {}", blobs.display()))?;
     let default_name = source_name(path);
@@ -78,7 +82,11 @@ pub fn import(store: &Store, path: &Path, tag: Option<&str>) -> Result<Vec<Impor
             let diff = layer::apply(&dir, &blob, *comp, &l.digest)?;
             if let Some(expected) = diff_ids.get(i) {
                 if *expected != diff {
-                    return Err(StoreError::DiffIdMismatch { digest: l.digest.clone(), expected: expected.clone(), actual: diff });
+                    return Err(StoreError::DiffIdMismatch {
+                        digest: l.digest.clone(),
+                        expected: expected.clone(),
+                        actual: diff,
+                    });
                 }
             }
         }
@@ -88,9 +96,17 @@ pub fn import(store: &Store, path: &Path, tag: Option<&str>) -> Result<Vec<Impor
 }
 
 /// Moves verified blobs, rootfs trees, records and tags into the store under its lock.
-fn commit(store: &Store, staged: &[Staged], rootfs_dirs: &[Option<PathBuf>], blobs: &Path) -> Result<Vec<Imported>> {
+fn commit(
+    store: &Store,
+    staged: &[Staged],
+    rootfs_dirs: &[Option<PathBuf>],
+    blobs: &Path,
+) -> Result<Vec<Imported>> {
     let _lock = store.lock()?;
-    for e in fs::read_dir(blobs).ctx(|| format!("reading {}", blobs.display()))?.flatten() {
+    for e in fs::read_dir(blobs)
+        .ctx(|| format!("reading {}", blobs.display()))?
+        .flatten()
+    {
         let dst = store.root().join("blobs/sha256").join(e.file_name());
         if !dst.exists() {
             fs::rename(e.path(), &dst).ctx(|| format!("storing blob {}", dst.display()))?;
@@ -112,16 +128,23 @@ fn commit(store: &Store, staged: &[Staged], rootfs_dirs: &[Option<PathBuf>], blo
                 config_digest: s.config_digest.clone(),
                 layers: s.layers.iter().map(|(l, _)| l.clone()).collect(),
                 created: s.config.created().clone(),
-                imported_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                imported_at: humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                    .to_string(),
                 rootfs_size: crate::fsutil::tree_size(&target),
             };
-            atomic_write(&rec_path, &serde_json::to_vec_pretty(&record).expect("record serialises"))
-                .ctx(|| format!("writing {}", rec_path.display()))?;
+            atomic_write(
+                &rec_path,
+                &serde_json::to_vec_pretty(&record).expect("record serialises"),
+            )
+            .ctx(|| format!("writing {}", rec_path.display()))?;
         }
         if let Some(r) = &s.reference {
             store.set_ref(r, &s.manifest_digest)?;
         }
-        out.push(Imported { reference: s.reference.clone(), digest: s.manifest_digest.clone() });
+        out.push(Imported {
+            reference: s.reference.clone(),
+            digest: s.manifest_digest.clone(),
+        });
     }
     Ok(out)
 }
@@ -130,28 +153,52 @@ fn commit(store: &Store, staged: &[Staged], rootfs_dirs: &[Option<PathBuf>], blo
 fn extract_archive(path: &Path, staging: &Path) -> Result<PathBuf> {
     let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
     let mut head = [0u8; 4];
-    let n = f.read(&mut head).ctx(|| format!("reading {}", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .ctx(|| format!("reading {}", path.display()))?;
     let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    let reader = Compression::sniff(&head[..n]).reader(io::BufReader::new(f)).ctx(|| format!("reading {}", path.display()))?;
+    let reader = Compression::sniff(&head[..n])
+        .reader(io::BufReader::new(f))
+        .ctx(|| format!("reading {}", path.display()))?;
     let dst = staging.join("src");
     fs::create_dir(&dst).ctx(|| format!("creating {}", dst.display()))?;
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(false);
     // tar's unpack refuses entries that would land outside `dst`.
-    ar.unpack(&dst).map_err(|_| StoreError::UnknownFormat(path.to_path_buf()))?;
+    ar.unpack(&dst)
+        .map_err(|_| StoreError::UnknownFormat(path.to_path_buf()))?;
     Ok(dst)
 }
 
 /// A lowercase name derived from the source path, for layouts whose ref annotation is a bare tag.
 fn source_name(path: &Path) -> String {
-    let stem = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = stem.split('.').next().unwrap_or("").to_lowercase();
-    let clean: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-    if clean.is_empty() { "imported".into() } else { clean }
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "imported".into()
+    } else {
+        clean
+    }
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::MalformedJson { what: what.to_string(), source })
+    serde_json::from_slice(bytes).map_err(|source| StoreError::MalformedJson {
+        what: what.to_string(),
+        source,
+    })
 }
 
 /// Copies blob `d` from an OCI layout into staging, verified; returns its bytes for small blobs.
@@ -160,7 +207,12 @@ fn stage_blob(src: &Path, blobs: &Path, d: &Descriptor) -> Result<PathBuf> {
     let hex = digest::hex_of(&digest)?;
     let dst = blobs.join(hex);
     if !dst.exists() {
-        digest::copy_verified(&src.join("blobs/sha256").join(hex), &dst, &digest, Some(d.size()))?;
+        digest::copy_verified(
+            &src.join("blobs/sha256").join(hex),
+            &dst,
+            &digest,
+            Some(d.size()),
+        )?;
     }
     Ok(dst)
 }
@@ -183,7 +235,8 @@ fn stage_oci(src: &Path, blobs: &Path, default_name: &str) -> Result<Vec<Staged>
         match d.media_type().to_string().as_str() {
             "application/vnd.oci.image.index.v1+json" | DOCKER_LIST => {
                 let path = stage_blob(src, blobs, &d)?;
-                let nested: ImageIndex = parse_json(&read_staged(&path)?, &format!("index {}", d.digest()))?;
+                let nested: ImageIndex =
+                    parse_json(&read_staged(&path)?, &format!("index {}", d.digest()))?;
                 queue.extend(nested.manifests().iter().rev().cloned());
             }
             "application/vnd.oci.image.manifest.v1+json" | DOCKER_MANIFEST => {
@@ -191,7 +244,10 @@ fn stage_oci(src: &Path, blobs: &Path, default_name: &str) -> Result<Vec<Staged>
                 out.push(stage_manifest(src, blobs, &d, reference)?);
             }
             other => {
-                return Err(StoreError::UnknownMediaType { media_type: other.into(), what: format!("manifest {}", d.digest()) })
+                return Err(StoreError::UnknownMediaType {
+                    media_type: other.into(),
+                    what: format!("manifest {}", d.digest()),
+                })
             }
         }
     }
@@ -226,28 +282,56 @@ fn layer_compression(media_type: &str, what: &str) -> Result<Compression> {
         "application/vnd.oci.image.layer.v1.tar+zstd"
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
         | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd,
-        other => return Err(StoreError::UnknownMediaType { media_type: other.into(), what: what.into() }),
+        other => {
+            return Err(StoreError::UnknownMediaType {
+                media_type: other.into(),
+                what: what.into(),
+            })
+        }
     })
 }
 
-fn stage_manifest(src: &Path, blobs: &Path, d: &Descriptor, reference: Option<String>) -> Result<Staged> {
+fn stage_manifest(
+    src: &Path,
+    blobs: &Path,
+    d: &Descriptor,
+    reference: Option<String>,
+) -> Result<Staged> {
     let mpath = stage_blob(src, blobs, d)?;
-    let manifest: ImageManifest = parse_json(&read_staged(&mpath)?, &format!("manifest {}", d.digest()))?;
+    let manifest: ImageManifest =
+        parse_json(&read_staged(&mpath)?, &format!("manifest {}", d.digest()))?;
     let cdesc = manifest.config();
     let ctype = cdesc.media_type().to_string();
     if cdesc.media_type() != &MediaType::ImageConfig && ctype != DOCKER_CONFIG {
-        return Err(StoreError::UnknownMediaType { media_type: ctype, what: format!("config {}", cdesc.digest()) });
+        return Err(StoreError::UnknownMediaType {
+            media_type: ctype,
+            what: format!("config {}", cdesc.digest()),
+        });
     }
     let cpath = stage_blob(src, blobs, cdesc)?;
-    let config: ImageConfiguration = parse_json(&read_staged(&cpath)?, &format!("config {}", cdesc.digest()))?;
+    let config: ImageConfiguration =
+        parse_json(&read_staged(&cpath)?, &format!("config {}", cdesc.digest()))?;
     let mut layers = Vec::new();
     for l in manifest.layers() {
         let mt = l.media_type().to_string();
         let comp = layer_compression(&mt, &format!("layer {}", l.digest()))?;
         stage_blob(src, blobs, l)?;
-        layers.push((LayerRecord { digest: l.digest().to_string(), media_type: mt, size: l.size() }, comp));
+        layers.push((
+            LayerRecord {
+                digest: l.digest().to_string(),
+                media_type: mt,
+                size: l.size(),
+            },
+            comp,
+        ));
     }
-    Ok(Staged { manifest_digest: d.digest().to_string(), config_digest: cdesc.digest().to_string(), config, layers, reference })
+    Ok(Staged {
+        manifest_digest: d.digest().to_string(),
+        config_digest: cdesc.digest().to_string(),
+        config,
+        layers,
+        reference,
+    })
 }
 
 /// One entry of a `docker save` manifest.json.
@@ -264,7 +348,10 @@ struct DockerEntry {
 /// A file named inside the archive, refusing names that leave it.
 fn inside(src: &Path, name: &str) -> Result<PathBuf> {
     if name.starts_with('/') || name.split('/').any(|c| c == "..") {
-        return Err(StoreError::UnsafeEntry { layer: "manifest.json".into(), entry: name.into() });
+        return Err(StoreError::UnsafeEntry {
+            layer: "manifest.json".into(),
+            entry: name.into(),
+        });
     }
     Ok(src.join(name))
 }
@@ -273,14 +360,21 @@ fn inside(src: &Path, name: &str) -> Result<PathBuf> {
 fn promised_hex(name: &str) -> Option<&str> {
     let base = name.rsplit('/').next()?;
     let base = base.strip_suffix(".json").unwrap_or(base);
-    (base.len() == 64 && !name.ends_with("/layer.tar") && base.bytes().all(|b| b.is_ascii_hexdigit())).then_some(base)
+    (base.len() == 64
+        && !name.ends_with("/layer.tar")
+        && base.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(base)
 }
 
 /// Copies a file into staging, hashing it; checks the digest its name promises, if any.
 fn stage_hashed(path: &Path, blobs: &Path, name: &str) -> Result<(String, u64, Compression)> {
     let f = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob { digest: name.into() }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::MissingBlob {
+                digest: name.into(),
+            })
+        }
         Err(e) => return Err(e).ctx(|| format!("opening {}", path.display())),
     };
     let tmp = blobs.join(format!("incoming-{}", crate::fsutil::random_hex(6)));
@@ -292,19 +386,26 @@ fn stage_hashed(path: &Path, blobs: &Path, name: &str) -> Result<(String, u64, C
         digest::check(&format!("sha256:{hex}"), None, size, &d)?;
     }
     let mut head = [0u8; 4];
-    let n = File::open(&tmp).and_then(|mut f| f.read(&mut head)).ctx(|| format!("reading {}", tmp.display()))?;
-    fs::rename(&tmp, blobs.join(digest::hex_of(&d)?)).ctx(|| format!("staging {}", path.display()))?;
+    let n = File::open(&tmp)
+        .and_then(|mut f| f.read(&mut head))
+        .ctx(|| format!("reading {}", tmp.display()))?;
+    fs::rename(&tmp, blobs.join(digest::hex_of(&d)?))
+        .ctx(|| format!("staging {}", path.display()))?;
     Ok((d, size, Compression::sniff(&head[..n])))
 }
 
 /// Reads a `docker save` tarball and rebuilds an OCI manifest for each image in it.
 fn stage_docker(src: &Path, blobs: &Path) -> Result<Vec<Staged>> {
-    let entries: Vec<DockerEntry> = parse_json(&read_staged(&src.join("manifest.json"))?, "manifest.json")?;
+    let entries: Vec<DockerEntry> =
+        parse_json(&read_staged(&src.join("manifest.json"))?, "manifest.json")?;
     let mut out = Vec::new();
     for e in entries {
-        let (config_digest, config_size, _) = stage_hashed(&inside(src, &e.config)?, blobs, &e.config)?;
-        let config: ImageConfiguration =
-            parse_json(&read_staged(&blobs.join(digest::hex_of(&config_digest)?))?, &format!("config {}", e.config))?;
+        let (config_digest, config_size, _) =
+            stage_hashed(&inside(src, &e.config)?, blobs, &e.config)?;
+        let config: ImageConfiguration = parse_json(
+            &read_staged(&blobs.join(digest::hex_of(&config_digest)?))?,
+            &format!("config {}", e.config),
+        )?;
         let mut layers = Vec::new();
         for name in &e.layers {
             let (d, size, comp) = stage_hashed(&inside(src, name)?, blobs, name)?;
@@ -313,7 +414,14 @@ fn stage_docker(src: &Path, blobs: &Path) -> Result<Vec<Staged>> {
                 Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
                 Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
             };
-            layers.push((LayerRecord { digest: d, media_type: media_type.into(), size }, comp));
+            layers.push((
+                LayerRecord {
+                    digest: d,
+                    media_type: media_type.into(),
+                    size,
+                },
+                comp,
+            ));
         }
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -323,9 +431,19 @@ fn stage_docker(src: &Path, blobs: &Path) -> Result<Vec<Staged>> {
         });
         let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
         let manifest_digest = digest::of_bytes(&bytes);
-        fs::write(blobs.join(digest::hex_of(&manifest_digest)?), &bytes).ctx(|| "staging manifest".into())?;
-        let reference = e.repo_tags.and_then(|t| t.into_iter().next()).and_then(|t| super::reference::normalize(&t).ok());
-        out.push(Staged { manifest_digest, config_digest, config, layers, reference });
+        fs::write(blobs.join(digest::hex_of(&manifest_digest)?), &bytes)
+            .ctx(|| "staging manifest".into())?;
+        let reference = e
+            .repo_tags
+            .and_then(|t| t.into_iter().next())
+            .and_then(|t| super::reference::normalize(&t).ok());
+        out.push(Staged {
+            manifest_digest,
+            config_digest,
+            config,
+            layers,
+            reference,
+        });
     }
     Ok(out)
 }

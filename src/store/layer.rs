@@ -80,7 +80,10 @@ struct Applier<'a> {
 /// digest of the uncompressed tar stream (the image config's `diff_id`).
 pub fn apply(root: &Path, blob: &Path, compression: Compression, layer: &str) -> Result<String> {
     let file = File::open(blob).ctx(|| format!("opening layer {}", blob.display()))?;
-    let bad = |source| StoreError::BadLayer { layer: layer.to_string(), source };
+    let bad = |source| StoreError::BadLayer {
+        layer: layer.to_string(),
+        source,
+    };
     let plain = compression.reader(io::BufReader::new(file)).map_err(bad)?;
     let mut hashing = HashingReader::new(plain);
     let mut applier = Applier {
@@ -105,8 +108,10 @@ pub fn apply(root: &Path, blob: &Path, compression: Compression, layer: &str) ->
 
 /// Splits a tar entry name into safe components, refusing absolute names and `..`.
 fn components(raw: &[u8], layer: &str) -> Result<Vec<OsString>> {
-    let unsafe_entry =
-        || StoreError::UnsafeEntry { layer: layer.into(), entry: String::from_utf8_lossy(raw).into() };
+    let unsafe_entry = || StoreError::UnsafeEntry {
+        layer: layer.into(),
+        entry: String::from_utf8_lossy(raw).into(),
+    };
     if raw.starts_with(b"/") {
         return Err(unsafe_entry());
     }
@@ -123,7 +128,10 @@ fn components(raw: &[u8], layer: &str) -> Result<Vec<OsString>> {
 
 impl Applier<'_> {
     fn escape(&self, entry: &[OsString]) -> StoreError {
-        StoreError::SymlinkEscape { layer: self.layer.into(), entry: join(entry).display().to_string() }
+        StoreError::SymlinkEscape {
+            layer: self.layer.into(),
+            entry: join(entry).display().to_string(),
+        }
     }
 
     /// Resolves `dirs` (relative, may traverse symlinks) to a real directory inside the root,
@@ -147,13 +155,16 @@ impl Applier<'_> {
             match fs::symlink_metadata(&abs) {
                 Ok(md) if md.file_type().is_symlink() => {
                     hops += 1;
-                    let target = fs::read_link(&abs).ctx(|| format!("reading link {}", abs.display()))?;
+                    let target =
+                        fs::read_link(&abs).ctx(|| format!("reading link {}", abs.display()))?;
                     let bytes = target.as_os_str().as_bytes();
                     if hops > MAX_HOPS || bytes.starts_with(b"/") {
                         return Err(self.escape(entry));
                     }
-                    let parts: Vec<OsString> =
-                        bytes.split(|b| *b == b'/').map(|p| OsStr::from_bytes(p).to_os_string()).collect();
+                    let parts: Vec<OsString> = bytes
+                        .split(|b| *b == b'/')
+                        .map(|p| OsStr::from_bytes(p).to_os_string())
+                        .collect();
                     for p in parts.into_iter().rev() {
                         queue.push_front(p);
                     }
@@ -203,7 +214,10 @@ impl Applier<'_> {
         if kind == EntryType::Directory {
             if !existing.as_ref().is_some_and(|m| m.is_dir()) {
                 remove_any(&abs).ctx(|| format!("replacing {}", abs.display()))?;
-                fs::DirBuilder::new().mode(0o755).create(&abs).ctx(|| format!("creating {}", abs.display()))?;
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&abs)
+                    .ctx(|| format!("creating {}", abs.display()))?;
             }
             self.chown(&abs, &header)?;
             self.dirs.push((abs, mode, mtime));
@@ -222,8 +236,10 @@ impl Applier<'_> {
                     .mode(0o600)
                     .open(&abs)
                     .ctx(|| format!("creating {}", abs.display()))?;
-                io::copy(&mut entry, &mut out)
-                    .map_err(|source| StoreError::BadLayer { layer: self.layer.into(), source })?;
+                io::copy(&mut entry, &mut out).map_err(|source| StoreError::BadLayer {
+                    layer: self.layer.into(),
+                    source,
+                })?;
                 drop(out);
                 self.chown(&abs, &header)?;
                 fs::set_permissions(&abs, fs::Permissions::from_mode(mode))
@@ -234,18 +250,26 @@ impl Applier<'_> {
                     .link_name_bytes()
                     .map(|b| PathBuf::from(OsStr::from_bytes(&b)))
                     .unwrap_or_default();
-                std::os::unix::fs::symlink(&target, &abs).ctx(|| format!("creating symlink {}", abs.display()))?;
+                std::os::unix::fs::symlink(&target, &abs)
+                    .ctx(|| format!("creating symlink {}", abs.display()))?;
                 self.chown(&abs, &header)?;
             }
             EntryType::Link => {
-                let target_raw = entry.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default();
+                let target_raw = entry
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
                 let tcomps = components(&target_raw, self.layer)?;
                 let Some((tname, tparents)) = tcomps.split_last() else {
-                    return Err(StoreError::UnsafeEntry { layer: self.layer.into(), entry: name_str.into() });
+                    return Err(StoreError::UnsafeEntry {
+                        layer: self.layer.into(),
+                        entry: name_str.into(),
+                    });
                 };
                 let tparent = self.resolve_dir(tparents, &tcomps)?;
                 let tabs = self.root.join(tparent).join(tname);
-                fs::hard_link(&tabs, &abs).ctx(|| format!("linking {} to {}", abs.display(), tabs.display()))?;
+                fs::hard_link(&tabs, &abs)
+                    .ctx(|| format!("linking {} to {}", abs.display(), tabs.display()))?;
                 // A hard link shares the target's inode, metadata included.
                 self.created.insert(rel);
                 return Ok(());
@@ -283,7 +307,8 @@ impl Applier<'_> {
         for child in rd.flatten() {
             let rel = dir.join(child.file_name());
             if !self.created.contains(&rel) {
-                remove_any(&child.path()).ctx(|| format!("applying opaque dir {}", abs.display()))?;
+                remove_any(&child.path())
+                    .ctx(|| format!("applying opaque dir {}", abs.display()))?;
             }
         }
         Ok(())
@@ -295,13 +320,15 @@ impl Applier<'_> {
         }
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).ctx(|| format!("chown {}", path.display()))
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .ctx(|| format!("chown {}", path.display()))
     }
 
     /// Directory modes and mtimes last, deepest first.
     fn finish_dirs(&mut self) -> Result<()> {
         for (path, mode, mtime) in self.dirs.drain(..).rev() {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .ctx(|| format!("chmod {}", path.display()))?;
             set_mtime(&path, mtime)?;
         }
         Ok(())

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
-pub use error::{Result, StoreError};
 use error::IoContext;
+pub use error::{Result, StoreError};
 
 use crate::fsutil::{atomic_write, remove_any, FileLock};
 
@@ -89,7 +89,9 @@ impl Store {
             let d = root.join(sub);
             fs::create_dir_all(&d).ctx(|| format!("creating {}", d.display()))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The data directory.
@@ -109,7 +111,10 @@ impl Store {
 
     /// A fresh staging directory below `<root>/tmp`, removed when the guard drops.
     pub fn staging(&self, what: &str) -> Result<TempDir> {
-        let p = self.root.join("tmp").join(format!("{what}-{}", crate::fsutil::random_hex(8)));
+        let p = self
+            .root
+            .join("tmp")
+            .join(format!("{what}-{}", crate::fsutil::random_hex(8)));
         fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
         Ok(TempDir(p))
     }
@@ -124,8 +129,10 @@ impl Store {
     pub fn refs(&self) -> Result<BTreeMap<String, String>> {
         let p = self.root.join("refs.json");
         match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|source| StoreError::MalformedJson { what: p.display().to_string(), source }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| StoreError::MalformedJson {
+                what: p.display().to_string(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(e).ctx(|| format!("reading {}", p.display())),
         }
@@ -134,7 +141,11 @@ impl Store {
     /// Replaces the tag table (caller holds the lock).
     fn write_refs(&self, refs: &BTreeMap<String, String>) -> Result<()> {
         let p = self.root.join("refs.json");
-        atomic_write(&p, &serde_json::to_vec_pretty(refs).expect("refs serialise")).ctx(|| format!("writing {}", p.display()))
+        atomic_write(
+            &p,
+            &serde_json::to_vec_pretty(refs).expect("refs serialise"),
+        )
+        .ctx(|| format!("writing {}", p.display()))
     }
 
     /// Points `reference` (`name:tag`) at `digest` (caller holds the lock).
@@ -148,7 +159,10 @@ impl Store {
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         let dir = self.root.join("images");
         let mut out = Vec::new();
-        for e in fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))?.flatten() {
+        for e in fs::read_dir(&dir)
+            .ctx(|| format!("reading {}", dir.display()))?
+            .flatten()
+        {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json") {
                 out.push(self.read_record(&p)?);
@@ -160,12 +174,18 @@ impl Store {
 
     fn read_record(&self, p: &Path) -> Result<ImageRecord> {
         let b = fs::read(p).ctx(|| format!("reading {}", p.display()))?;
-        serde_json::from_slice(&b).map_err(|source| StoreError::MalformedJson { what: p.display().to_string(), source })
+        serde_json::from_slice(&b).map_err(|source| StoreError::MalformedJson {
+            what: p.display().to_string(),
+            source,
+        })
     }
 
     /// The record of an image by manifest digest, if stored.
     pub fn record(&self, digest: &str) -> Result<Option<ImageRecord>> {
-        let p = self.root.join("images").join(format!("{}.json", digest::hex_of(digest)?));
+        let p = self
+            .root
+            .join("images")
+            .join(format!("{}.json", digest::hex_of(digest)?));
         if p.exists() {
             self.read_record(&p).map(Some)
         } else {
@@ -178,22 +198,35 @@ impl Store {
         if let Ok(name) = reference::normalize(reference) {
             if let Some(d) = self.refs()?.get(&name) {
                 if let Some(record) = self.record(d)? {
-                    return Ok(ResolvedImage { reference: name, record });
+                    return Ok(ResolvedImage {
+                        reference: name,
+                        record,
+                    });
                 }
             }
         }
         let prefix = reference.trim_start_matches("sha256:");
         if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let matches: Vec<ImageRecord> =
-                self.images()?.into_iter().filter(|r| r.hex().starts_with(prefix)).collect();
+            let matches: Vec<ImageRecord> = self
+                .images()?
+                .into_iter()
+                .filter(|r| r.hex().starts_with(prefix))
+                .collect();
             match matches.len() {
                 0 => {}
                 1 => {
                     let record = matches.into_iter().next().expect("one match");
-                    return Ok(ResolvedImage { reference: record.short_id().to_string(), record });
+                    return Ok(ResolvedImage {
+                        reference: record.short_id().to_string(),
+                        record,
+                    });
                 }
                 _ => {
-                    let ids = matches.iter().map(|r| r.short_id()).collect::<Vec<_>>().join(", ");
+                    let ids = matches
+                        .iter()
+                        .map(|r| r.short_id())
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     return Err(StoreError::Ambiguous(reference.into(), ids));
                 }
             }
@@ -203,31 +236,50 @@ impl Store {
 
     /// Tags pointing at `digest`.
     pub fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
-        Ok(self.refs()?.into_iter().filter(|(_, d)| d == digest).map(|(r, _)| r).collect())
+        Ok(self
+            .refs()?
+            .into_iter()
+            .filter(|(_, d)| d == digest)
+            .map(|(r, _)| r)
+            .collect())
     }
 
     /// The image's config (entrypoint, cmd, env, …).
     pub fn config(&self, record: &ImageRecord) -> Result<ImageConfiguration> {
         let p = self.blob_path(&record.config_digest)?;
         let b = fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
-        serde_json::from_slice(&b).map_err(|source| StoreError::MalformedJson { what: format!("config {}", record.config_digest), source })
+        serde_json::from_slice(&b).map_err(|source| StoreError::MalformedJson {
+            what: format!("config {}", record.config_digest),
+            source,
+        })
     }
 
     /// Removes `reference`: by tag, only that tag (and the image once no tag is left); by id,
     /// the image and all its tags. `in_use` lists instances using the image; non-empty
     /// refuses unless `force`. Returns the digest removed, if the image itself went.
-    pub fn remove(&self, reference: &str, force: bool, in_use: &dyn Fn(&str) -> Vec<String>) -> Result<Option<String>> {
+    pub fn remove(
+        &self,
+        reference: &str,
+        force: bool,
+        in_use: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Option<String>> {
         let _lock = self.lock()?;
         let resolved = self.resolve(reference)?;
         let digest = resolved.record.digest.clone();
         let mut refs = self.refs()?;
         let by_tag = refs.contains_key(&resolved.reference);
-        let other_tags = refs.iter().filter(|(r, d)| **d == digest && **r != resolved.reference).count();
+        let other_tags = refs
+            .iter()
+            .filter(|(r, d)| **d == digest && **r != resolved.reference)
+            .count();
         let removes_image = !by_tag || other_tags == 0;
         if removes_image && !force {
             let users = in_use(&digest);
             if !users.is_empty() {
-                return Err(StoreError::InUse { reference: resolved.reference, instances: users.join(", ") });
+                return Err(StoreError::InUse {
+                    reference: resolved.reference,
+                    instances: users.join(", "),
+                });
             }
         }
         if by_tag && !removes_image {
@@ -243,14 +295,20 @@ impl Store {
         // Move the rootfs aside first so a crash never leaves a half-deleted cache in place.
         let rootfs = self.rootfs_path(&resolved.record);
         if rootfs.exists() {
-            let trash = self.root.join("tmp").join(format!("trash-{hex}-{}", crate::fsutil::random_hex(4)));
+            let trash = self
+                .root
+                .join("tmp")
+                .join(format!("trash-{hex}-{}", crate::fsutil::random_hex(4)));
             fs::rename(&rootfs, &trash).ctx(|| format!("removing {}", rootfs.display()))?;
             remove_any(&trash).ctx(|| format!("removing {}", trash.display()))?;
         }
         for cache in ["disks"] {
             let d = self.root.join(cache);
             if let Ok(rd) = fs::read_dir(&d) {
-                for e in rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&hex)) {
+                for e in rd
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&hex))
+                {
                     let _ = remove_any(&e.path());
                 }
             }
@@ -270,7 +328,10 @@ impl Store {
             }
         }
         let dir = self.root.join("blobs/sha256");
-        for e in fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))?.flatten() {
+        for e in fs::read_dir(&dir)
+            .ctx(|| format!("reading {}", dir.display()))?
+            .flatten()
+        {
             if !live.contains(e.file_name().to_string_lossy().as_ref()) {
                 let _ = fs::remove_file(e.path());
             }

@@ -17,7 +17,12 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { dir: tempfile::Builder::new().prefix("vcompare-test-").tempdir().expect("tempdir") }
+        Env {
+            dir: tempfile::Builder::new()
+                .prefix("vcompare-test-")
+                .tempdir()
+                .expect("tempdir"),
+        }
     }
     /// The `--root` of this test.
     pub fn root(&self) -> PathBuf {
@@ -41,13 +46,22 @@ impl Env {
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(o.status.success(), "vcompare {args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+        assert!(
+            o.status.success(),
+            "vcompare {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
     /// Runs and asserts failure with exactly one line on stderr; returns it.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(!o.status.success(), "vcompare {args:?} should have failed: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "vcompare {args:?} should have failed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         let err = String::from_utf8(o.stderr).unwrap();
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
@@ -115,11 +129,36 @@ pub fn layer(entries: &[E]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         match e {
-            E::Dir(p, m) => b.append(&header(tar::EntryType::Directory, p.as_bytes(), 0, *m), &[][..]).unwrap(),
-            E::File(p, data, m) => b.append(&header(tar::EntryType::Regular, p.as_bytes(), data.len() as u64, *m), *data).unwrap(),
-            E::RawFile(p, data) => b.append(&header(tar::EntryType::Regular, p, data.len() as u64, 0o644), *data).unwrap(),
-            E::Symlink(p, t) => b.append(&with_link(header(tar::EntryType::Symlink, p.as_bytes(), 0, 0o777), t), &[][..]).unwrap(),
-            E::Hardlink(p, t) => b.append(&with_link(header(tar::EntryType::Link, p.as_bytes(), 0, 0o644), t), &[][..]).unwrap(),
+            E::Dir(p, m) => b
+                .append(
+                    &header(tar::EntryType::Directory, p.as_bytes(), 0, *m),
+                    &[][..],
+                )
+                .unwrap(),
+            E::File(p, data, m) => b
+                .append(
+                    &header(tar::EntryType::Regular, p.as_bytes(), data.len() as u64, *m),
+                    *data,
+                )
+                .unwrap(),
+            E::RawFile(p, data) => b
+                .append(
+                    &header(tar::EntryType::Regular, p, data.len() as u64, 0o644),
+                    *data,
+                )
+                .unwrap(),
+            E::Symlink(p, t) => b
+                .append(
+                    &with_link(header(tar::EntryType::Symlink, p.as_bytes(), 0, 0o777), t),
+                    &[][..],
+                )
+                .unwrap(),
+            E::Hardlink(p, t) => b
+                .append(
+                    &with_link(header(tar::EntryType::Link, p.as_bytes(), 0, 0o644), t),
+                    &[][..],
+                )
+                .unwrap(),
         }
     }
     b.into_inner().unwrap()
@@ -143,9 +182,15 @@ pub fn compress(data: &[u8], c: Comp) -> (Vec<u8>, &'static str) {
         Comp::Gzip => {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(data).unwrap();
-            (e.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            (
+                e.finish().unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
         }
-        Comp::Zstd => (zstd::encode_all(data, 1).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        Comp::Zstd => (
+            zstd::encode_all(data, 1).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
     }
 }
 
@@ -215,7 +260,11 @@ pub fn docker_save_dir(dir: &Path, layers: &[Vec<u8>], tag: &str) {
         names.push(format!("{id}/layer.tar"));
     }
     let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": [tag], "Layers": names}]);
-    fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
 }
 
 /// A comparable description of a tree: path → (type, mode, size, link target, content hash).
@@ -235,7 +284,11 @@ pub fn describe_tree(root: &Path) -> std::collections::BTreeMap<String, String> 
                 stack.push(path.clone());
                 format!("dir {mode:o}")
             } else if md.is_file() {
-                format!("file {mode:o} {} {}", md.len(), sha(&fs::read(&path).unwrap()))
+                format!(
+                    "file {mode:o} {} {}",
+                    md.len(),
+                    sha(&fs::read(&path).unwrap())
+                )
             } else {
                 format!("other {mode:o}")
             };

@@ -11,7 +11,10 @@ use vcompare_vmm::devices::virtio::driver_model::BlockDriver;
 
 fn bench(c: &mut Criterion) {
     let path = std::env::temp_dir().join(format!("vcmp-bench-blk-{}", std::process::id()));
-    std::fs::File::create(&path).unwrap().write_all(&vec![7u8; 8192]).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&vec![7u8; 8192])
+        .unwrap();
     let mut d = BlockDriver::new(&path).unwrap();
     let mut g = c.benchmark_group("virtio_blk_request");
     g.bench_function("read_512B", |b| {

@@ -30,7 +30,10 @@ fn main() {
     let inst = disk::instance_disk(&work.join("inst"), &img).unwrap();
     let spec = GuestSpec {
         args: cmd,
-        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(), "HOME=/root".into()],
+        env: vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            "HOME=/root".into(),
+        ],
         cwd: "/".into(),
         hostname: "example".into(),
         root_device: "/dev/vda".into(),
@@ -38,7 +41,10 @@ fn main() {
         boot_timer_port: machine::BOOT_TIMER_PORT,
         ..Default::default()
     };
-    let initrd = initramfs::build(&std::fs::read(init).unwrap(), &serde_json::to_vec(&spec).unwrap());
+    let initrd = initramfs::build(
+        &std::fs::read(init).unwrap(),
+        &serde_json::to_vec(&spec).unwrap(),
+    );
     let t_prep = Instant::now();
     let cfg = machine::VmConfig {
         kernel: kernel.into(),
@@ -48,7 +54,11 @@ fn main() {
         initramfs: initrd,
         root_disk: Some(inst),
         root_readonly: false,
-        extra_cmdline: std::env::var("VCOMPARE_VM_CMDLINE").unwrap_or_default().split_whitespace().map(String::from).collect(),
+        extra_cmdline: std::env::var("VCOMPARE_VM_CMDLINE")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
         console: Box::new(std::io::stdout()),
         boot_log: bootlog,
         timeout,
@@ -65,7 +75,10 @@ fn main() {
         Ok(r) => {
             let ms = |i: Instant| i.saturating_duration_since(r.launched).as_secs_f64() * 1000.0;
             eprintln!("exit: {:?}", r.exit);
-            eprintln!("disk+initramfs prep: {:.1} ms", (t_prep - launched).as_secs_f64() * 1000.0);
+            eprintln!(
+                "disk+initramfs prep: {:.1} ms",
+                (t_prep - launched).as_secs_f64() * 1000.0
+            );
             if let Some(f) = r.first_entry {
                 eprintln!("vmm setup (-> first guest instruction): {:.2} ms", ms(f));
             }

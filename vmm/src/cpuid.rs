@@ -21,20 +21,90 @@ pub struct FeatureBit {
 
 /// Features hidden from the guest on PVM hosts (DESIGN §4).
 pub const PVM_MASKED: &[FeatureBit] = &[
-    FeatureBit { leaf: 1, reg: 2, bit: 13, name: "cx16" },
-    FeatureBit { leaf: 1, reg: 2, bit: 17, name: "pcid" },
-    FeatureBit { leaf: 1, reg: 2, bit: 23, name: "popcnt" },
-    FeatureBit { leaf: 1, reg: 2, bit: 26, name: "xsave" },
-    FeatureBit { leaf: 1, reg: 2, bit: 27, name: "osxsave" },
-    FeatureBit { leaf: 1, reg: 2, bit: 28, name: "avx" },
-    FeatureBit { leaf: 7, reg: 1, bit: 0, name: "fsgsbase" },
-    FeatureBit { leaf: 7, reg: 1, bit: 5, name: "avx2" },
-    FeatureBit { leaf: 7, reg: 1, bit: 7, name: "smep" },
-    FeatureBit { leaf: 7, reg: 1, bit: 9, name: "erms" },
-    FeatureBit { leaf: 7, reg: 1, bit: 10, name: "invpcid" },
-    FeatureBit { leaf: 7, reg: 1, bit: 20, name: "smap" },
-    FeatureBit { leaf: 7, reg: 2, bit: 22, name: "rdpid" },
-    FeatureBit { leaf: 7, reg: 3, bit: 4, name: "fsrm" },
+    FeatureBit {
+        leaf: 1,
+        reg: 2,
+        bit: 13,
+        name: "cx16",
+    },
+    FeatureBit {
+        leaf: 1,
+        reg: 2,
+        bit: 17,
+        name: "pcid",
+    },
+    FeatureBit {
+        leaf: 1,
+        reg: 2,
+        bit: 23,
+        name: "popcnt",
+    },
+    FeatureBit {
+        leaf: 1,
+        reg: 2,
+        bit: 26,
+        name: "xsave",
+    },
+    FeatureBit {
+        leaf: 1,
+        reg: 2,
+        bit: 27,
+        name: "osxsave",
+    },
+    FeatureBit {
+        leaf: 1,
+        reg: 2,
+        bit: 28,
+        name: "avx",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 1,
+        bit: 0,
+        name: "fsgsbase",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 1,
+        bit: 5,
+        name: "avx2",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 1,
+        bit: 7,
+        name: "smep",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 1,
+        bit: 9,
+        name: "erms",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 1,
+        bit: 10,
+        name: "invpcid",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 1,
+        bit: 20,
+        name: "smap",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 2,
+        bit: 22,
+        name: "rdpid",
+    },
+    FeatureBit {
+        leaf: 7,
+        reg: 3,
+        bit: 4,
+        name: "fsrm",
+    },
 ];
 
 fn reg_mut(e: &mut kvm_cpuid_entry2, reg: u8) -> &mut u32 {
@@ -52,7 +122,10 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], index: u8, cpus: u8, backend: Kv
     for e in entries.iter_mut() {
         match e.function {
             1 => {
-                e.ebx = (e.ebx & 0x0000_00ff) | (u32::from(index) << 24) | (u32::from(cpus) << 16) | (8 << 8);
+                e.ebx = (e.ebx & 0x0000_00ff)
+                    | (u32::from(index) << 24)
+                    | (u32::from(cpus) << 16)
+                    | (8 << 8);
                 e.ecx |= 1 << 31; // running under a hypervisor
                 if cpus > 1 {
                     e.edx |= 1 << 28; // HTT: more than one logical CPU per package
@@ -120,7 +193,15 @@ mod tests {
     use super::*;
 
     fn entry(function: u32, index: u32, v: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 { function, index, eax: v, ebx: v, ecx: v, edx: v, ..Default::default() }
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            eax: v,
+            ebx: v,
+            ecx: v,
+            edx: v,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -140,7 +221,11 @@ mod tests {
         let mut hw = vec![entry(1, 0, u32::MAX), entry(7, 0, u32::MAX)];
         filter(&mut hw, 0, 1, KvmBackend::Hardware);
         assert_ne!(hw[0].ecx & (1 << 23), 0, "popcnt kept on hardware");
-        let mut p = vec![entry(1, 0, u32::MAX), entry(7, 0, u32::MAX), entry(0xd, 0, 7)];
+        let mut p = vec![
+            entry(1, 0, u32::MAX),
+            entry(7, 0, u32::MAX),
+            entry(0xd, 0, 7),
+        ];
         filter(&mut p, 0, 1, KvmBackend::Pvm);
         assert_eq!(p[0].ecx & ((1 << 13) | (1 << 23) | (1 << 26)), 0);
         assert_eq!(p[1].ebx & ((1 << 0) | (1 << 7) | (1 << 20)), 0);

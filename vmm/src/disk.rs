@@ -47,9 +47,13 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DiskErr
 
 /// True if `path` starts with an ext2/3/4 superblock (magic 0xEF53 at byte 1080).
 pub fn looks_like_ext4(path: &Path) -> bool {
-    let Ok(mut f) = File::open(path) else { return false };
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
     let mut magic = [0u8; 2];
-    f.seek(SeekFrom::Start(1080)).is_ok() && f.read_exact(&mut magic).is_ok() && magic == [0x53, 0xef]
+    f.seek(SeekFrom::Start(1080)).is_ok()
+        && f.read_exact(&mut magic).is_ok()
+        && magic == [0x53, 0xef]
 }
 
 /// Bytes and inodes used by a directory tree (not following symlinks).
@@ -88,29 +92,49 @@ pub fn image_disk(data_root: &Path, digest: &str, rootfs: &Path) -> Result<PathB
     let (bytes, inodes) = tree_usage(rootfs).map_err(io("cannot read rootfs", rootfs))?;
     let tmp = dir.join(format!(".{name}.ext4.tmp-{}", std::process::id()));
     let f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
-    f.set_len(image_size(bytes)).map_err(io("cannot size", &tmp))?;
+    f.set_len(image_size(bytes))
+        .map_err(io("cannot size", &tmp))?;
     drop(f);
     // No lazy init and no metadata checksums: both would cost guest-kernel CPU at every boot,
     // which on PVM hosts runs in KVM's instruction emulator.
     let out = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-m", "0", "-L", "vcompare-root", "-N"])
         .arg((inodes * 2 + 1024).to_string())
-        .args(["-O", "^metadata_csum,^64bit", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d"])
+        .args([
+            "-O",
+            "^metadata_csum,^64bit",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            "-d",
+        ])
         .arg(rootfs)
         .arg(&tmp)
         .output();
     let fail = |msg: String| {
         let _ = std::fs::remove_file(&tmp);
-        DiskError::Mkfs { path: path.display().to_string(), msg }
+        DiskError::Mkfs {
+            path: path.display().to_string(),
+            msg,
+        }
     };
     match out {
-        Err(e) => return Err(fail(format!("cannot run mkfs.ext4 ({e}); install e2fsprogs"))),
-        Ok(o) if !o.status.success() => return Err(fail(String::from_utf8_lossy(&o.stderr).trim().to_string())),
+        Err(e) => {
+            return Err(fail(format!(
+                "cannot run mkfs.ext4 ({e}); install e2fsprogs"
+            )))
+        }
+        Ok(o) if !o.status.success() => {
+            return Err(fail(String::from_utf8_lossy(&o.stderr).trim().to_string()))
+        }
         Ok(_) => {}
     }
     std::fs::rename(&tmp, &path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        DiskError::Io { what: "cannot rename into", path: path.display().to_string(), source: e }
+        DiskError::Io {
+            what: "cannot rename into",
+            path: path.display().to_string(),
+            source: e,
+        }
     })?;
     Ok(path)
 }
@@ -128,7 +152,11 @@ pub fn clone_or_copy(src: &Path, dst: &Path) -> Result<bool, DiskError> {
         let len = s.metadata().map_err(io("cannot stat", src))?.len();
         sparse_copy(&s, &d, len).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            DiskError::Io { what: "cannot copy to", path: dst.display().to_string(), source: e }
+            DiskError::Io {
+                what: "cannot copy to",
+                path: dst.display().to_string(),
+                source: e,
+            }
         })?;
     }
     std::fs::rename(&tmp, dst).map_err(io("cannot rename into", dst))?;
@@ -151,7 +179,14 @@ fn sparse_copy(s: &File, d: &File, len: u64) -> std::io::Result<()> {
         while off_in < end {
             // SAFETY: valid fds and offset pointers; the kernel copies between the files.
             let n = unsafe {
-                libc::copy_file_range(s.as_raw_fd(), &mut off_in, d.as_raw_fd(), &mut off_out, (end - off_in) as usize, 0)
+                libc::copy_file_range(
+                    s.as_raw_fd(),
+                    &mut off_in,
+                    d.as_raw_fd(),
+                    &mut off_out,
+                    (end - off_in) as usize,
+                    0,
+                )
             };
             if n < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -186,7 +221,11 @@ pub fn remove_instance_disk(instance_dir: &Path) -> Result<(), DiskError> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(DiskError::Io { what: "cannot remove", path: path.display().to_string(), source: e }),
+        Err(e) => Err(DiskError::Io {
+            what: "cannot remove",
+            path: path.display().to_string(),
+            source: e,
+        }),
     }
 }
 
@@ -216,7 +255,10 @@ mod tests {
         clone_or_copy(&src, &dst).unwrap();
         assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
         assert!(looks_like_ext4(&dst));
-        assert!(std::fs::metadata(&dst).unwrap().blocks() * 512 < 8 << 20, "holes stay holes");
+        assert!(
+            std::fs::metadata(&dst).unwrap().blocks() * 512 < 8 << 20,
+            "holes stay holes"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -101,7 +101,10 @@ mod tests {
         let start = b.as_ptr() as usize;
         loop {
             assert_eq!(&b[..6], b"070701");
-            let f = |i: usize| u32::from_str_radix(std::str::from_utf8(&b[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap();
+            let f = |i: usize| {
+                u32::from_str_radix(std::str::from_utf8(&b[6 + 8 * i..14 + 8 * i]).unwrap(), 16)
+                    .unwrap()
+            };
             let (mode, size, namesize) = (f(1), f(6) as usize, f(11) as usize);
             let name = String::from_utf8(b[110..110 + namesize - 1].to_vec()).unwrap();
             let mut off = 110 + namesize;
@@ -124,7 +127,18 @@ mod tests {
         assert_eq!(a.len() % 4, 0);
         let e = parse(&a);
         let names: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
-        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "newroot", "init", SPEC_PATH]);
+        assert_eq!(
+            names,
+            [
+                "dev",
+                "dev/console",
+                "proc",
+                "sys",
+                "newroot",
+                "init",
+                SPEC_PATH
+            ]
+        );
         assert_eq!(e[1].1, 0o020600);
         assert_eq!(e[5].1, 0o100755);
         assert_eq!(e[5].2, b"\x7fELFabc");

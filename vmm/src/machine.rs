@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
@@ -166,11 +168,24 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 }
 
 /// The kernel command line for this VM on this backend.
-pub fn kernel_cmdline(backend: KvmBackend, tsc_khz: Option<u32>, cfg_disk: bool, boot_log: bool, extra: &[String]) -> String {
-    let mut args: Vec<String> = ["console=ttyS0", "reboot=k", "panic=-1", "pci=off", "nomodule", "8250.nr_uarts=1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+pub fn kernel_cmdline(
+    backend: KvmBackend,
+    tsc_khz: Option<u32>,
+    cfg_disk: bool,
+    boot_log: bool,
+    extra: &[String],
+) -> String {
+    let mut args: Vec<String> = [
+        "console=ttyS0",
+        "reboot=k",
+        "panic=-1",
+        "pci=off",
+        "nomodule",
+        "8250.nr_uarts=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if !boot_log {
         args.push("quiet".into());
     }
@@ -188,7 +203,13 @@ pub fn kernel_cmdline(backend: KvmBackend, tsc_khz: Option<u32>, cfg_disk: bool,
 
 fn host_ram_mib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = s.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024)
 }
 
@@ -198,14 +219,21 @@ pub fn validate(cfg_memory_mib: u64, cpus: u8) -> Result<(), VmError> {
         return Err(VmError::Config("--cpus must be at least 1 for a VM".into()));
     }
     if cpus > mptable::MAX_CPUS {
-        return Err(VmError::Config(format!("--cpus {cpus} is more than the {} vCPUs vcompare's VMM supports", mptable::MAX_CPUS)));
+        return Err(VmError::Config(format!(
+            "--cpus {cpus} is more than the {} vCPUs vcompare's VMM supports",
+            mptable::MAX_CPUS
+        )));
     }
     if cfg_memory_mib < 32 {
-        return Err(VmError::Config(format!("--memory {cfg_memory_mib} MiB is too small for a VM (at least 32 MiB)")));
+        return Err(VmError::Config(format!(
+            "--memory {cfg_memory_mib} MiB is too small for a VM (at least 32 MiB)"
+        )));
     }
     if let Some(host) = host_ram_mib() {
         if cfg_memory_mib > host {
-            return Err(VmError::Config(format!("--memory {cfg_memory_mib} MiB is more than this host's RAM ({host} MiB)")));
+            return Err(VmError::Config(format!(
+                "--memory {cfg_memory_mib} MiB is more than this host's RAM ({host} MiB)"
+            )));
         }
     }
     Ok(())
@@ -228,7 +256,14 @@ fn register_memory(vm: &VmFd, mem: &GuestMem) -> Result<(), VmError> {
 }
 
 /// Signals the VMM passes on to the entrypoint in the guest (`kill -s SIG` on the VMM pid).
-pub const FORWARDED_SIGNALS: [i32; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+pub const FORWARDED_SIGNALS: [i32; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 /// Blocks [`FORWARDED_SIGNALS`] in this thread (inherited by vCPU threads) and reads them
 /// from a signalfd; restores the old mask on drop.
@@ -263,8 +298,13 @@ impl SignalGuard {
         // SAFETY: reading one signalfd_siginfo into a properly sized local buffer.
         unsafe {
             let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-            let n = libc::read(self.fd, (&mut info as *mut libc::signalfd_siginfo).cast(), std::mem::size_of::<libc::signalfd_siginfo>());
-            (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as i32)
+            let n = libc::read(
+                self.fd,
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                std::mem::size_of::<libc::signalfd_siginfo>(),
+            );
+            (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize)
+                .then_some(info.ssi_signo as i32)
         }
     }
 }
@@ -305,9 +345,14 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
         Some(_) => KvmBackend::Hardware,
         None => KvmBackend::detect(),
     };
-    let signals = if cfg.handle_signals { Some(SignalGuard::new().map_err(VmError::Host)?) } else { None };
+    let signals = if cfg.handle_signals {
+        Some(SignalGuard::new().map_err(VmError::Host)?)
+    } else {
+        None
+    };
 
-    let kvm = Kvm::new().map_err(|e| VmError::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
+    let kvm =
+        Kvm::new().map_err(|e| VmError::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
     step("validate+open");
     let mem = memory::create(cfg.memory_mib, cfg.prealloc)?;
     if let Some(f) = cfg.on_memory.take() {
@@ -320,7 +365,6 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
     let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
     step("create_vm");
 
-
     // Registering guest RAM with KVM takes ~5 ms on PVM hosts whatever the size; it runs on a
     // helper thread while this thread loads the kernel and creates the vCPUs.
     let (slots, loaded) = std::thread::scope(|sc| {
@@ -328,34 +372,52 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
             let t = Instant::now();
             let r = register_memory(&vm, &mem);
             if trace {
-                eprintln!("vmm:   (memslots alone: {:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+                eprintln!(
+                    "vmm:   (memslots alone: {:.3} ms)",
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
             }
             r
         });
         let loaded = (|| -> Result<_, VmError> {
             let t = Instant::now();
-            vm.set_tss_address(0xfffb_d000).map_err(kvm_err("TSS address"))?;
+            vm.set_tss_address(0xfffb_d000)
+                .map_err(kvm_err("TSS address"))?;
             vm.create_irq_chip().map_err(kvm_err("in-kernel irqchip"))?;
-            vm.create_pit2(kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() })
-                .map_err(kvm_err("in-kernel PIT"))?;
+            vm.create_pit2(kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            })
+            .map_err(kvm_err("in-kernel PIT"))?;
             let info = boot::load_kernel(&mem, &cfg.kernel)?;
             if trace {
-                eprintln!("vmm:   (irqchip+pit+kernel: {:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+                eprintln!(
+                    "vmm:   (irqchip+pit+kernel: {:.3} ms)",
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
             }
             let initrd_addr = boot::load_initrd(&mem, &info, &initramfs)?;
             boot::pvh::write_start_info(&mem, Some((initrd_addr, initramfs.len() as u64)))?;
             mptable::write(&mem, cfg.cpus)?;
             regs::write_gdt(&mem)?;
-            let supported = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("supported CPUID"))?;
+            let supported = kvm
+                .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+                .map_err(kvm_err("supported CPUID"))?;
             let mut vcpus = Vec::with_capacity(cfg.cpus as usize);
             for i in 0..cfg.cpus {
-                let vcpu = vm.create_vcpu(u64::from(i)).map_err(kvm_err("create vCPU"))?;
-                vcpu.set_cpuid2(&crate::cpuid::for_vcpu(&supported, i, cfg.cpus, backend)).map_err(kvm_err("vCPU CPUID"))?;
+                let vcpu = vm
+                    .create_vcpu(u64::from(i))
+                    .map_err(kvm_err("create vCPU"))?;
+                vcpu.set_cpuid2(&crate::cpuid::for_vcpu(&supported, i, cfg.cpus, backend))
+                    .map_err(kvm_err("vCPU CPUID"))?;
                 regs::setup_vcpu(&vcpu, i, info.pvh_entry)?;
                 vcpus.push(vcpu);
             }
             if trace {
-                eprintln!("vmm:   (load+vcpus: {:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+                eprintln!(
+                    "vmm:   (load+vcpus: {:.3} ms)",
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
             }
             Ok(vcpus)
         })();
@@ -366,7 +428,13 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
     let vcpus = loaded?;
     step("memslots || irqchip+pit+kernel+initrd+tables+vcpus");
     let tsc_khz = vcpus[0].get_tsc_khz().ok();
-    let cmdline = kernel_cmdline(backend, tsc_khz, cfg.root_disk.is_some(), cfg.boot_log, &cfg.extra_cmdline);
+    let cmdline = kernel_cmdline(
+        backend,
+        tsc_khz,
+        cfg.root_disk.is_some(),
+        cfg.boot_log,
+        &cfg.extra_cmdline,
+    );
     boot::write_cmdline(&mem, &cmdline)?;
     if backend == KvmBackend::Pvm {
         eprintln!("vcompare: KVM backend is {}: hiding {} CPU features and adding {} kernel arguments for it", backend.describe(),
@@ -377,20 +445,29 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
     let host = VmError::Host;
     let forward = Arc::new(AtomicBool::new(cfg.boot_log));
     let serial_irq = EventTrigger::new().map_err(host)?;
-    vm.register_irqfd(&serial_irq.0, COM1_IRQ).map_err(kvm_err("serial irqfd"))?;
+    vm.register_irqfd(&serial_irq.0, COM1_IRQ)
+        .map_err(kvm_err("serial irqfd"))?;
     let timer = Arc::new(BootTimer::new(forward.clone(), cfg.boot_log).map_err(VmError::Host)?);
     if let Some(f) = cfg.on_guest_info {
         timer.on_guest_info(f);
     }
-    let console = Console::new(serial_irq, ConsoleSink::new(cfg.console, forward.clone()).with_boot_timer(timer.clone()));
+    let console = Console::new(
+        serial_irq,
+        ConsoleSink::new(cfg.console, forward.clone()).with_boot_timer(timer.clone()),
+    );
     let reset = EventTrigger::new().map_err(VmError::Host)?;
     let reset_fd = reset.0.try_clone().map_err(VmError::Host)?;
     let mut virtio = Vec::new();
     if let Some(disk) = &cfg.root_disk {
         let irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Host)?;
-        vm.register_irqfd(&irq, VIRTIO_IRQ_BASE).map_err(kvm_err("virtio-blk irqfd"))?;
+        vm.register_irqfd(&irq, VIRTIO_IRQ_BASE)
+            .map_err(kvm_err("virtio-blk irqfd"))?;
         let blk = Block::open(disk, cfg.root_readonly, "vcompare-root")?;
-        virtio.push(Mutex::new(MmioTransport::new(Box::new(blk), mem.clone(), irq)));
+        virtio.push(Mutex::new(MmioTransport::new(
+            Box::new(blk),
+            mem.clone(),
+            irq,
+        )));
     }
     let devices = Arc::new(Devices {
         serial: Mutex::new(console),
@@ -401,7 +478,8 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
 
     step("cmdline+devices");
     // vCPU threads.
-    vcpu::install_kick_handler().map_err(|e| VmError::Host(std::io::Error::from_raw_os_error(e.errno())))?;
+    vcpu::install_kick_handler()
+        .map_err(|e| VmError::Host(std::io::Error::from_raw_os_error(e.errno())))?;
     let shared = Arc::new(VcpuShared::new().map_err(VmError::Host)?);
     let mut threads = Vec::new();
     for (i, v) in vcpus.into_iter().enumerate() {
@@ -434,10 +512,17 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
         ended,
         guest_info: devices.boot_timer.guest_info(),
     };
-    let guest = |what: String| VmError::Guest { what, lines: tail.clone() };
+    let guest = |what: String| VmError::Guest {
+        what,
+        lines: tail.clone(),
+    };
     let exit_status = devices.boot_timer.last(Phase::EntrypointExit).map(|m| {
         let (code, sig) = ((m.arg & 0xff) as i32, ((m.arg >> 8) & 0xff) as i32);
-        if sig != 0 { GuestExit::Signaled(sig) } else { GuestExit::Exited(code) }
+        if sig != 0 {
+            GuestExit::Signaled(sig)
+        } else {
+            GuestExit::Exited(code)
+        }
     });
     match end {
         LoopEnd::TimedOut => Ok(report(GuestExit::TimedOut)),
@@ -483,12 +568,28 @@ fn main_loop(
     let mut stop_requests = 0;
     loop {
         let mut fds = vec![
-            libc::pollfd { fd: reset_fd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: shared.end_evt.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: devices.boot_timer.done.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: reset_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: shared.end_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: devices.boot_timer.done.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if let Some(s) = signals {
-            fds.push(libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: s.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         let mut wait_ms: i64 = if pending.is_empty() { 1000 } else { 50 };
         if let Some(d) = deadline {

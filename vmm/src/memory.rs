@@ -36,7 +36,9 @@ pub type GuestMem = GuestMemoryMmap<()>;
 
 /// The (guest address, size) ranges of RAM for `mib` MiB, skipping the MMIO hole.
 pub fn ram_ranges(mib: u64) -> Result<Vec<(GuestAddress, usize)>, MemoryError> {
-    let bytes = mib.checked_mul(1 << 20).ok_or(MemoryError::InvalidSize(mib))?;
+    let bytes = mib
+        .checked_mul(1 << 20)
+        .ok_or(MemoryError::InvalidSize(mib))?;
     if mib < 32 || bytes > (1u64 << 46) {
         return Err(MemoryError::InvalidSize(mib));
     }
@@ -45,7 +47,10 @@ pub fn ram_ranges(mib: u64) -> Result<Vec<(GuestAddress, usize)>, MemoryError> {
     } else {
         Ok(vec![
             (GuestAddress(0), MMIO_HOLE_START as usize),
-            (GuestAddress(MMIO_HOLE_END), (bytes - MMIO_HOLE_START) as usize),
+            (
+                GuestAddress(MMIO_HOLE_END),
+                (bytes - MMIO_HOLE_START) as usize,
+            ),
         ])
     }
 }
@@ -54,7 +59,8 @@ pub fn ram_ranges(mib: u64) -> Result<Vec<(GuestAddress, usize)>, MemoryError> {
 /// "exclusive RAM" made visible), otherwise the host allocates lazily on first guest touch.
 pub fn create(mib: u64, prealloc: bool) -> Result<GuestMem, MemoryError> {
     let ranges = ram_ranges(mib)?;
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Mmap { mib, source })?;
+    let mem = GuestMemoryMmap::from_ranges(&ranges)
+        .map_err(|source| MemoryError::Mmap { mib, source })?;
     for region in mem.iter() {
         let host = region.as_ptr();
         let len = region.len() as usize;
@@ -67,7 +73,9 @@ pub fn create(mib: u64, prealloc: bool) -> Result<GuestMem, MemoryError> {
         }
         if prealloc {
             // SAFETY: as above; MADV_POPULATE_WRITE faults the pages in, as a guest write would.
-            let rc = unsafe { libc::madvise(host.cast(), len, 23 /* MADV_POPULATE_WRITE */) };
+            let rc = unsafe {
+                libc::madvise(host.cast(), len, 23 /* MADV_POPULATE_WRITE */)
+            };
             if rc != 0 {
                 return Err(MemoryError::Prealloc(std::io::Error::last_os_error()));
             }

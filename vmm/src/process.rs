@@ -67,7 +67,10 @@ pub struct VmResult {
 
 /// CLOCK_MONOTONIC now, ns.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -98,16 +101,21 @@ pub fn run_job(job: VmJob) -> std::io::Result<()> {
         timeout: job.timeout_secs.map(Duration::from_secs),
         handle_signals: true,
         launched,
-        on_guest_info: job.guest_info_path.clone().map(|p| -> crate::devices::boot_timer::InfoCallback {
-            Box::new(move |i: &str| {
-                let _ = std::fs::write(&p, i);
-            })
-        }),
-        on_memory: job.memory_ranges_path.clone().map(|p| -> machine::MemoryCallback {
-            Box::new(move |r: &[(u64, u64)]| {
-                let _ = std::fs::write(&p, serde_json::to_vec(r).unwrap_or_default());
-            })
-        }),
+        on_guest_info: job.guest_info_path.clone().map(
+            |p| -> crate::devices::boot_timer::InfoCallback {
+                Box::new(move |i: &str| {
+                    let _ = std::fs::write(&p, i);
+                })
+            },
+        ),
+        on_memory: job
+            .memory_ranges_path
+            .clone()
+            .map(|p| -> machine::MemoryCallback {
+                Box::new(move |r: &[(u64, u64)]| {
+                    let _ = std::fs::write(&p, serde_json::to_vec(r).unwrap_or_default());
+                })
+            }),
     };
     let result = match machine::run(cfg) {
         Ok(r) => VmResult {
@@ -118,7 +126,10 @@ pub fn run_job(job: VmJob) -> std::io::Result<()> {
                 .marks
                 .iter()
                 .map(|m| MarkNs {
-                    phase: serde_json::to_value(m.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                    phase: serde_json::to_value(m.phase)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
                     at_ns: instant_ns(m.at),
                 })
                 .collect(),
@@ -135,7 +146,10 @@ pub fn run_job(job: VmJob) -> std::io::Result<()> {
         },
     };
     let tmp = job.result_path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&result).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&result).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, &job.result_path)
 }
 
@@ -149,7 +163,10 @@ mod tests {
             exit: Some(GuestExit::Signaled(15)),
             error: None,
             first_entry_ns: Some(5),
-            marks: vec![MarkNs { phase: "init_start".into(), at_ns: 7 }],
+            marks: vec![MarkNs {
+                phase: "init_start".into(),
+                at_ns: 7,
+            }],
             ended_ns: 9,
             console_tail: vec!["x".into()],
         };
@@ -161,8 +178,14 @@ mod tests {
     #[test]
     fn phase_names_are_snake_case() {
         use crate::devices::boot_timer::Phase;
-        assert_eq!(serde_json::to_value(Phase::InitStart).unwrap(), "init_start");
-        assert_eq!(serde_json::to_value(Phase::EntrypointExit).unwrap(), "entrypoint_exit");
+        assert_eq!(
+            serde_json::to_value(Phase::InitStart).unwrap(),
+            "init_start"
+        );
+        assert_eq!(
+            serde_json::to_value(Phase::EntrypointExit).unwrap(),
+            "entrypoint_exit"
+        );
     }
 
     #[test]

@@ -83,28 +83,38 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Installs the (empty) kick handler once per process; KVM_RUN then returns EINTR.
 pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
     static DONE: OnceLock<Result<(), i32>> = OnceLock::new();
-    match DONE.get_or_init(|| vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno())) {
+    match DONE.get_or_init(|| {
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno())
+    }) {
         Ok(()) => Ok(()),
         Err(e) => Err(vmm_sys_util::errno::Error::new(*e)),
     }
 }
 
 /// Starts the thread for vCPU `index`.
-pub fn spawn(index: usize, mut vcpu: VcpuFd, devices: Arc<Devices>, shared: Arc<VcpuShared>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("vcpu{index}")).stack_size(256 * 1024).spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
-        shared.tids.lock().unwrap().push((index, tid));
-        // The kick signal must reach this thread even if the spawner blocked it.
-        // SAFETY: plain sigset manipulation on a local set.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, kick_signal());
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        }
-        run_loop(index, &mut vcpu, &devices, &shared);
-    })
+pub fn spawn(
+    index: usize,
+    mut vcpu: VcpuFd,
+    devices: Arc<Devices>,
+    shared: Arc<VcpuShared>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("vcpu{index}"))
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+            shared.tids.lock().unwrap().push((index, tid));
+            // The kick signal must reach this thread even if the spawner blocked it.
+            // SAFETY: plain sigset manipulation on a local set.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, kick_signal());
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            }
+            run_loop(index, &mut vcpu, &devices, &shared);
+        })
 }
 
 fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuShared) {
@@ -136,8 +146,12 @@ fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuSha
                 };
                 return shared.report(index, VcpuEnd::InternalError { suberror, rip, cpl });
             }
-            Ok(VcpuExit::FailEntry(reason, _)) => return shared.report(index, VcpuEnd::FailEntry(reason)),
-            Ok(VcpuExit::SystemEvent(kind, _)) => return shared.report(index, VcpuEnd::SystemEvent(kind)),
+            Ok(VcpuExit::FailEntry(reason, _)) => {
+                return shared.report(index, VcpuEnd::FailEntry(reason))
+            }
+            Ok(VcpuExit::SystemEvent(kind, _)) => {
+                return shared.report(index, VcpuEnd::SystemEvent(kind))
+            }
             Ok(other) => return shared.report(index, VcpuEnd::Unexpected(format!("{other:?}"))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
             Err(e) => return shared.report(index, VcpuEnd::RunError(e.to_string())),

@@ -22,14 +22,21 @@ pub fn version() -> Option<String> {
 /// Whether this host mounts a cgroup2 hierarchy at /sys/fs/cgroup/unified (hybrid mode).
 pub fn hybrid_cgroups() -> bool {
     std::fs::read_to_string("/proc/self/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/cgroup/unified")))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/cgroup/unified"))
+        })
         .unwrap_or(false)
 }
 
 /// The command that runs `bundle` once as container `id`.
 pub fn command(bundle: &Path, id: &str) -> Command {
     let mut c = Command::new("crun");
-    c.arg("run").arg("-b").arg(bundle).arg(id).stdin(std::process::Stdio::null());
+    c.arg("run")
+        .arg("-b")
+        .arg(bundle)
+        .arg(id)
+        .stdin(std::process::Stdio::null());
     if hybrid_cgroups() {
         // SAFETY: only async-signal-safe syscalls run between fork and exec.
         unsafe {
@@ -38,7 +45,14 @@ pub fn command(bundle: &Path, id: &str) -> Command {
                     return Err(std::io::Error::last_os_error());
                 }
                 let root = b"/\0";
-                if libc::mount(std::ptr::null(), root.as_ptr().cast(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr().cast(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 let unified = b"/sys/fs/cgroup/unified\0";

@@ -31,10 +31,15 @@ pub fn version() -> Option<String> {
 
 /// The newest guest kernel built by `kernels/build.sh` (`$VCOMPARE_KERNEL` overrides).
 pub fn find_kernel() -> Option<PathBuf> {
-    if let Some(k) = std::env::var_os("VCOMPARE_KERNEL").map(PathBuf::from).filter(|p| p.is_file()) {
+    if let Some(k) = std::env::var_os("VCOMPARE_KERNEL")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
         return Some(k);
     }
-    let cache = std::env::var_os("VCOMPARE_KERNEL_CACHE").map(PathBuf::from).unwrap_or_else(|| "/var/cache/vcompare/kernels".into());
+    let cache = std::env::var_os("VCOMPARE_KERNEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/vcompare/kernels".into());
     std::fs::read_dir(cache)
         .ok()?
         .flatten()
@@ -65,20 +70,36 @@ const DISK_BYTES: u64 = 64 << 20;
 pub fn prepare(scratch: &Path, kernel: &Path, probe: &Path) -> Result<QemuSetup> {
     let probe_bytes = std::fs::read(probe).map_err(io_at(probe))?;
     let mut w = vcompare_vmm::initramfs::CpioWriter::new();
-    w.dir("dev", 0o755).char_dev("dev/console", 0o600, 5, 1).file("init", 0o755, &probe_bytes);
+    w.dir("dev", 0o755)
+        .char_dev("dev/console", 0o600, 5, 1)
+        .file("init", 0o755, &probe_bytes);
     let initrd = scratch.join("qemu-initrd.cpio");
     std::fs::write(&initrd, w.finish()).map_err(io_at(&initrd))?;
     let backend = vcompare_vmm::KvmBackend::detect();
     let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), false, true, &[]);
     let disk = scratch.join("qemu-disk.raw");
-    std::fs::File::create(&disk).and_then(|f| f.set_len(DISK_BYTES)).map_err(io_at(&disk))?;
-    Ok(QemuSetup { kernel: kernel.to_path_buf(), initrd, cmdline, disk })
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(DISK_BYTES))
+        .map_err(io_at(&disk))?;
+    Ok(QemuSetup {
+        kernel: kernel.to_path_buf(),
+        initrd,
+        cmdline,
+        disk,
+    })
 }
 
 /// TSC frequency guess from /proc/cpuinfo (for `lpj=`; only skips a calibration loop).
 fn tsc_khz() -> Option<u32> {
     let c = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = c.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = c
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     Some((mhz * 1000.0) as u32)
 }
 
@@ -99,21 +120,53 @@ pub struct QemuBoot {
 pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
     let label = "qemu-system-x86_64 -M microvm";
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-M", "microvm", "-enable-kvm", "-cpu", "host", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic"])
-        .args(["-m", &MEMORY_MIB.to_string(), "-serial", "stdio", "-no-reboot"])
-        .arg("-kernel").arg(&setup.kernel)
-        .arg("-initrd").arg(&setup.initrd)
-        .arg("-append").arg(&setup.cmdline)
-        .arg("-drive").arg(format!("file={},format=raw,if=none,id=vda", setup.disk.display()))
-        .args(["-device", "virtio-blk-device,drive=vda"])
-        .stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args([
+        "-M",
+        "microvm",
+        "-enable-kvm",
+        "-cpu",
+        "host",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+    ])
+    .args([
+        "-m",
+        &MEMORY_MIB.to_string(),
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(&setup.kernel)
+    .arg("-initrd")
+    .arg(&setup.initrd)
+    .arg("-append")
+    .arg(&setup.cmdline)
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=none,id=vda",
+        setup.disk.display()
+    ))
+    .args(["-device", "virtio-blk-device,drive=vda"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let t0 = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| BenchError::Spawn { cmd: label.into(), source })?;
+    let mut child = cmd.spawn().map_err(|source| BenchError::Spawn {
+        cmd: label.into(),
+        source,
+    })?;
     let pid = child.id();
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel::<(String, u64)>();
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
             if tx.send((line, t0.elapsed().as_nanos() as u64)).is_err() {
                 break;
             }
@@ -126,7 +179,9 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
             if boot.init_ns.is_none() && line.contains("Run /init as init process") {
                 boot.init_ns = Some(at);
                 let mem_bytes = MEMORY_MIB << 20;
-                if let (Some((rss, _)), Some((_, guest))) = (rss_pss(pid), largest_mapping(pid, mem_bytes)) {
+                if let (Some((rss, _)), Some((_, guest))) =
+                    (rss_pss(pid), largest_mapping(pid, mem_bytes))
+                {
                     boot.vmm_overhead_rss = Some(rss.saturating_sub(guest));
                     boot.guest_touched = Some(guest);
                 }
@@ -139,17 +194,26 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
                 last_lines.remove(0);
             }
         }
-        if let Some(st) = child.try_wait().map_err(|source| BenchError::Spawn { cmd: label.into(), source })? {
+        if let Some(st) = child.try_wait().map_err(|source| BenchError::Spawn {
+            cmd: label.into(),
+            source,
+        })? {
             break st;
         }
         if t0.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(BenchError::Timeout { cmd: label.into(), secs: timeout.as_secs(), detail: format!("last console lines: {}", last_lines.join(" | ")) });
+            return Err(BenchError::Timeout {
+                cmd: label.into(),
+                secs: timeout.as_secs(),
+                detail: format!("last console lines: {}", last_lines.join(" | ")),
+            });
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    boot.wall_ns = boot.init_ns.unwrap_or_else(|| t0.elapsed().as_nanos() as u64);
+    boot.wall_ns = boot
+        .init_ns
+        .unwrap_or_else(|| t0.elapsed().as_nanos() as u64);
     let _ = reader.join();
     while let Ok((line, at)) = rx.try_recv() {
         if boot.init_ns.is_none() && line.contains("Run /init as init process") {
@@ -162,8 +226,23 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
         if let Some(mut e) = child.stderr.take() {
             let _ = std::io::Read::read_to_end(&mut e, &mut err);
         }
-        let tail = last_lines.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" | ");
-        return Err(BenchError::Failed { cmd: label.into(), status: status.to_string(), detail: format!("no init line; {} {}", String::from_utf8_lossy(&err).trim(), tail) });
+        let tail = last_lines
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" | ");
+        return Err(BenchError::Failed {
+            cmd: label.into(),
+            status: status.to_string(),
+            detail: format!(
+                "no init line; {} {}",
+                String::from_utf8_lossy(&err).trim(),
+                tail
+            ),
+        });
     }
     Ok(boot)
 }

@@ -17,6 +17,10 @@ pub fn version() -> Option<String> {
 /// The command that runs `bundle` once as container `id`.
 pub fn command(bundle: &Path, id: &str) -> Command {
     let mut c = Command::new("runc");
-    c.arg("run").arg("-b").arg(bundle).arg(id).stdin(std::process::Stdio::null());
+    c.arg("run")
+        .arg("-b")
+        .arg(bundle)
+        .arg(id)
+        .stdin(std::process::Stdio::null());
     c
 }

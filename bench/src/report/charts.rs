@@ -26,11 +26,19 @@ type ChartResult = Result<(), String>;
 
 /// Candidate font files, in order.
 fn font_candidates() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::env::var_os("VCOMPARE_FONT").map(PathBuf::from).into_iter().collect();
+    let mut v: Vec<PathBuf> = std::env::var_os("VCOMPARE_FONT")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
     v.extend(
-        ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf", "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"]
-            .iter()
-            .map(PathBuf::from),
+        [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        ]
+        .iter()
+        .map(PathBuf::from),
     );
     v
 }
@@ -92,19 +100,27 @@ fn label_style() -> TextStyle<'static> {
 }
 /// Label whose anchor is its bottom centre: sits on top of a bar.
 fn bar_label_style() -> TextStyle<'static> {
-    label_style().pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Bottom))
+    label_style().pos(plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Bottom,
+    ))
 }
 fn note_style() -> TextStyle<'static> {
     (FONT, 20).into_font().color(&RGBColor(170, 0, 0))
 }
 
 /// Splits off a footer line for the caveat (if any) and returns the plotting area.
-fn with_caveat<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, caveat: Option<&str>) -> Result<DrawingArea<DB, Shift>, String> {
+fn with_caveat<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    caveat: Option<&str>,
+) -> Result<DrawingArea<DB, Shift>, String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     match caveat {
         Some(c) => {
             let (top, bottom) = root.split_vertically(SIZE.1 - 36);
-            bottom.draw_text(&format!("VM figures: {c}"), &note_style(), (20, 6)).map_err(|e| e.to_string())?;
+            bottom
+                .draw_text(&format!("VM figures: {c}"), &note_style(), (20, 6))
+                .map_err(|e| e.to_string())?;
             Ok(top)
         }
         None => Ok(root.clone()),
@@ -118,7 +134,10 @@ fn caveat_for(r: &Results, any_vm: bool) -> Option<String> {
 /// Axis label for a category axis drawn on f64: the name at integer positions, else nothing.
 fn category(names: &[String], v: f64) -> String {
     if (v - v.round()).abs() < 1e-6 && v > -0.5 {
-        names.get(v.round().abs() as usize).cloned().unwrap_or_default()
+        names
+            .get(v.round().abs() as usize)
+            .cloned()
+            .unwrap_or_default()
     } else {
         String::new()
     }
@@ -126,30 +145,61 @@ fn category(names: &[String], v: f64) -> String {
 
 /// Median span per phase name, in the order phases occur, for one subject.
 fn phase_medians(r: &Results, subject: &str) -> Vec<(String, f64)> {
-    let Some(s) = r.startup.iter().find(|s| s.subject == subject) else { return Vec::new() };
+    let Some(s) = r.startup.iter().find(|s| s.subject == subject) else {
+        return Vec::new();
+    };
     let Some(first) = s.runs.iter().find(|x| !x.phases.is_empty()) else {
         let total = median(&s.runs.iter().map(|x| x.wall_ns as f64).collect::<Vec<_>>());
-        return total.map(|t| vec![("total (no phase marks)".to_string(), t)]).unwrap_or_default();
+        return total
+            .map(|t| vec![("total (no phase marks)".to_string(), t)])
+            .unwrap_or_default();
     };
     first
         .phases
         .iter()
         .filter_map(|p| {
-            let v: Vec<f64> = s.runs.iter().filter_map(|x| x.phases.iter().find(|q| q.name == p.name).map(|q| q.duration_ns as f64)).collect();
+            let v: Vec<f64> = s
+                .runs
+                .iter()
+                .filter_map(|x| {
+                    x.phases
+                        .iter()
+                        .find(|q| q.name == p.name)
+                        .map(|q| q.duration_ns as f64)
+                })
+                .collect();
             median(&v).map(|m| (p.name.clone(), m))
         })
         .collect()
 }
 
 /// Stacked horizontal bars: one per subject, one segment per phase (median), in `unit`.
-fn startup_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results, subjects: &[String], vm: bool) -> ChartResult {
+fn startup_phases<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Results,
+    subjects: &[String],
+    vm: bool,
+) -> ChartResult {
     let (scale, unit) = if vm { (1e9, "s") } else { (1e6, "ms") };
     let area = with_caveat(root, caveat_for(r, vm).as_deref())?;
-    let rows: Vec<(String, Vec<(String, f64)>)> = subjects.iter().map(|s| (s.clone(), phase_medians(r, s))).filter(|x| !x.1.is_empty()).collect();
+    let rows: Vec<(String, Vec<(String, f64)>)> = subjects
+        .iter()
+        .map(|s| (s.clone(), phase_medians(r, s)))
+        .filter(|x| !x.1.is_empty())
+        .collect();
     // Extra room on the right for the legend.
-    let max = rows.iter().map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>()).fold(0.0, f64::max) / scale * 1.6;
+    let max = rows
+        .iter()
+        .map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>())
+        .fold(0.0, f64::max)
+        / scale
+        * 1.6;
     let n = rows.len();
-    let title = if vm { "Startup phases, VMs (median of each phase)" } else { "Startup phases, host and containers (median of each phase)" };
+    let title = if vm {
+        "Startup phases, VMs (median of each phase)"
+    } else {
+        "Startup phases, host and containers (median of each phase)"
+    };
     let mut chart = ChartBuilder::on(&area)
         .caption(title, title_style())
         .margin(20)
@@ -180,9 +230,17 @@ fn startup_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
         let color = PHASE_COLORS[pi % PHASE_COLORS.len()];
         let mut rects = Vec::new();
         for (i, (_, phases)) in rows.iter().enumerate() {
-            let start: f64 = phases.iter().take_while(|(p, _)| p != pname).map(|x| x.1).sum::<f64>() / scale;
+            let start: f64 = phases
+                .iter()
+                .take_while(|(p, _)| p != pname)
+                .map(|x| x.1)
+                .sum::<f64>()
+                / scale;
             if let Some((_, d)) = phases.iter().find(|(p, _)| p == pname) {
-                rects.push(Rectangle::new([(start, i as f64 - 0.3), (start + d / scale, i as f64 + 0.3)], color.filled()));
+                rects.push(Rectangle::new(
+                    [(start, i as f64 - 0.3), (start + d / scale, i as f64 + 0.3)],
+                    color.filled(),
+                ));
             }
         }
         chart
@@ -193,17 +251,34 @@ fn startup_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
     }
     for (i, (_, phases)) in rows.iter().enumerate() {
         let total: f64 = phases.iter().map(|x| x.1).sum::<f64>() / scale;
-        let txt = if vm { format!("{total:.2} {unit}") } else { format!("{total:.1} {unit}") };
-        chart.draw_series(std::iter::once(Text::new(txt, (total, i as f64 + 0.42), label_style()))).map_err(|e| e.to_string())?;
+        let txt = if vm {
+            format!("{total:.2} {unit}")
+        } else {
+            format!("{total:.1} {unit}")
+        };
+        chart
+            .draw_series(std::iter::once(Text::new(
+                txt,
+                (total, i as f64 + 0.42),
+                label_style(),
+            )))
+            .map_err(|e| e.to_string())?;
     }
     legend_and_present(&mut chart, SeriesLabelPosition::UpperRight, &area)
 }
 
 /// Empirical CDF of startup wall times, log-scaled x so ms and s fit on one chart.
 fn startup_cdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> ChartResult {
-    let any_vm = r.startup.iter().any(|s| is_vm_subject(&s.subject) && !s.runs.is_empty());
+    let any_vm = r
+        .startup
+        .iter()
+        .any(|s| is_vm_subject(&s.subject) && !s.runs.is_empty());
     let area = with_caveat(root, caveat_for(r, any_vm).as_deref())?;
-    let all: Vec<f64> = r.startup.iter().flat_map(|s| s.runs.iter().map(|x| x.wall_ns as f64 / 1e6)).collect();
+    let all: Vec<f64> = r
+        .startup
+        .iter()
+        .flat_map(|s| s.runs.iter().map(|x| x.wall_ns as f64 / 1e6))
+        .collect();
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-3) * 0.8;
     let hi = all.iter().cloned().fold(0.0, f64::max) * 1.25;
     let mut chart = ChartBuilder::on(&area)
@@ -220,7 +295,13 @@ fn startup_cdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -
         .y_desc("fraction of runs ≤ x")
         .label_style(label_style())
         .axis_desc_style(label_style())
-        .x_label_formatter(&|x| if *x >= 1.0 { format!("{x:.0}") } else { format!("{x:.1}") })
+        .x_label_formatter(&|x| {
+            if *x >= 1.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        })
         .draw()
         .map_err(|e| e.to_string())?;
     for s in &r.startup {
@@ -228,7 +309,11 @@ fn startup_cdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -
             continue;
         }
         let color = subject_color(&s.subject);
-        let pts = cdf(&s.runs.iter().map(|x| x.wall_ns as f64 / 1e6).collect::<Vec<_>>());
+        let pts = cdf(&s
+            .runs
+            .iter()
+            .map(|x| x.wall_ns as f64 / 1e6)
+            .collect::<Vec<_>>());
         let mut step = Vec::new();
         let mut prev = 0.0;
         for (x, y) in &pts {
@@ -241,8 +326,12 @@ fn startup_cdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -
             .draw_series(LineSeries::new(step, color.stroke_width(3)))
             .map_err(|e| e.to_string())?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled()))).map_err(|e| e.to_string())?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
+            .map_err(|e| e.to_string())?;
     }
     legend_and_present(&mut chart, SeriesLabelPosition::UpperMiddle, &area)
 }
@@ -257,12 +346,26 @@ fn cpu_overhead<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) 
             workloads.push(s.workload.clone());
         }
     }
-    let subjects: Vec<&str> = ["container", "vm"].into_iter().filter(|s| r.cpu.iter().any(|c| c.subject == *s)).collect();
-    let host = |w: &str| median(&r.cpu.iter().find(|s| s.subject == "host" && s.workload == w)?.samples);
+    let subjects: Vec<&str> = ["container", "vm"]
+        .into_iter()
+        .filter(|s| r.cpu.iter().any(|c| c.subject == *s))
+        .collect();
+    let host = |w: &str| {
+        median(
+            &r.cpu
+                .iter()
+                .find(|s| s.subject == "host" && s.workload == w)?
+                .samples,
+        )
+    };
     let mut bars: Vec<(usize, usize, f64)> = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
         for (si, s) in subjects.iter().enumerate() {
-            let m = r.cpu.iter().find(|c| c.subject == *s && &c.workload == w).and_then(|c| median(&c.samples));
+            let m = r
+                .cpu
+                .iter()
+                .find(|c| c.subject == *s && &c.workload == w)
+                .and_then(|c| median(&c.samples));
             if let (Some(m), Some(h)) = (m, host(w)) {
                 if h > 0.0 {
                     bars.push((wi, si, m / h));
@@ -274,7 +377,10 @@ fn cpu_overhead<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) 
     let lo = bars.iter().map(|b| b.2).fold(1.0, f64::min) * 0.5;
     let n = workloads.len();
     let mut chart = ChartBuilder::on(&area)
-        .caption("CPU overhead: median cost per operation ÷ host", title_style())
+        .caption(
+            "CPU overhead: median cost per operation ÷ host",
+            title_style(),
+        )
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(100)
@@ -289,12 +395,23 @@ fn cpu_overhead<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) 
         .y_labels(12)
         .x_labels(30)
         .x_label_formatter(&|x| category(&names, *x))
-        .y_label_formatter(&|y| if *y >= 10.0 { format!("{y:.0}") } else { format!("{y:.2}") })
+        .y_label_formatter(&|y| {
+            if *y >= 10.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y:.2}")
+            }
+        })
         .label_style(label_style())
         .axis_desc_style(label_style())
         .draw()
         .map_err(|e| e.to_string())?;
-    chart.draw_series(std::iter::once(PathElement::new(vec![(-0.6, 1.0), (n as f64 - 0.4, 1.0)], BLACK.stroke_width(2)))).map_err(|e| e.to_string())?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(-0.6, 1.0), (n as f64 - 0.4, 1.0)],
+            BLACK.stroke_width(2),
+        )))
+        .map_err(|e| e.to_string())?;
     let width = 0.7 / subjects.len().max(1) as f64;
     for (si, s) in subjects.iter().enumerate() {
         let color = subject_color(s);
@@ -314,7 +431,15 @@ fn cpu_overhead<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) 
         chart
             .draw_series(bars.iter().filter(|b| b.1 == si).map(|&(wi, _, v)| {
                 let x0 = wi as f64 - 0.35 + si as f64 * width;
-                Text::new(if v >= 10.0 { format!("{v:.0}×") } else { format!("{v:.2}×") }, (x0 + width * 0.45, v * 1.03), bar_label_style())
+                Text::new(
+                    if v >= 10.0 {
+                        format!("{v:.0}×")
+                    } else {
+                        format!("{v:.2}×")
+                    },
+                    (x0 + width * 0.45, v * 1.03),
+                    bar_label_style(),
+                )
             }))
             .map_err(|e| e.to_string())?;
     }
@@ -326,12 +451,31 @@ fn memory_density<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
     let any_vm = r.density.iter().any(|s| is_vm_subject(&s.subject));
     let area = with_caveat(root, caveat_for(r, any_vm).as_deref())?;
     let mib = 1024.0 * 1024.0;
-    let xmax = r.density.iter().flat_map(|s| s.points.iter().map(|p| p.instances)).max().unwrap_or(1) as f64;
-    let ys: Vec<f64> = r.density.iter().flat_map(|s| s.points.iter().flat_map(|p| [p.pss_sum_bytes as f64 / mib, p.available_drop_bytes as f64 / mib])).collect();
+    let xmax = r
+        .density
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.instances))
+        .max()
+        .unwrap_or(1) as f64;
+    let ys: Vec<f64> = r
+        .density
+        .iter()
+        .flat_map(|s| {
+            s.points.iter().flat_map(|p| {
+                [
+                    p.pss_sum_bytes as f64 / mib,
+                    p.available_drop_bytes as f64 / mib,
+                ]
+            })
+        })
+        .collect();
     let ymax = ys.iter().cloned().fold(1.0, f64::max) * 1.15;
     let ymin = ys.iter().cloned().fold(0.0, f64::min) * 1.15;
     let mut chart = ChartBuilder::on(&area)
-        .caption("Memory per instance: host memory used by N idle instances", title_style())
+        .caption(
+            "Memory per instance: host memory used by N idle instances",
+            title_style(),
+        )
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(100)
@@ -348,18 +492,38 @@ fn memory_density<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results
     for s in &r.density {
         let color = subject_color(&s.subject);
         let (slope, _) = density_slopes(r, &s.subject);
-        let pss: Vec<(f64, f64)> = s.points.iter().map(|p| (p.instances as f64, p.pss_sum_bytes as f64 / mib)).collect();
-        let avail: Vec<(f64, f64)> = s.points.iter().map(|p| (p.instances as f64, p.available_drop_bytes as f64 / mib)).collect();
-        let label = format!("{} PSS sum ({} per instance)", s.subject, slope.map(fmt_bytes).unwrap_or_else(|| "–".into()));
+        let pss: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .map(|p| (p.instances as f64, p.pss_sum_bytes as f64 / mib))
+            .collect();
+        let avail: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .map(|p| (p.instances as f64, p.available_drop_bytes as f64 / mib))
+            .collect();
+        let label = format!(
+            "{} PSS sum ({} per instance)",
+            s.subject,
+            slope.map(fmt_bytes).unwrap_or_else(|| "–".into())
+        );
         chart
             .draw_series(LineSeries::new(pss.clone(), color.stroke_width(3)))
             .map_err(|e| e.to_string())?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart.draw_series(pss.iter().map(|p| Circle::new(*p, 6, color.filled()))).map_err(|e| e.to_string())?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(pss.iter().map(|p| Circle::new(*p, 6, color.filled())))
+            .map_err(|e| e.to_string())?;
         let light = color.mix(0.5);
         chart
-            .draw_series(avail.iter().map(|p| TriangleMarker::new(*p, 8, light.filled())))
+            .draw_series(
+                avail
+                    .iter()
+                    .map(|p| TriangleMarker::new(*p, 8, light.filled())),
+            )
             .map_err(|e| e.to_string())?
             .label(format!("{} MemAvailable drop (noisy)", s.subject))
             .legend(move |(x, y)| TriangleMarker::new((x + 12, y), 8, light.filled()));
@@ -374,12 +538,23 @@ fn disk<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Chart
     let vals: Vec<(String, f64)> = r
         .disk
         .iter()
-        .filter_map(|s| median(&s.allocated_bytes.iter().map(|&x| x as f64).collect::<Vec<_>>()).map(|m| (s.subject.clone(), (m / 1024.0).max(1.0))))
+        .filter_map(|s| {
+            median(
+                &s.allocated_bytes
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect::<Vec<_>>(),
+            )
+            .map(|m| (s.subject.clone(), (m / 1024.0).max(1.0)))
+        })
         .collect();
     let hi = vals.iter().map(|v| v.1).fold(10.0, f64::max) * 3.0;
     let n = vals.len();
     let mut chart = ChartBuilder::on(&area)
-        .caption("Host disk per extra instance (allocated, median)", title_style())
+        .caption(
+            "Host disk per extra instance (allocated, median)",
+            title_style(),
+        )
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(110)
@@ -399,10 +574,21 @@ fn disk<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Chart
         .draw()
         .map_err(|e| e.to_string())?;
     chart
-        .draw_series(vals.iter().enumerate().map(|(i, (s, v))| Rectangle::new([(i as f64 - 0.3, 0.5), (i as f64 + 0.3, *v)], subject_color(s).filled())))
+        .draw_series(vals.iter().enumerate().map(|(i, (s, v))| {
+            Rectangle::new(
+                [(i as f64 - 0.3, 0.5), (i as f64 + 0.3, *v)],
+                subject_color(s).filled(),
+            )
+        }))
         .map_err(|e| e.to_string())?;
     chart
-        .draw_series(vals.iter().enumerate().map(|(i, (_, v))| Text::new(fmt_bytes(v * 1024.0), (i as f64, v * 1.05), bar_label_style())))
+        .draw_series(vals.iter().enumerate().map(|(i, (_, v))| {
+            Text::new(
+                fmt_bytes(v * 1024.0),
+                (i as f64, v * 1.05),
+                bar_label_style(),
+            )
+        }))
         .map_err(|e| e.to_string())?;
     area.present().map_err(|e| e.to_string())
 }
@@ -426,7 +612,11 @@ macro_rules! both {
                 $files.push(png);
                 $stems.push($stem.to_string());
             }
-            (a, b) => $notes.push(format!("chart {}: {}", $stem, a.err().or(b.err()).unwrap_or_default())),
+            (a, b) => $notes.push(format!(
+                "chart {}: {}",
+                $stem,
+                a.err().or(b.err()).unwrap_or_default()
+            )),
         }
     }};
 }
@@ -440,22 +630,42 @@ pub fn render_all(r: &Results, dir: &Path) -> (Vec<PathBuf>, Vec<String>, Vec<St
         notes.push(e);
         return (files, stems, notes);
     }
-    let non_vm: Vec<String> = r.startup.iter().filter(|s| !is_vm_subject(&s.subject) && !s.runs.is_empty()).map(|s| s.subject.clone()).collect();
-    let vm: Vec<String> = r.startup.iter().filter(|s| is_vm_subject(&s.subject) && !s.runs.is_empty()).map(|s| s.subject.clone()).collect();
+    let non_vm: Vec<String> = r
+        .startup
+        .iter()
+        .filter(|s| !is_vm_subject(&s.subject) && !s.runs.is_empty())
+        .map(|s| s.subject.clone())
+        .collect();
+    let vm: Vec<String> = r
+        .startup
+        .iter()
+        .filter(|s| is_vm_subject(&s.subject) && !s.runs.is_empty())
+        .map(|s| s.subject.clone())
+        .collect();
     if !non_vm.is_empty() {
-        both!(dir, "startup_phases", files, notes, stems, |a| startup_phases(&a, r, &non_vm, false));
+        both!(dir, "startup_phases", files, notes, stems, |a| {
+            startup_phases(&a, r, &non_vm, false)
+        });
     }
     if !vm.is_empty() {
-        both!(dir, "startup_phases_vm", files, notes, stems, |a| startup_phases(&a, r, &vm, true));
+        both!(dir, "startup_phases_vm", files, notes, stems, |a| {
+            startup_phases(&a, r, &vm, true)
+        });
     }
     if !r.startup.is_empty() {
-        both!(dir, "startup_cdf", files, notes, stems, |a| startup_cdf(&a, r));
+        both!(dir, "startup_cdf", files, notes, stems, |a| startup_cdf(
+            &a, r
+        ));
     }
     if r.cpu.iter().any(|s| s.subject == "host") && r.cpu.iter().any(|s| s.subject != "host") {
-        both!(dir, "cpu_overhead", files, notes, stems, |a| cpu_overhead(&a, r));
+        both!(dir, "cpu_overhead", files, notes, stems, |a| cpu_overhead(
+            &a, r
+        ));
     }
     if r.density.iter().any(|s| !s.points.is_empty()) {
-        both!(dir, "memory_density", files, notes, stems, |a| memory_density(&a, r));
+        both!(dir, "memory_density", files, notes, stems, |a| {
+            memory_density(&a, r)
+        });
     }
     if !r.disk.is_empty() {
         both!(dir, "disk", files, notes, stems, |a| disk(&a, r));

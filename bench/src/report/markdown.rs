@@ -24,7 +24,11 @@ pub fn fmt_ns(ns: f64) -> String {
 /// "2.47", "138.8", "1 014 363": plain numbers with thousands grouped for big values.
 pub fn fmt_num(v: f64) -> String {
     if v.abs() < 1000.0 {
-        return if v.abs() < 10.0 { format!("{v:.3}") } else { format!("{v:.1}") };
+        return if v.abs() < 10.0 {
+            format!("{v:.3}")
+        } else {
+            format!("{v:.1}")
+        };
     }
     let digits = format!("{:.0}", v.abs());
     let mut out = String::new();
@@ -34,7 +38,11 @@ pub fn fmt_num(v: f64) -> String {
         }
         out.push(c);
     }
-    if v < 0.0 { format!("-{out}") } else { out }
+    if v < 0.0 {
+        format!("-{out}")
+    } else {
+        out
+    }
 }
 
 /// "0.93×", "5.4×", "7308×".
@@ -76,39 +84,89 @@ pub fn startup_median(r: &Results, subject: &str) -> Option<f64> {
 /// Median duration of the phase span whose name contains one of `names`, ns.
 pub fn phase_median(r: &Results, subject: &str, names: &[&str]) -> Option<f64> {
     let s = r.startup.iter().find(|s| s.subject == subject)?;
-    let v: Vec<f64> = s.runs.iter().filter_map(|run| run.phases.iter().find(|p| names.iter().any(|n| p.name == *n)).map(|p| p.duration_ns as f64)).collect();
+    let v: Vec<f64> = s
+        .runs
+        .iter()
+        .filter_map(|run| {
+            run.phases
+                .iter()
+                .find(|p| names.iter().any(|n| p.name == *n))
+                .map(|p| p.duration_ns as f64)
+        })
+        .collect();
     median(&v)
 }
 
 /// Median of a named mark (ns since spawn), e.g. "init".
 pub fn mark_median(r: &Results, subject: &str, names: &[&str]) -> Option<f64> {
     let s = r.startup.iter().find(|s| s.subject == subject)?;
-    let v: Vec<f64> = s.runs.iter().filter_map(|run| names.iter().find_map(|n| run.marks.get(*n)).map(|x| *x as f64)).collect();
+    let v: Vec<f64> = s
+        .runs
+        .iter()
+        .filter_map(|run| {
+            names
+                .iter()
+                .find_map(|n| run.marks.get(*n))
+                .map(|x| *x as f64)
+        })
+        .collect();
     median(&v)
 }
 
 /// Median of a memory metric, bytes.
 pub fn memory_median(r: &Results, subject: &str, metric: &str) -> Option<f64> {
-    let s = r.memory.iter().find(|s| s.subject == subject && s.metric == metric)?;
-    median(&s.samples_bytes.iter().map(|&x| x as f64).collect::<Vec<_>>())
+    let s = r
+        .memory
+        .iter()
+        .find(|s| s.subject == subject && s.metric == metric)?;
+    median(
+        &s.samples_bytes
+            .iter()
+            .map(|&x| x as f64)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Median per-op cost of a workload, in the series' unit.
 pub fn cpu_median(r: &Results, subject: &str, workload: &str) -> Option<f64> {
-    median(&r.cpu.iter().find(|s| s.subject == subject && s.workload == workload)?.samples)
+    median(
+        &r.cpu
+            .iter()
+            .find(|s| s.subject == subject && s.workload == workload)?
+            .samples,
+    )
 }
 
 /// Smallest per-op cost of a workload (least disturbed by neighbours).
 pub fn cpu_min(r: &Results, subject: &str, workload: &str) -> Option<f64> {
-    r.cpu.iter().find(|s| s.subject == subject && s.workload == workload)?.samples.iter().cloned().reduce(f64::min)
+    r.cpu
+        .iter()
+        .find(|s| s.subject == subject && s.workload == workload)?
+        .samples
+        .iter()
+        .cloned()
+        .reduce(f64::min)
 }
 
 /// (slope of PSS sum, slope of MemAvailable drop) per instance, bytes.
 pub fn density_slopes(r: &Results, subject: &str) -> (Option<f64>, Option<f64>) {
-    let Some(s) = r.density.iter().find(|s| s.subject == subject) else { return (None, None) };
-    let pss: Vec<(f64, f64)> = s.points.iter().map(|p| (p.instances as f64, p.pss_sum_bytes as f64)).collect();
-    let avail: Vec<(f64, f64)> = s.points.iter().map(|p| (p.instances as f64, p.available_drop_bytes as f64)).collect();
-    (linear_fit(&pss).map(|f| f.0), linear_fit(&avail).map(|f| f.0))
+    let Some(s) = r.density.iter().find(|s| s.subject == subject) else {
+        return (None, None);
+    };
+    let pss: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .map(|p| (p.instances as f64, p.pss_sum_bytes as f64))
+        .collect();
+    let avail: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .map(|p| (p.instances as f64, p.available_drop_bytes as f64))
+        .collect();
+    (
+        linear_fit(&pss).map(|f| f.0),
+        linear_fit(&avail).map(|f| f.0),
+    )
 }
 
 /// VM phase names that mean "launch → first guest instruction" (VMM setup).
@@ -134,7 +192,9 @@ pub fn targets(r: &Results) -> Vec<Target> {
     t.push(Target {
         what: "container startup median ≤ crun's",
         measured: match (c, crun) {
-            (Some(c), Some(k)) => format!("{} vs crun {} → ratio {:.2}", fmt_ns(c), fmt_ns(k), c / k),
+            (Some(c), Some(k)) => {
+                format!("{} vs crun {} → ratio {:.2}", fmt_ns(c), fmt_ns(k), c / k)
+            }
             _ => "not measured (needs container and crun startup)".into(),
         },
         met: ratio(c, crun).map(|x| x <= 1.0),
@@ -150,15 +210,33 @@ pub fn targets(r: &Results) -> Vec<Target> {
     t.push(Target {
         what: "VMM memory overhead ≤ 3 MiB RSS",
         measured: ov
-            .map(|o| format!("{}{}", fmt_bytes(o), qov.map(|q| format!(" (QEMU {})", fmt_bytes(q))).unwrap_or_default()))
-            .unwrap_or_else(|| format!("not measured (no VM memory sample){}", qov.map(|q| format!("; QEMU {}", fmt_bytes(q))).unwrap_or_default())),
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    fmt_bytes(o),
+                    qov.map(|q| format!(" (QEMU {})", fmt_bytes(q)))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| {
+                format!(
+                    "not measured (no VM memory sample){}",
+                    qov.map(|q| format!("; QEMU {}", fmt_bytes(q)))
+                        .unwrap_or_default()
+                )
+            }),
         met: ov.map(|o| o <= 3.0 * 1024.0 * 1024.0),
     });
-    let (vi, qi) = (mark_median(r, "vm", INIT_NAMES), mark_median(r, "qemu", &["init"]));
+    let (vi, qi) = (
+        mark_median(r, "vm", INIT_NAMES),
+        mark_median(r, "qemu", &["init"]),
+    );
     t.push(Target {
         what: "launch → init ≤ 0.8 × QEMU microvm's (same kernel)",
         measured: match (vi, qi) {
-            (Some(v), Some(q)) => format!("{} vs QEMU {} → ratio {:.2}", fmt_ns(v), fmt_ns(q), v / q),
+            (Some(v), Some(q)) => {
+                format!("{} vs QEMU {} → ratio {:.2}", fmt_ns(v), fmt_ns(q), v / q)
+            }
             (None, Some(q)) => format!("QEMU {}; vcompare VM not measured", fmt_ns(q)),
             _ => "not measured".into(),
         },
@@ -167,14 +245,23 @@ pub fn targets(r: &Results) -> Vec<Target> {
     // Best of N: on a shared machine noise only ever adds time to a compute loop, so the
     // minimum is the least disturbed estimate; the medians are shown too.
     let (cc, hc) = (cpu_min(r, "container", "cpu"), cpu_min(r, "host", "cpu"));
-    let (cm, hm) = (cpu_median(r, "container", "cpu"), cpu_median(r, "host", "cpu"));
+    let (cm, hm) = (
+        cpu_median(r, "container", "cpu"),
+        cpu_median(r, "host", "cpu"),
+    );
     t.push(Target {
         what: "compute-bound probe in the container within 2 % of host",
         measured: match (cc, hc) {
             (Some(c), Some(h)) => format!(
                 "best of {}: {:.3} vs {:.3} ns/iteration → {:+.2} % (medians {:+.2} %)",
-                r.cpu.iter().find(|s| s.subject == "host" && s.workload == "cpu").map(|s| s.samples.len()).unwrap_or(0),
-                c, h, (c / h - 1.0) * 100.0,
+                r.cpu
+                    .iter()
+                    .find(|s| s.subject == "host" && s.workload == "cpu")
+                    .map(|s| s.samples.len())
+                    .unwrap_or(0),
+                c,
+                h,
+                (c / h - 1.0) * 100.0,
                 ratio(cm, hm).map(|x| (x - 1.0) * 100.0).unwrap_or(f64::NAN)
             ),
             _ => "not measured".into(),
@@ -196,14 +283,32 @@ fn verdict(m: Option<bool>) -> &'static str {
 pub fn targets_text(r: &Results) -> String {
     let mut s = String::from("targets (medians of this run):\n");
     for t in targets(r) {
-        let _ = writeln!(s, "  [{}] {}: {}", match t.met { Some(true) => "met ", Some(false) => "MISS", None => "n/a " }, t.what, t.measured);
+        let _ = writeln!(
+            s,
+            "  [{}] {}: {}",
+            match t.met {
+                Some(true) => "met ",
+                Some(false) => "MISS",
+                None => "n/a ",
+            },
+            t.what,
+            t.measured
+        );
     }
     s
 }
 
 fn summary_row(label: &str, s: Option<Summary>, f: &dyn Fn(f64) -> String) -> String {
     match s {
-        Some(s) => format!("| {label} | {} | {} | {} | {} | {} | {} |\n", s.n, f(s.median), f(s.p90), f(s.min), f(s.max), f(s.mean)),
+        Some(s) => format!(
+            "| {label} | {} | {} | {} | {} | {} | {} |\n",
+            s.n,
+            f(s.median),
+            f(s.p90),
+            f(s.min),
+            f(s.max),
+            f(s.mean)
+        ),
         None => format!("| {label} | 0 | – | – | – | – | – |\n"),
     }
 }
@@ -214,7 +319,16 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     let e = &r.environment;
     let vm = r.has_vm_numbers();
     let _ = writeln!(md, "# vcompare benchmark report\n");
-    let _ = writeln!(md, "Measured {} on {} ({} CPUs, {} RAM), host kernel {}, vcompare {}.\n", e.date, e.cpu_model, e.cpus, fmt_bytes(e.memory_total_bytes as f64), e.host_kernel, e.vcompare_revision);
+    let _ = writeln!(
+        md,
+        "Measured {} on {} ({} CPUs, {} RAM), host kernel {}, vcompare {}.\n",
+        e.date,
+        e.cpu_model,
+        e.cpus,
+        fmt_bytes(e.memory_total_bytes as f64),
+        e.host_kernel,
+        e.vcompare_revision
+    );
     if vm || e.kvm_backend.contains("PVM") {
         let _ = writeln!(md, "> **VM figures: {}.** They are not representative of hardware KVM: guest kernel code is emulated instruction by instruction on this host, guest user code runs natively.\n", e.kvm_backend);
     }
@@ -227,7 +341,10 @@ pub fn render(r: &Results, charts: &[String]) -> String {
         "- One run of `vcompare bench` (suites: {}; modes: {}; peers: {}; image `{}`), {:.0} s in total.\n- {} timed runs per host/container/peer figure after one untimed warm-up round; {} per VM figure (each VM boot takes tens of seconds on this host).\n- Subjects alternate order every round (A B, B A, …) so drift hits all of them. Headline figures are **medians**; p90, min, max and mean are shown alongside; every raw sample is in `results.json`.\n",
         r.config.suites.join(", "), r.config.modes.join(", "), r.config.peers.join(", "), r.config.image, r.config.duration_secs, r.config.runs, r.config.vm_runs
     );
-    let _ = writeln!(md, "## Targets\n\n| target | measured (medians, this run) | verdict |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "## Targets\n\n| target | measured (medians, this run) | verdict |\n|---|---|---|"
+    );
     for t in targets(r) {
         let _ = writeln!(md, "| {} | {} | {} |", t.what, t.measured, verdict(t.met));
     }
@@ -240,10 +357,21 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     };
     if !r.startup.is_empty() {
         let _ = writeln!(md, "## Startup\n\nWall time from spawning the command to observing its exit (trivial command `/bin/probe true`).\n");
-        let _ = writeln!(md, "| subject | n | median | p90 | min | max | mean |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| subject | n | median | p90 | min | max | mean |\n|---|---|---|---|---|---|---|"
+        );
         for s in &r.startup {
-            let label = if is_vm_subject(&s.subject) { format!("{} ¹", s.subject) } else { s.subject.clone() };
-            md.push_str(&summary_row(&label, summarize_u64(&s.runs.iter().map(|x| x.wall_ns).collect::<Vec<_>>()), &fmt_ns));
+            let label = if is_vm_subject(&s.subject) {
+                format!("{} ¹", s.subject)
+            } else {
+                s.subject.clone()
+            };
+            md.push_str(&summary_row(
+                &label,
+                summarize_u64(&s.runs.iter().map(|x| x.wall_ns).collect::<Vec<_>>()),
+                &fmt_ns,
+            ));
         }
         md.push('\n');
         for s in &r.startup {
@@ -253,19 +381,45 @@ pub fn render(r: &Results, charts: &[String]) -> String {
             let _ = writeln!(md, "\n¹ {}.", vm_caveat(r));
         }
         let _ = writeln!(md, "\n### Phase breakdown (medians)\n\nEach span ends at the backend's phase mark of that name and starts at the previous mark (the first at the spawn); `{TAIL_SPAN}` runs from the last mark to the exit. Marks are recorded by vcompare in ns since its process entered `main`, so the ≈1 ms from spawn to `main` (exec, loader) is counted in `{TAIL_SPAN}`. Spans follow the order the marks arrived in each run; where that order varies (the container's `cgroup` and `namespaces` steps overlap), a span's median mixes both orders. Container marks: `cgroup` (cgroup created, limits written; the first span also holds CLI start-up and the image lookup), `namespaces` (clone with all namespace flags, id maps written), `rootfs` (overlay built), `mounts` (/proc, /sys, /dev, pivot_root — timestamped in the child), `exec` (execve succeeded; for containers `{TAIL_SPAN}` is the workload plus teardown). VM marks: `disk` (instance disk ready; includes CLI start-up), `vmm_setup` (first guest instruction: the span is disk ready → first guest instruction, i.e. initramfs build, KVM VM/vCPU/memory creation, kernel load), `kernel_boot` (the guest's init started), `root_mounted`, `exec` (entrypoint exec'd), `workload` (entrypoint exited), `teardown` (VMM finished); `{TAIL_SPAN}` is then the vcompare process exiting. QEMU: one span, launch → init.\n");
-        for s in r.startup.iter().filter(|s| s.runs.iter().any(|x| !x.phases.is_empty())) {
-            let names: Vec<String> = s.runs.iter().find(|x| !x.phases.is_empty()).map(|x| x.phases.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+        for s in r
+            .startup
+            .iter()
+            .filter(|s| s.runs.iter().any(|x| !x.phases.is_empty()))
+        {
+            let names: Vec<String> = s
+                .runs
+                .iter()
+                .find(|x| !x.phases.is_empty())
+                .map(|x| x.phases.iter().map(|p| p.name.clone()).collect())
+                .unwrap_or_default();
             let _ = write!(md, "**{}**: ", s.subject);
             let parts: Vec<String> = names
                 .iter()
                 .map(|n| {
-                    let v: Vec<f64> = s.runs.iter().filter_map(|x| x.phases.iter().find(|p| &p.name == n).map(|p| p.duration_ns as f64)).collect();
-                    format!("{} {}", n, median(&v).map(fmt_ns).unwrap_or_else(|| "–".into()))
+                    let v: Vec<f64> = s
+                        .runs
+                        .iter()
+                        .filter_map(|x| {
+                            x.phases
+                                .iter()
+                                .find(|p| &p.name == n)
+                                .map(|p| p.duration_ns as f64)
+                        })
+                        .collect();
+                    format!(
+                        "{} {}",
+                        n,
+                        median(&v).map(fmt_ns).unwrap_or_else(|| "–".into())
+                    )
                 })
                 .collect();
             let _ = writeln!(md, "{}\n", parts.join(" → "));
         }
-        chart(&mut md, "startup_phases", "startup phase timeline, containers");
+        chart(
+            &mut md,
+            "startup_phases",
+            "startup phase timeline, containers",
+        );
         chart(&mut md, "startup_phases_vm", "startup phase timeline, VMs");
         chart(&mut md, "startup_cdf", "startup distribution (CDF)");
     }
@@ -279,19 +433,49 @@ pub fn render(r: &Results, charts: &[String]) -> String {
             }
         }
         for w in workloads {
-            let unit = r.cpu.iter().find(|s| s.workload == w).map(|s| s.unit.clone()).unwrap_or_default();
+            let unit = r
+                .cpu
+                .iter()
+                .find(|s| s.workload == w)
+                .map(|s| s.unit.clone())
+                .unwrap_or_default();
             let h = cpu_median(r, "host", w);
             let cell = |sub: &str| match cpu_median(r, sub, w) {
-                Some(v) => format!("{}{}", fmt_num(v), ratio(Some(v), h).map(|x| format!(" ({})", fmt_ratio(x))).unwrap_or_default()),
+                Some(v) => format!(
+                    "{}{}",
+                    fmt_num(v),
+                    ratio(Some(v), h)
+                        .map(|x| format!(" ({})", fmt_ratio(x)))
+                        .unwrap_or_default()
+                ),
                 None => "–".into(),
             };
-            let args: Vec<String> = r.cpu.iter().filter(|s| s.workload == w).map(|s| format!("{}: `probe {}`", s.subject, s.args.join(" "))).collect();
-            let _ = writeln!(md, "| {w} | {unit} | {} | {} | {} |", h.map(fmt_num).unwrap_or_else(|| "–".into()), cell("container"), cell("vm"));
+            let args: Vec<String> = r
+                .cpu
+                .iter()
+                .filter(|s| s.workload == w)
+                .map(|s| format!("{}: `probe {}`", s.subject, s.args.join(" ")))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {w} | {unit} | {} | {} | {} |",
+                h.map(fmt_num).unwrap_or_else(|| "–".into()),
+                cell("container"),
+                cell("vm")
+            );
             let _ = args;
         }
         md.push('\n');
         for s in &r.cpu {
-            let _ = writeln!(md, "- {} {}: `probe {}`, {} run{}", s.subject, s.workload, s.args.join(" "), s.samples.len(), if s.samples.len() == 1 { "" } else { "s" });
+            let _ = writeln!(
+                md,
+                "- {} {}: `probe {}`, {} run{}",
+                s.subject,
+                s.workload,
+                s.args.join(" "),
+                s.samples.len(),
+                if s.samples.len() == 1 { "" } else { "s" }
+            );
         }
         let _ = writeln!(md, "\n`DIR` for `io`: on the host a directory on the data root's file system; in the container `/` (overlay upper dir); in the VM `/` (ext4 on virtio-blk). The host runs the probe from the image's rootfs with the image's environment, so the binary and environment size are identical.");
         md.push('\n');
@@ -305,8 +489,21 @@ pub fn render(r: &Results, charts: &[String]) -> String {
         for s in &r.memory {
             let sm = summarize_u64(&s.samples_bytes);
             let f = |x: Option<f64>| x.map(fmt_bytes).unwrap_or_else(|| "–".into());
-            let label = if is_vm_subject(&s.subject) { format!("{} ¹", s.subject) } else { s.subject.clone() };
-            let _ = writeln!(md, "| {label} | {} | {} | {} | {} | {} | {} |", s.metric, s.samples_bytes.len(), f(sm.map(|x| x.median)), f(sm.map(|x| x.min)), f(sm.map(|x| x.max)), s.definition);
+            let label = if is_vm_subject(&s.subject) {
+                format!("{} ¹", s.subject)
+            } else {
+                s.subject.clone()
+            };
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                s.metric,
+                s.samples_bytes.len(),
+                f(sm.map(|x| x.median)),
+                f(sm.map(|x| x.min)),
+                f(sm.map(|x| x.max)),
+                s.definition
+            );
         }
         md.push('\n');
         if r.memory.iter().any(|s| is_vm_subject(&s.subject)) {
@@ -315,17 +512,38 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     }
     if !r.density.is_empty() {
         let _ = writeln!(md, "## Density\n\nN idle instances (`{}`) started, host `MemAvailable` before − after (noisy: other work on the machine moves it) and the summed PSS of the instances' host processes; the slope of a least-squares line is the memory per extra instance.\n", r.density[0].workload);
-        let _ = writeln!(md, "| subject | instances | MemAvailable drop | PSS sum |\n|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| subject | instances | MemAvailable drop | PSS sum |\n|---|---|---|---|"
+        );
         for s in &r.density {
             for p in &s.points {
-                let _ = writeln!(md, "| {} | {} | {} | {} |", s.subject, p.instances, fmt_bytes(p.available_drop_bytes as f64), fmt_bytes(p.pss_sum_bytes as f64));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    s.subject,
+                    p.instances,
+                    fmt_bytes(p.available_drop_bytes as f64),
+                    fmt_bytes(p.pss_sum_bytes as f64)
+                );
             }
         }
         md.push('\n');
         for s in &r.density {
             let (pss, avail) = density_slopes(r, &s.subject);
             let f = |x: Option<f64>| x.map(fmt_bytes).unwrap_or_else(|| "–".into());
-            let _ = writeln!(md, "- **{}**: {} per extra instance by PSS, {} by MemAvailable{}", s.subject, f(pss), f(avail), if is_vm_subject(&s.subject) { format!(" ({})", vm_caveat(r)) } else { String::new() });
+            let _ = writeln!(
+                md,
+                "- **{}**: {} per extra instance by PSS, {} by MemAvailable{}",
+                s.subject,
+                f(pss),
+                f(avail),
+                if is_vm_subject(&s.subject) {
+                    format!(" ({})", vm_caveat(r))
+                } else {
+                    String::new()
+                }
+            );
         }
         md.push('\n');
         chart(&mut md, "memory_density", "memory per instance / density");
@@ -333,10 +551,28 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     if !r.disk.is_empty() {
         let _ = writeln!(md, "## Disk per instance\n\n| subject | n | allocated (median) | apparent (median) | how |\n|---|---|---|---|---|");
         for s in &r.disk {
-            let a = median(&s.allocated_bytes.iter().map(|&x| x as f64).collect::<Vec<_>>());
-            let b = median(&s.apparent_bytes.iter().map(|&x| x as f64).collect::<Vec<_>>());
+            let a = median(
+                &s.allocated_bytes
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect::<Vec<_>>(),
+            );
+            let b = median(
+                &s.apparent_bytes
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect::<Vec<_>>(),
+            );
             let f = |x: Option<f64>| x.map(fmt_bytes).unwrap_or_else(|| "–".into());
-            let _ = writeln!(md, "| {} | {} | {} | {} | {} |", s.subject, s.allocated_bytes.len(), f(a), f(b), s.definition);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                s.subject,
+                s.allocated_bytes.len(),
+                f(a),
+                f(b),
+                s.definition
+            );
         }
         md.push('\n');
         chart(&mut md, "disk", "disk per instance");
@@ -370,36 +606,95 @@ pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
     md.push_str("| figure | A | B | B / A |\n|---|---|---|---|\n");
     let mut row = |name: String, x: Option<f64>, y: Option<f64>, f: &dyn Fn(f64) -> String| {
         let c = |v: Option<f64>| v.map(f).unwrap_or_else(|| "–".into());
-        md.push_str(&format!("| {name} | {} | {} | {} |\n", c(x), c(y), ratio(y, x).map(|r| format!("{r:.2}")).unwrap_or_else(|| "–".into())));
+        md.push_str(&format!(
+            "| {name} | {} | {} | {} |\n",
+            c(x),
+            c(y),
+            ratio(y, x)
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "–".into())
+        ));
     };
-    let mut subjects: Vec<String> = a.startup.iter().chain(&b.startup).map(|s| s.subject.clone()).collect();
+    let mut subjects: Vec<String> = a
+        .startup
+        .iter()
+        .chain(&b.startup)
+        .map(|s| s.subject.clone())
+        .collect();
     subjects.dedup();
     subjects.sort();
     subjects.dedup();
     for s in &subjects {
-        row(format!("startup {s} (median)"), startup_median(a, s), startup_median(b, s), &fmt_ns);
+        row(
+            format!("startup {s} (median)"),
+            startup_median(a, s),
+            startup_median(b, s),
+            &fmt_ns,
+        );
     }
-    let mut keys: Vec<(String, String, String)> = a.cpu.iter().chain(&b.cpu).map(|s| (s.workload.clone(), s.subject.clone(), s.unit.clone())).collect();
+    let mut keys: Vec<(String, String, String)> = a
+        .cpu
+        .iter()
+        .chain(&b.cpu)
+        .map(|s| (s.workload.clone(), s.subject.clone(), s.unit.clone()))
+        .collect();
     keys.sort();
     keys.dedup();
     for (w, s, u) in keys {
-        row(format!("{w} {s} ({u})"), cpu_median(a, &s, &w), cpu_median(b, &s, &w), &|v| format!("{v:.1}"));
+        row(
+            format!("{w} {s} ({u})"),
+            cpu_median(a, &s, &w),
+            cpu_median(b, &s, &w),
+            &|v| format!("{v:.1}"),
+        );
     }
-    let mut mk: Vec<(String, String)> = a.memory.iter().chain(&b.memory).map(|s| (s.subject.clone(), s.metric.clone())).collect();
+    let mut mk: Vec<(String, String)> = a
+        .memory
+        .iter()
+        .chain(&b.memory)
+        .map(|s| (s.subject.clone(), s.metric.clone()))
+        .collect();
     mk.sort();
     mk.dedup();
     for (s, m) in mk {
-        row(format!("memory {s} {m}"), memory_median(a, &s, &m), memory_median(b, &s, &m), &fmt_bytes);
+        row(
+            format!("memory {s} {m}"),
+            memory_median(a, &s, &m),
+            memory_median(b, &s, &m),
+            &fmt_bytes,
+        );
     }
     for s in ["container", "vm"] {
-        row(format!("density {s} (PSS per instance)"), density_slopes(a, s).0, density_slopes(b, s).0, &fmt_bytes);
+        row(
+            format!("density {s} (PSS per instance)"),
+            density_slopes(a, s).0,
+            density_slopes(b, s).0,
+            &fmt_bytes,
+        );
     }
-    let disk = |r: &Results, s: &str| r.disk.iter().find(|d| d.subject == s).and_then(|d| median(&d.allocated_bytes.iter().map(|&x| x as f64).collect::<Vec<_>>()));
+    let disk = |r: &Results, s: &str| {
+        r.disk.iter().find(|d| d.subject == s).and_then(|d| {
+            median(
+                &d.allocated_bytes
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
     for s in ["container", "vm"] {
-        row(format!("disk {s} (allocated)"), disk(a, s), disk(b, s), &fmt_bytes);
+        row(
+            format!("disk {s} (allocated)"),
+            disk(a, s),
+            disk(b, s),
+            &fmt_bytes,
+        );
     }
     if a.has_vm_numbers() || b.has_vm_numbers() {
-        md.push_str(&format!("\nVM figures carry their run's KVM backend: A {}, B {}.\n", a.environment.kvm_backend, b.environment.kvm_backend));
+        md.push_str(&format!(
+            "\nVM figures carry their run's KVM backend: A {}, B {}.\n",
+            a.environment.kvm_backend, b.environment.kvm_backend
+        ));
     }
     let _ = summarize(&[]);
     md

@@ -26,5 +26,9 @@ pub fn render(r: &Results, dir: &Path) -> Result<Rendered> {
     let md = markdown::render(r, &stems);
     let report = dir.join("report.md");
     std::fs::write(&report, md).map_err(io_at(&report))?;
-    Ok(Rendered { report, charts, notes })
+    Ok(Rendered {
+        report,
+        charts,
+        notes,
+    })
 }

@@ -27,10 +27,30 @@ pub struct Workload {
 
 /// The workloads, in the order they run.
 pub const WORKLOADS: &[Workload] = &[
-    Workload { name: "cpu", args: &["50000000"], vm_args: &["50000000"], unit: "ns/iteration" },
-    Workload { name: "syscalls", args: &["200000"], vm_args: &["2000"], unit: "ns/syscall" },
-    Workload { name: "pagefaults", args: &["64"], vm_args: &["4"], unit: "ns/page" },
-    Workload { name: "io", args: &["{dir}", "16"], vm_args: &["{dir}", "4"], unit: "µs/MiB (write+fsync+read)" },
+    Workload {
+        name: "cpu",
+        args: &["50000000"],
+        vm_args: &["50000000"],
+        unit: "ns/iteration",
+    },
+    Workload {
+        name: "syscalls",
+        args: &["200000"],
+        vm_args: &["2000"],
+        unit: "ns/syscall",
+    },
+    Workload {
+        name: "pagefaults",
+        args: &["64"],
+        vm_args: &["4"],
+        unit: "ns/page",
+    },
+    Workload {
+        name: "io",
+        args: &["{dir}", "16"],
+        vm_args: &["{dir}", "4"],
+        unit: "µs/MiB (write+fsync+read)",
+    },
 ];
 
 /// Per-operation cost from one probe JSON line.
@@ -50,7 +70,10 @@ pub fn script(probe_path: &str, dir: &str, vm: bool) -> String {
     WORKLOADS
         .iter()
         .map(|w| {
-            let args: Vec<String> = (if vm { w.vm_args } else { w.args }).iter().map(|a| a.replace("{dir}", dir)).collect();
+            let args: Vec<String> = (if vm { w.vm_args } else { w.args })
+                .iter()
+                .map(|a| a.replace("{dir}", dir))
+                .collect();
             format!("{probe_path} {} {}", w.name, args.join(" "))
         })
         .collect::<Vec<_>>()
@@ -59,7 +82,16 @@ pub fn script(probe_path: &str, dir: &str, vm: bool) -> String {
 
 fn args_of(name: &str, vm: bool) -> Vec<String> {
     let w = WORKLOADS.iter().find(|w| w.name == name);
-    w.map(|w| std::iter::once(w.name.to_string()).chain((if vm { w.vm_args } else { w.args }).iter().map(|s| s.replace("{dir}", "DIR"))).collect()).unwrap_or_default()
+    w.map(|w| {
+        std::iter::once(w.name.to_string())
+            .chain(
+                (if vm { w.vm_args } else { w.args })
+                    .iter()
+                    .map(|s| s.replace("{dir}", "DIR")),
+            )
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn once(h: &mut Harness, subject: &str) -> Result<Vec<Value>> {
@@ -70,7 +102,10 @@ fn once(h: &mut Harness, subject: &str) -> Result<Vec<Value>> {
             std::fs::create_dir_all(&dir).ok();
             let s = script(&probe.to_string_lossy(), &dir.to_string_lossy(), false);
             let mut c = std::process::Command::new("/bin/sh");
-            c.arg("-c").arg(&s).env_clear().env("PATH", crate::harness::IMAGE_PATH);
+            c.arg("-c")
+                .arg(&s)
+                .env_clear()
+                .env("PATH", crate::harness::IMAGE_PATH);
             Ok(json_lines(&output(c, "host workloads")?.stdout))
         }
         mode => {
@@ -78,13 +113,29 @@ fn once(h: &mut Harness, subject: &str) -> Result<Vec<Value>> {
             let s = script("/bin/probe", "/", vm);
             let name = h.fresh_name(mode);
             let image = h.image.clone();
-            let args = ["run", "--name", &name, "--mode", mode, &image, "/bin/sh", "-c", &s];
+            let args = [
+                "run", "--name", &name, "--mode", mode, &image, "/bin/sh", "-c", &s,
+            ];
             let label = format!("vcompare run --mode {mode} … workloads");
-            let r = spawn_timed(h.vcompare(&args), &label).and_then(|t| t.finish(&label, if vm { Duration::from_secs(400) } else { Duration::from_secs(60) }));
+            let r = spawn_timed(h.vcompare(&args), &label).and_then(|t| {
+                t.finish(
+                    &label,
+                    if vm {
+                        Duration::from_secs(400)
+                    } else {
+                        Duration::from_secs(60)
+                    },
+                )
+            });
             h.remove(&[name]);
             let out = r?;
             if !out.status.success() {
-                return Err(crate::harness::failed(&label, &out.status.to_string(), &out.stderr, &out.stdout));
+                return Err(crate::harness::failed(
+                    &label,
+                    &out.status.to_string(),
+                    &out.stderr,
+                    &out.stdout,
+                ));
             }
             Ok(json_lines(&out.stdout))
         }
@@ -93,13 +144,34 @@ fn once(h: &mut Harness, subject: &str) -> Result<Vec<Value>> {
 
 fn record(results: &mut Results, subject: &str, lines: Vec<Value>) {
     for line in lines {
-        let Some(w) = line.get("workload").and_then(Value::as_str).map(str::to_string) else { continue };
+        let Some(w) = line
+            .get("workload")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
         let Some(v) = per_op(&line) else { continue };
-        let unit = WORKLOADS.iter().find(|x| x.name == w).map(|x| x.unit).unwrap_or("ns/op");
-        let i = match results.cpu.iter().position(|s| s.subject == subject && s.workload == w) {
+        let unit = WORKLOADS
+            .iter()
+            .find(|x| x.name == w)
+            .map(|x| x.unit)
+            .unwrap_or("ns/op");
+        let i = match results
+            .cpu
+            .iter()
+            .position(|s| s.subject == subject && s.workload == w)
+        {
             Some(i) => i,
             None => {
-                results.cpu.push(CpuSeries { workload: w.clone(), subject: subject.into(), args: args_of(&w, subject == "vm"), unit: unit.into(), samples: Vec::new(), raw: Vec::new() });
+                results.cpu.push(CpuSeries {
+                    workload: w.clone(),
+                    subject: subject.into(),
+                    args: args_of(&w, subject == "vm"),
+                    unit: unit.into(),
+                    samples: Vec::new(),
+                    raw: Vec::new(),
+                });
                 results.cpu.len() - 1
             }
         };
@@ -131,7 +203,10 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                 continue;
             }
             let r = once(h, subject);
-            h.advance(cost::CPU_SCRIPT, &format!("cpu {subject} {}/{}", round + 1, h.runs));
+            h.advance(
+                cost::CPU_SCRIPT,
+                &format!("cpu {subject} {}/{}", round + 1, h.runs),
+            );
             match r {
                 Ok(lines) => record(results, subject, lines),
                 Err(e) => {
@@ -141,7 +216,13 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
             }
         }
     }
-    if super::vm_usable(h, plan, results, "cpu", vm_boots(h.vm_runs) as u64 * cost::VM) {
+    if super::vm_usable(
+        h,
+        plan,
+        results,
+        "cpu",
+        vm_boots(h.vm_runs) as u64 * cost::VM,
+    ) {
         let boots = vm_boots(h.vm_runs);
         for round in 0..boots {
             let r = once(h, "vm");

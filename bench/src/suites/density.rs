@@ -25,7 +25,11 @@ fn available_avg() -> i64 {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if v.is_empty() { 0 } else { v.iter().sum::<i64>() / v.len() as i64 }
+    if v.is_empty() {
+        0
+    } else {
+        v.iter().sum::<i64>() / v.len() as i64
+    }
 }
 
 fn pss_of_instance(pid: u32) -> u64 {
@@ -36,8 +40,18 @@ fn pss_of_instance(pid: u32) -> u64 {
     pids.iter().filter_map(|p| rss_pss(*p)).map(|x| x.1).sum()
 }
 
-fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results, memory_sample: bool) -> Result<DensitySeries, crate::error::BenchError> {
-    let mut s = DensitySeries { subject: mode.into(), workload: "probe alloc 1 600 (detached)".into(), points: Vec::new() };
+fn series(
+    h: &mut Harness,
+    mode: &str,
+    steps: &[u32],
+    results: &mut Results,
+    memory_sample: bool,
+) -> Result<DensitySeries, crate::error::BenchError> {
+    let mut s = DensitySeries {
+        subject: mode.into(),
+        workload: "probe alloc 1 600 (detached)".into(),
+        points: Vec::new(),
+    };
     for &n in steps {
         let before = available_avg();
         // Start all N first (VMs then boot in parallel), then wait for each to be ready.
@@ -58,7 +72,14 @@ fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results, mem
                 break;
             }
             let r = memory::wait_ready(h, name, mode);
-            h.advance(if mode == "vm" { cost::VM } else { cost::CONTAINER }, &format!("density {mode} {n}"));
+            h.advance(
+                if mode == "vm" {
+                    cost::VM
+                } else {
+                    cost::CONTAINER
+                },
+                &format!("density {mode} {n}"),
+            );
             match r {
                 Ok(pid) => started.push((name.clone(), pid)),
                 Err(e) => err = Some(e),
@@ -75,7 +96,11 @@ fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results, mem
             std::thread::sleep(Duration::from_millis(500));
             let after = available_avg();
             let pss = started.iter().map(|(_, p)| pss_of_instance(*p)).sum();
-            s.points.push(DensityPoint { instances: n, available_drop_bytes: before - after, pss_sum_bytes: pss });
+            s.points.push(DensityPoint {
+                instances: n,
+                available_drop_bytes: before - after,
+                pss_sum_bytes: pss,
+            });
         }
         h.remove(&names);
         std::thread::sleep(Duration::from_millis(500));
@@ -83,7 +108,9 @@ fn series(h: &mut Harness, mode: &str, steps: &[u32], results: &mut Results, mem
             if s.points.is_empty() {
                 return Err(e);
             }
-            results.notes.push(format!("density {mode}: stopped at {n} instances: {e}"));
+            results
+                .notes
+                .push(format!("density {mode}: stopped at {n} instances: {e}"));
             break;
         }
     }
@@ -98,7 +125,13 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
             Err(e) => results.skip("density container", e.to_string()),
         }
     }
-    if super::vm_usable(h, plan, results, "density", super::density::VM_STEPS.iter().sum::<u32>() as u64 * cost::VM) {
+    if super::vm_usable(
+        h,
+        plan,
+        results,
+        "density",
+        super::density::VM_STEPS.iter().sum::<u32>() as u64 * cost::VM,
+    ) {
         match series(h, "vm", VM_STEPS, results, plan.suite("memory")) {
             Ok(s) => results.density.push(s),
             Err(e) => vm_failed(h, results, "density", &e),

@@ -36,12 +36,33 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         modes.push("vm");
     }
     for mode in modes {
-        let mut s = DiskSeries { subject: mode.into(), definition: definition(mode).into(), allocated_bytes: Vec::new(), apparent_bytes: Vec::new() };
+        let mut s = DiskSeries {
+            subject: mode.into(),
+            definition: definition(mode).into(),
+            allocated_bytes: Vec::new(),
+            apparent_bytes: Vec::new(),
+        };
         for _ in 0..2 {
             let name = h.fresh_name(mode);
             let image = h.image.clone();
-            let r = h.vcompare_ok(&["run", "--name", &name, "--mode", mode, &image, "/bin/probe", "true"]);
-            h.advance(if mode == "vm" { cost::VM } else { cost::CONTAINER }, &format!("disk {mode}"));
+            let r = h.vcompare_ok(&[
+                "run",
+                "--name",
+                &name,
+                "--mode",
+                mode,
+                &image,
+                "/bin/probe",
+                "true",
+            ]);
+            h.advance(
+                if mode == "vm" {
+                    cost::VM
+                } else {
+                    cost::CONTAINER
+                },
+                &format!("disk {mode}"),
+            );
             match r.and_then(|_| h.inspect(&name)) {
                 Ok(rec) => {
                     if let Some((a, b)) = instance_usage(&rec) {

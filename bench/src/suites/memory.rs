@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use super::{cost, vm_failed, Plan};
 use crate::error::{BenchError, Result};
-use crate::harness::{cgroup_memory_usage, largest_mapping, parent_and_comm, rss_in_ranges, rss_pss, Harness};
+use crate::harness::{
+    cgroup_memory_usage, largest_mapping, parent_and_comm, rss_in_ranges, rss_pss, Harness,
+};
 use crate::results::{MemorySeries, Results};
 
 /// Guest RAM given to measured VMs (the VM default), MiB.
@@ -49,7 +51,11 @@ pub fn start_detached(h: &mut Harness, mode: &str) -> Result<String> {
 /// Waits until the idle instance `name` has printed its probe line; returns its host pid.
 /// On failure the instance is removed.
 pub fn wait_ready(h: &mut Harness, name: &str, mode: &str) -> Result<u32> {
-    let timeout = if mode == "vm" { Duration::from_secs(300) } else { Duration::from_secs(20) };
+    let timeout = if mode == "vm" {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(20)
+    };
     if let Err(e) = h.wait_for_log(name, "\"alloc\"", timeout) {
         h.remove(&[name.to_string()]);
         return Err(e);
@@ -58,7 +64,10 @@ pub fn wait_ready(h: &mut Harness, name: &str, mode: &str) -> Result<u32> {
         Some(p) => Ok(p as u32),
         None => {
             h.remove(&[name.to_string()]);
-            Err(BenchError::Parse { what: format!("vcompare inspect {name}"), detail: "no pid for a running instance".into() })
+            Err(BenchError::Parse {
+                what: format!("vcompare inspect {name}"),
+                detail: "no pid for a running instance".into(),
+            })
         }
     }
 }
@@ -72,9 +81,18 @@ pub fn monitor_of(pid: u32) -> Option<u32> {
 
 fn push(results: &mut Results, subject: &str, metric: &str, definition: &str, v: Option<u64>) {
     let Some(v) = v else { return };
-    match results.memory.iter_mut().find(|s| s.subject == subject && s.metric == metric) {
+    match results
+        .memory
+        .iter_mut()
+        .find(|s| s.subject == subject && s.metric == metric)
+    {
         Some(s) => s.samples_bytes.push(v),
-        None => results.memory.push(MemorySeries { subject: subject.into(), metric: metric.into(), definition: definition.into(), samples_bytes: vec![v] }),
+        None => results.memory.push(MemorySeries {
+            subject: subject.into(),
+            metric: metric.into(),
+            definition: definition.into(),
+            samples_bytes: vec![v],
+        }),
     }
 }
 
@@ -87,7 +105,10 @@ fn host_sample(h: &Harness, results: &mut Results) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|source| BenchError::Spawn { cmd: "probe alloc 1 30".into(), source })?;
+        .map_err(|source| BenchError::Spawn {
+            cmd: "probe alloc 1 30".into(),
+            source,
+        })?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         let _ = BufReader::new(out).read_line(&mut line);
@@ -95,8 +116,20 @@ fn host_sample(h: &Harness, results: &mut Results) -> Result<()> {
     let m = rss_pss(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    push(results, "host", "rss", "RSS of `probe alloc 1` on the host (smaps_rollup)", m.map(|x| x.0));
-    push(results, "host", "pss", "PSS of `probe alloc 1` on the host (smaps_rollup)", m.map(|x| x.1));
+    push(
+        results,
+        "host",
+        "rss",
+        "RSS of `probe alloc 1` on the host (smaps_rollup)",
+        m.map(|x| x.0),
+    );
+    push(
+        results,
+        "host",
+        "pss",
+        "PSS of `probe alloc 1` on the host (smaps_rollup)",
+        m.map(|x| x.1),
+    );
     Ok(())
 }
 
@@ -104,10 +137,28 @@ fn host_sample(h: &Harness, results: &mut Results) -> Result<()> {
 fn container_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
     let (name, pid) = start_idle(h, "container")?;
     let m = rss_pss(pid);
-    push(results, "container", "pss", "PSS of the container's process (`probe alloc 1`), smaps_rollup", m.map(|x| x.1));
-    push(results, "container", "cgroup_usage", "memory cgroup usage of the container (v1 memory.usage_in_bytes / v2 memory.current)", cgroup_memory_usage(pid));
+    push(
+        results,
+        "container",
+        "pss",
+        "PSS of the container's process (`probe alloc 1`), smaps_rollup",
+        m.map(|x| x.1),
+    );
+    push(
+        results,
+        "container",
+        "cgroup_usage",
+        "memory cgroup usage of the container (v1 memory.usage_in_bytes / v2 memory.current)",
+        cgroup_memory_usage(pid),
+    );
     let mon = monitor_of(pid).and_then(rss_pss);
-    push(results, "container", "monitor_rss", "RSS of the `vcompare` monitor process supervising the container", mon.map(|x| x.0));
+    push(
+        results,
+        "container",
+        "monitor_rss",
+        "RSS of the `vcompare` monitor process supervising the container",
+        mon.map(|x| x.0),
+    );
     h.remove(&[name]);
     Ok(())
 }
@@ -117,16 +168,27 @@ fn container_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
 fn guest_ram_rss(h: &Harness, name: &str, pid: u32) -> Option<(u64, u64)> {
     let rec = h.inspect(name).ok()?;
     let dir = rec.get("spec")?.get("instance_dir")?.as_str()?.to_string();
-    let read = |f: &str| -> Option<Value> { std::fs::read(std::path::Path::new(&dir).join(f)).ok().and_then(|b| serde_json::from_slice(&b).ok()) };
+    let read = |f: &str| -> Option<Value> {
+        std::fs::read(std::path::Path::new(&dir).join(f))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    };
     // `vm-ram.json` ([[host address, length], …]); older layouts kept it in `vm.json`.
-    let list = read("vm-ram.json").or_else(|| read("vm.json").and_then(|v| v.get("guest_ram_host_ranges").cloned()));
+    let list = read("vm-ram.json")
+        .or_else(|| read("vm.json").and_then(|v| v.get("guest_ram_host_ranges").cloned()));
     let ranges: Vec<(u64, u64)> = list
         .as_ref()
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|r| Some((r.get(0)?.as_u64()?, r.get(1)?.as_u64()?))).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| Some((r.get(0)?.as_u64()?, r.get(1)?.as_u64()?)))
+                .collect()
+        })
         .unwrap_or_default();
     let size = ranges.iter().map(|r| r.1).sum();
-    rss_in_ranges(pid, &ranges).map(|rss| (size, rss)).or_else(|| largest_mapping(pid, VM_MEMORY_MIB << 19))
+    rss_in_ranges(pid, &ranges)
+        .map(|rss| (size, rss))
+        .or_else(|| largest_mapping(pid, VM_MEMORY_MIB << 19))
 }
 
 /// One VM sample from a fresh idle VM.
@@ -148,10 +210,25 @@ pub fn record_vm(h: &mut Harness, results: &mut Results, name: &str, pid: u32) -
         _ => None,
     };
     push(results, "vm", "vmm_overhead_rss", "VMM process RSS − RSS of its guest-RAM mappings (host ranges from the instance's vm-ram.json), while the guest's probe holds 1 MiB", overhead);
-    push(results, "vm", "guest_touched", "RSS of the VMM's guest-RAM mappings (guest pages touched so far)", guest.map(|g| g.1));
-    push(results, "vm", "rss", "VMM process RSS (guest RAM included)", total.map(|t| t.0));
+    push(
+        results,
+        "vm",
+        "guest_touched",
+        "RSS of the VMM's guest-RAM mappings (guest pages touched so far)",
+        guest.map(|g| g.1),
+    );
+    push(
+        results,
+        "vm",
+        "rss",
+        "VMM process RSS (guest RAM included)",
+        total.map(|t| t.0),
+    );
     if overhead.is_none() {
-        return Err(BenchError::Parse { what: format!("/proc/{pid}/smaps"), detail: "no guest-RAM mapping found".into() });
+        return Err(BenchError::Parse {
+            what: format!("/proc/{pid}/smaps"),
+            detail: "no guest-RAM mapping found".into(),
+        });
     }
     Ok(())
 }

@@ -59,18 +59,23 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
     let vm = plan.mode("vm") as u64;
     let mut t = 0;
     if plan.suite("startup") {
-        t += (r + 1) * (plan.mode("host") as u64 * cost::HOST + plan.mode("container") as u64 * cost::CONTAINER);
+        t += (r + 1)
+            * (plan.mode("host") as u64 * cost::HOST
+                + plan.mode("container") as u64 * cost::CONTAINER);
         t += (r + 1) * (plan.peer("crun") as u64 + plan.peer("runc") as u64) * cost::PEER_CONTAINER;
         t += v * (vm * cost::VM + plan.peer("qemu") as u64 * cost::QEMU);
     }
     if plan.suite("cpu") {
-        t += r * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT + cpu::vm_boots(h.vm_runs) as u64 * vm * cost::VM;
+        t += r * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT
+            + cpu::vm_boots(h.vm_runs) as u64 * vm * cost::VM;
     }
     if plan.suite("memory") {
         t += 3 * cost::CONTAINER * 3 + vm * (!plan.suite("density")) as u64 * cost::VM;
     }
     if plan.suite("density") {
-        t += density::CONTAINER_STEPS.iter().sum::<u32>() as u64 * cost::CONTAINER * plan.mode("container") as u64;
+        t += density::CONTAINER_STEPS.iter().sum::<u32>() as u64
+            * cost::CONTAINER
+            * plan.mode("container") as u64;
         t += density::VM_STEPS.iter().sum::<u32>() as u64 * cost::VM * vm;
     }
     if plan.suite("disk") && !plan.suite("startup") {
@@ -99,21 +104,37 @@ pub fn run_all(h: &mut Harness, plan: &Plan, results: &mut Results) {
 }
 
 /// Notes a VM failure once: later suites then skip VM mode with the same reason.
-pub fn vm_failed(h: &mut Harness, results: &mut Results, what: &str, err: &crate::error::BenchError) {
+pub fn vm_failed(
+    h: &mut Harness,
+    results: &mut Results,
+    what: &str,
+    err: &crate::error::BenchError,
+) {
     let reason = err.to_string();
-    h.say(&format!("VM mode: {what} failed: {reason} — VM measurements skipped from here on"));
+    h.say(&format!(
+        "VM mode: {what} failed: {reason} — VM measurements skipped from here on"
+    ));
     results.skip(format!("vm {what}"), reason.clone());
     h.vm_broken = Some(reason);
 }
 
 /// Whether VM mode should run now (selected and not already failing). When it is skipped,
 /// the progress bar is advanced by `skipped_ms` (the estimate of the VM work not done).
-pub fn vm_usable(h: &Harness, plan: &Plan, results: &mut Results, what: &str, skipped_ms: u64) -> bool {
+pub fn vm_usable(
+    h: &Harness,
+    plan: &Plan,
+    results: &mut Results,
+    what: &str,
+    skipped_ms: u64,
+) -> bool {
     if !plan.mode("vm") {
         return false;
     }
     if let Some(r) = &h.vm_broken {
-        results.skip(format!("vm {what}"), format!("VM mode failed earlier in this run: {r}"));
+        results.skip(
+            format!("vm {what}"),
+            format!("VM mode failed earlier in this run: {r}"),
+        );
         h.advance(skipped_ms, &format!("{what}: VM skipped"));
         return false;
     }

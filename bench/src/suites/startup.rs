@@ -38,11 +38,17 @@ pub fn phase_spans(marks: &[(String, u64)], base_minus_spawn: i64, wall_ns: u64)
     for (name, at) in sorted {
         let rel = (at as i64 + base_minus_spawn).clamp(0, wall_ns as i64) as u64;
         let rel = rel.max(prev);
-        spans.push(PhaseSpan { name, duration_ns: rel - prev });
+        spans.push(PhaseSpan {
+            name,
+            duration_ns: rel - prev,
+        });
         prev = rel;
     }
     if !spans.is_empty() {
-        spans.push(PhaseSpan { name: TAIL_SPAN.into(), duration_ns: wall_ns.saturating_sub(prev) });
+        spans.push(PhaseSpan {
+            name: TAIL_SPAN.into(),
+            duration_ns: wall_ns.saturating_sub(prev),
+        });
     }
     spans
 }
@@ -53,7 +59,12 @@ pub fn marks_from_inspect(v: &Value) -> Vec<(String, u64)> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|p| Some((p.get("name")?.as_str()?.to_string(), p.get("at_ns")?.as_u64()?)))
+                .filter_map(|p| {
+                    Some((
+                        p.get("name")?.as_str()?.to_string(),
+                        p.get("at_ns")?.as_u64()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -61,13 +72,30 @@ pub fn marks_from_inspect(v: &Value) -> Vec<(String, u64)> {
 
 /// One `vcompare run --mode MODE IMAGE /bin/probe true`: the timed run, its phases and (if
 /// asked) the instance directory's disk use, then `rm`.
-fn vcompare_once(h: &mut Harness, mode: &str, want_disk: bool) -> Result<(StartupRun, Option<(u64, u64)>)> {
+fn vcompare_once(
+    h: &mut Harness,
+    mode: &str,
+    want_disk: bool,
+) -> Result<(StartupRun, Option<(u64, u64)>)> {
     let name = h.fresh_name(mode);
     let image = h.image.clone();
-    let args = ["run", "--name", &name, "--mode", mode, &image, "/bin/probe", "true"];
+    let args = [
+        "run",
+        "--name",
+        &name,
+        "--mode",
+        mode,
+        &image,
+        "/bin/probe",
+        "true",
+    ];
     let label = format!("vcompare run --mode {mode} {image} /bin/probe true");
     let timed = spawn_timed(h.vcompare(&args), &label)?;
-    let timeout = if mode == "vm" { VM_TIMEOUT } else { CONTAINER_TIMEOUT };
+    let timeout = if mode == "vm" {
+        VM_TIMEOUT
+    } else {
+        CONTAINER_TIMEOUT
+    };
     let out = timed.finish(&label, timeout);
     let out = match out {
         Ok(o) => o,
@@ -78,10 +106,19 @@ fn vcompare_once(h: &mut Harness, mode: &str, want_disk: bool) -> Result<(Startu
     };
     if !out.status.success() {
         h.remove(&[name]);
-        return Err(crate::harness::failed(&label, &out.status.to_string(), &out.stderr, &out.stdout));
+        return Err(crate::harness::failed(
+            &label,
+            &out.status.to_string(),
+            &out.stderr,
+            &out.stdout,
+        ));
     }
     let record = h.inspect(&name);
-    let mut run = StartupRun { wall_ns: out.wall_ns, phases: Vec::new(), marks: BTreeMap::new() };
+    let mut run = StartupRun {
+        wall_ns: out.wall_ns,
+        phases: Vec::new(),
+        marks: BTreeMap::new(),
+    };
     let mut usage = None;
     if let Ok(rec) = &record {
         let marks = marks_from_inspect(rec);
@@ -90,7 +127,8 @@ fn vcompare_once(h: &mut Harness, mode: &str, want_disk: bool) -> Result<(Startu
         let offset = 0;
         run.phases = phase_spans(&marks, offset, out.wall_ns);
         for (n, at) in &marks {
-            run.marks.insert(n.clone(), (*at as i64 + offset).max(0) as u64);
+            run.marks
+                .insert(n.clone(), (*at as i64 + offset).max(0) as u64);
         }
         if want_disk {
             usage = disk::instance_usage(rec);
@@ -105,26 +143,53 @@ fn vcompare_once(h: &mut Harness, mode: &str, want_disk: bool) -> Result<(Startu
 fn host_once(h: &Harness) -> Result<StartupRun> {
     let probe = h.rootfs.join("bin/probe");
     let mut c = std::process::Command::new(&probe);
-    c.arg("true").stdin(std::process::Stdio::null()).env_clear().env("PATH", crate::harness::IMAGE_PATH);
+    c.arg("true")
+        .stdin(std::process::Stdio::null())
+        .env_clear()
+        .env("PATH", crate::harness::IMAGE_PATH);
     let label = format!("{} true", probe.display());
     let out = spawn_timed(c, &label)?.finish(&label, CONTAINER_TIMEOUT)?;
     if !out.status.success() {
-        return Err(crate::harness::failed(&label, &out.status.to_string(), &out.stderr, &out.stdout));
+        return Err(crate::harness::failed(
+            &label,
+            &out.status.to_string(),
+            &out.stderr,
+            &out.stdout,
+        ));
     }
-    Ok(StartupRun { wall_ns: out.wall_ns, phases: Vec::new(), marks: BTreeMap::new() })
+    Ok(StartupRun {
+        wall_ns: out.wall_ns,
+        phases: Vec::new(),
+        marks: BTreeMap::new(),
+    })
 }
 
 /// One crun or runc run of the same rootfs and command.
 fn peer_once(h: &mut Harness, peer: &str, bundle: &std::path::Path) -> Result<StartupRun> {
     let id = h.fresh_name(peer);
-    let cmd = if peer == "crun" { peers::crun::command(bundle, &id) } else { peers::runc::command(bundle, &id) };
+    let cmd = if peer == "crun" {
+        peers::crun::command(bundle, &id)
+    } else {
+        peers::runc::command(bundle, &id)
+    };
     let label = format!("{peer} run -b {} {id}", bundle.display());
     let out = spawn_timed(cmd, &label)?.finish(&label, CONTAINER_TIMEOUT)?;
     if !out.status.success() {
-        let _ = std::process::Command::new(peer).args(["delete", "-f", &id]).output();
-        return Err(crate::harness::failed(&label, &out.status.to_string(), &out.stderr, &out.stdout));
+        let _ = std::process::Command::new(peer)
+            .args(["delete", "-f", &id])
+            .output();
+        return Err(crate::harness::failed(
+            &label,
+            &out.status.to_string(),
+            &out.stderr,
+            &out.stdout,
+        ));
     }
-    Ok(StartupRun { wall_ns: out.wall_ns, phases: Vec::new(), marks: BTreeMap::new() })
+    Ok(StartupRun {
+        wall_ns: out.wall_ns,
+        phases: Vec::new(),
+        marks: BTreeMap::new(),
+    })
 }
 
 /// Definition text shown next to each subject's numbers.
@@ -144,7 +209,11 @@ fn series<'a>(all: &'a mut Vec<StartupSeries>, subject: &str) -> &'a mut Startup
     if let Some(i) = all.iter().position(|s| s.subject == subject) {
         return &mut all[i];
     }
-    all.push(StartupSeries { subject: subject.into(), definition: definition(subject).into(), runs: Vec::new() });
+    all.push(StartupSeries {
+        subject: subject.into(),
+        definition: definition(subject).into(),
+        runs: Vec::new(),
+    });
     all.last_mut().expect("just pushed")
 }
 
@@ -163,9 +232,16 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         if !plan.peer(peer) {
             continue;
         }
-        let avail = if peer == "crun" { peers::crun::available() } else { peers::runc::available() };
+        let avail = if peer == "crun" {
+            peers::crun::available()
+        } else {
+            peers::runc::available()
+        };
         if !avail {
-            results.skip(format!("peer {peer}"), format!("{peer} is not on PATH (apt-get install {peer})"));
+            results.skip(
+                format!("peer {peer}"),
+                format!("{peer} is not on PATH (apt-get install {peer})"),
+            );
             continue;
         }
         match peers::write_bundle(&bundle, &h.rootfs, &["/bin/probe", "true"]) {
@@ -219,7 +295,10 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     let mut qemu_setup = None;
     if plan.peer("qemu") && plan.mode("vm") {
         if !peers::qemu::available() {
-            results.skip("peer qemu", "qemu-system-x86_64 is not on PATH (apt-get install qemu-system-x86)");
+            results.skip(
+                "peer qemu",
+                "qemu-system-x86_64 is not on PATH (apt-get install qemu-system-x86)",
+            );
         } else {
             // The kernel vcompare's VM mode uses; if it is not built, the newest cached build
             // (said so in the notes: then "same kernel" holds only if the VM run used it too).
@@ -234,20 +313,28 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                 }
             };
             match kernel {
-                Some(kernel) => match peers::qemu::prepare(&h.scratch, &kernel, &h.rootfs.join("bin/probe")) {
-                    Ok(s) => {
-                        results.notes.push(format!("qemu peer kernel: {}", kernel.display()));
-                        qemu_setup = Some(s);
-                        vm_subjects.push("qemu");
+                Some(kernel) => {
+                    match peers::qemu::prepare(&h.scratch, &kernel, &h.rootfs.join("bin/probe")) {
+                        Ok(s) => {
+                            results
+                                .notes
+                                .push(format!("qemu peer kernel: {}", kernel.display()));
+                            qemu_setup = Some(s);
+                            vm_subjects.push("qemu");
+                        }
+                        Err(e) => results.skip("peer qemu", e.to_string()),
                     }
-                    Err(e) => results.skip("peer qemu", e.to_string()),
-                },
+                }
                 None => results.skip("peer qemu", "no guest kernel built (run kernels/build.sh)"),
             }
         }
     }
     if plan.peer("firecracker") && plan.mode("vm") {
-        let why = if peers::firecracker::available() { "found on PATH but not driven by this harness yet" } else { "firecracker is not on PATH" };
+        let why = if peers::firecracker::available() {
+            "found on PATH but not driven by this harness yet"
+        } else {
+            "firecracker is not on PATH"
+        };
         results.skip("peer firecracker", why);
     }
     let mut qemu_mem: Vec<(u64, u64)> = Vec::new();
@@ -256,7 +343,14 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         order.rotate_left(round % vm_subjects.len().max(1));
         for subject in order {
             if subject == "vm" && h.vm_broken.is_some() || failed.iter().any(|f| f == subject) {
-                h.advance(if subject == "vm" { cost::VM } else { cost::QEMU }, &format!("startup {subject} skipped"));
+                h.advance(
+                    if subject == "vm" {
+                        cost::VM
+                    } else {
+                        cost::QEMU
+                    },
+                    &format!("startup {subject} skipped"),
+                );
                 continue;
             }
             if subject == "vm" {
@@ -273,15 +367,30 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                 }
             } else if let Some(setup) = &qemu_setup {
                 let r = peers::qemu::boot_once(setup, VM_TIMEOUT);
-                h.advance(cost::QEMU, &format!("startup qemu {}/{}", round + 1, h.vm_runs));
+                h.advance(
+                    cost::QEMU,
+                    &format!("startup qemu {}/{}", round + 1, h.vm_runs),
+                );
                 match r {
                     Ok(b) => {
                         let mut marks = BTreeMap::new();
                         if let Some(i) = b.init_ns {
                             marks.insert("init".to_string(), i);
                         }
-                        let phases = b.init_ns.map(|i| vec![PhaseSpan { name: "launch → init".into(), duration_ns: i }]).unwrap_or_default();
-                        series(&mut results.startup, "qemu").runs.push(StartupRun { wall_ns: b.wall_ns, phases, marks });
+                        let phases = b
+                            .init_ns
+                            .map(|i| {
+                                vec![PhaseSpan {
+                                    name: "launch → init".into(),
+                                    duration_ns: i,
+                                }]
+                            })
+                            .unwrap_or_default();
+                        series(&mut results.startup, "qemu").runs.push(StartupRun {
+                            wall_ns: b.wall_ns,
+                            phases,
+                            marks,
+                        });
                         if let (Some(o), Some(g)) = (b.vmm_overhead_rss, b.guest_touched) {
                             qemu_mem.push((o, g));
                         }

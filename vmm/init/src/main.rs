@@ -33,7 +33,9 @@ fn report(port: u16, phase: u32, arg: u32) {
     let v = phase | (arg << 8);
     if PORT_OK.load(std::sync::atomic::Ordering::Relaxed) {
         // SAFETY: ioperm was granted for this port in main(); `out` has no memory effects.
-        unsafe { std::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            std::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+        };
     } else {
         let m = format!("\x1b_vcompare:{v}\x1b\\");
         // SAFETY: writing a local buffer to our stdout (the console), then draining it.
@@ -52,17 +54,33 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-fn mount(src: &str, dst: &str, fstype: &str, flags: libc::c_ulong, data: Option<&str>) -> Result<(), String> {
+fn mount(
+    src: &str,
+    dst: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
     let (s, d, t) = (cstr(src), cstr(dst), cstr(fstype));
     let data = data.map(cstr);
     // SAFETY: all pointers are valid NUL-terminated strings (or null) for the call.
     let rc = unsafe {
-        libc::mount(s.as_ptr(), d.as_ptr(), t.as_ptr(), flags, data.as_ref().map_or(std::ptr::null(), |c| c.as_ptr().cast()))
+        libc::mount(
+            s.as_ptr(),
+            d.as_ptr(),
+            t.as_ptr(),
+            flags,
+            data.as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr().cast()),
+        )
     };
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!("mount {src} on {dst} ({fstype}): {}", std::io::Error::last_os_error()))
+        Err(format!(
+            "mount {src} on {dst} ({fstype}): {}",
+            std::io::Error::last_os_error()
+        ))
     }
 }
 
@@ -90,12 +108,21 @@ fn send_info() {
     let (release, cpus) = unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         libc::uname(&mut u);
-        let r = std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned();
+        let r = std::ffi::CStr::from_ptr(u.release.as_ptr())
+            .to_string_lossy()
+            .into_owned();
         (r, libc::sysconf(libc::_SC_NPROCESSORS_ONLN))
     };
     let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok())
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let info = serde_json::json!({
@@ -122,7 +149,11 @@ fn setup_root(spec: &GuestSpec, port: u16) -> Result<(), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let ro = if spec.root_readonly { libc::MS_RDONLY } else { 0 };
+    let ro = if spec.root_readonly {
+        libc::MS_RDONLY
+    } else {
+        0
+    };
     mount(&spec.root_device, "/newroot", &spec.root_fstype, ro, None)?;
     for d in ["proc", "sys", "dev", "tmp"] {
         let _ = std::fs::create_dir(format!("/newroot/{d}"));
@@ -138,9 +169,21 @@ fn setup_root(spec: &GuestSpec, port: u16) -> Result<(), String> {
     }
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     let _ = std::fs::create_dir_all("/dev/pts");
-    let _ = mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666"));
+    let _ = mount(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666"),
+    );
     let _ = std::fs::create_dir_all("/dev/shm");
-    let _ = mount("shm", "/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, None);
+    let _ = mount(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    );
     report(port, PHASE_ROOT_MOUNTED, 0);
     Ok(())
 }
@@ -240,17 +283,38 @@ fn main() {
     let port_ok = unsafe { libc::ioperm(u64::from(DEFAULT_PORT) as libc::c_ulong, 4, 1) == 0 };
     PORT_OK.store(port_ok, std::sync::atomic::Ordering::Relaxed);
     report(DEFAULT_PORT, PHASE_INIT_START, 0);
-    if let Err(e) = mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)
-        .and_then(|_| mount("sysfs", "/sys", "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None))
-        .and_then(|_| mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, None))
+    if let Err(e) = mount(
+        "proc",
+        "/proc",
+        "proc",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+    .and_then(|_| {
+        mount(
+            "sysfs",
+            "/sys",
+            "sysfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        )
+    })
+    .and_then(|_| mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, None))
     {
         fail(DEFAULT_PORT, &e);
     }
-    let spec: GuestSpec = match std::fs::read("/vcompare.json").map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let spec: GuestSpec = match std::fs::read("/vcompare.json")
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
         Ok(s) => s,
         Err(e) => fail(DEFAULT_PORT, &format!("cannot read /vcompare.json: {e}")),
     };
-    let port = if spec.boot_timer_port == 0 { DEFAULT_PORT } else { spec.boot_timer_port };
+    let port = if spec.boot_timer_port == 0 {
+        DEFAULT_PORT
+    } else {
+        spec.boot_timer_port
+    };
     if spec.args.is_empty() {
         fail(port, "no command to run");
     }
@@ -283,8 +347,16 @@ fn main() {
 
     let status = loop {
         let mut fds = [
-            libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: valid pollfd array.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -295,7 +367,11 @@ fn main() {
             let got = &b[..n.max(0) as usize];
             for (i, _) in got.iter().enumerate().filter(|(_, &c)| c == SIGNAL_BYTE) {
                 let sig = got.get(i + 1).map_or(libc::SIGTERM, |&s| i32::from(s));
-                let sig = if (1..=64).contains(&sig) { sig } else { libc::SIGTERM };
+                let sig = if (1..=64).contains(&sig) {
+                    sig
+                } else {
+                    libc::SIGTERM
+                };
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(child, sig) };
             }
@@ -324,7 +400,11 @@ fn main() {
             break st;
         }
     };
-    let (code, sig) = if libc::WIFSIGNALED(status) { (0, libc::WTERMSIG(status)) } else { (libc::WEXITSTATUS(status), 0) };
+    let (code, sig) = if libc::WIFSIGNALED(status) {
+        (0, libc::WTERMSIG(status))
+    } else {
+        (libc::WEXITSTATUS(status), 0)
+    };
     // Let the console drain so the entrypoint's last output is seen before we report.
     // SAFETY: tcdrain on our stdout (the console).
     unsafe {
@@ -332,6 +412,10 @@ fn main() {
         libc::kill(-1, libc::SIGKILL);
         libc::sync();
     }
-    report(port, PHASE_EXIT, (code as u32 & 0xff) | ((sig as u32 & 0xff) << 8));
+    report(
+        port,
+        PHASE_EXIT,
+        (code as u32 & 0xff) | ((sig as u32 & 0xff) << 8),
+    );
     finish();
 }

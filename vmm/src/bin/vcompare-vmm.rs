@@ -6,10 +6,16 @@ fn main() {
         eprintln!("usage: vcompare-vmm JOB.json");
         std::process::exit(2);
     };
-    let job = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let job = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("vcompare-vmm: cannot read the job {}: {e}", std::path::Path::new(&path).display());
+            eprintln!(
+                "vcompare-vmm: cannot read the job {}: {e}",
+                std::path::Path::new(&path).display()
+            );
             std::process::exit(2);
         }
     };

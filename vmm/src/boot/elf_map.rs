@@ -66,21 +66,41 @@ pub fn parse(f: &File) -> Option<KernelLayout> {
     }
     let mut ph = vec![0u8; phentsize * phnum];
     f.read_exact_at(&mut ph, phoff).ok()?;
-    let mut layout = KernelLayout { segments: Vec::new(), pvh_entry: None };
+    let mut layout = KernelLayout {
+        segments: Vec::new(),
+        pvh_entry: None,
+    };
     for i in 0..phnum {
         let p = &ph[i * phentsize..(i + 1) * phentsize];
-        let (kind, offset, paddr, filesz, memsz) = (u32_at(p, 0)?, u64_at(p, 8)?, u64_at(p, 24)?, u64_at(p, 32)?, u64_at(p, 40)?);
+        let (kind, offset, paddr, filesz, memsz) = (
+            u32_at(p, 0)?,
+            u64_at(p, 8)?,
+            u64_at(p, 24)?,
+            u64_at(p, 32)?,
+            u64_at(p, 40)?,
+        );
         match kind {
-            PT_LOAD => layout.segments.push(Segment { offset, paddr, filesz, memsz }),
+            PT_LOAD => layout.segments.push(Segment {
+                offset,
+                paddr,
+                filesz,
+                memsz,
+            }),
             PT_NOTE if filesz <= 64 * 1024 => {
                 let mut notes = vec![0u8; filesz as usize];
                 f.read_exact_at(&mut notes, offset).ok()?;
                 let mut o = 0usize;
                 while o + 12 <= notes.len() {
-                    let (namesz, descsz, ty) = (u32_at(&notes, o)? as usize, u32_at(&notes, o + 4)? as usize, u32_at(&notes, o + 8)?);
+                    let (namesz, descsz, ty) = (
+                        u32_at(&notes, o)? as usize,
+                        u32_at(&notes, o + 4)? as usize,
+                        u32_at(&notes, o + 8)?,
+                    );
                     let name_at = o + 12;
                     let desc_at = name_at + namesz.next_multiple_of(4);
-                    if ty == XEN_ELFNOTE_PHYS32_ENTRY && notes.get(name_at..name_at + namesz) == Some(b"Xen\0") {
+                    if ty == XEN_ELFNOTE_PHYS32_ENTRY
+                        && notes.get(name_at..name_at + namesz) == Some(b"Xen\0")
+                    {
                         layout.pvh_entry = match descsz {
                             4 => u32_at(&notes, desc_at).map(u64::from),
                             8 => u64_at(&notes, desc_at),
@@ -102,7 +122,9 @@ pub fn mappable(segs: &[Segment]) -> bool {
     let mut sorted: Vec<_> = segs.iter().filter(|s| s.filesz > 0).collect();
     sorted.sort_by_key(|s| s.paddr);
     let aligned = sorted.iter().all(|s| s.offset % PAGE == s.paddr % PAGE);
-    let disjoint = sorted.windows(2).all(|w| (w[0].paddr + w[0].memsz).next_multiple_of(PAGE) <= w[1].paddr / PAGE * PAGE);
+    let disjoint = sorted
+        .windows(2)
+        .all(|w| (w[0].paddr + w[0].memsz).next_multiple_of(PAGE) <= w[1].paddr / PAGE * PAGE);
     aligned && disjoint
 }
 
@@ -115,7 +137,11 @@ pub fn map_into(mem: &GuestMem, f: &File, layout: &KernelLayout) -> Option<u64> 
     // Check all targets first so that a failure leaves guest RAM untouched.
     for s in &layout.segments {
         if s.filesz > 0 {
-            mem.get_slice(GuestAddress(s.paddr / PAGE * PAGE), (s.paddr % PAGE + s.memsz) as usize).ok()?;
+            mem.get_slice(
+                GuestAddress(s.paddr / PAGE * PAGE),
+                (s.paddr % PAGE + s.memsz) as usize,
+            )
+            .ok()?;
         }
     }
     let mut end = 0;
@@ -132,7 +158,14 @@ pub fn map_into(mem: &GuestMem, f: &File, layout: &KernelLayout) -> Option<u64> 
         // outlives this mapping's use; MAP_FIXED replaces those pages with a private file
         // mapping of the same size. Nothing else references the replaced (untouched) pages.
         let p = unsafe {
-            libc::mmap(host.cast(), len as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_FIXED, f.as_raw_fd(), (s.offset - lead) as i64)
+            libc::mmap(
+                host.cast(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                f.as_raw_fd(),
+                (s.offset - lead) as i64,
+            )
         };
         if p == libc::MAP_FAILED {
             // The range may now be partially file-backed: treat as fatal for this path; the
@@ -147,7 +180,17 @@ pub fn map_into(mem: &GuestMem, f: &File, layout: &KernelLayout) -> Option<u64> 
         // The mapped pages also hold file bytes before and after the segment: the guest
         // must see zeros there, as in untouched RAM (the .bss starts right after).
         let zero = |from: u64, to: u64| -> Option<()> {
-            (to > from).then(|| vm_memory::Bytes::write_slice(mem, &vec![0u8; (to - from) as usize], GuestAddress(from)).ok()).flatten().or(Some(()))
+            (to > from)
+                .then(|| {
+                    vm_memory::Bytes::write_slice(
+                        mem,
+                        &vec![0u8; (to - from) as usize],
+                        GuestAddress(from),
+                    )
+                    .ok()
+                })
+                .flatten()
+                .or(Some(()))
         };
         zero(page_addr, s.paddr)?;
         zero(s.paddr + s.filesz, page_addr + len)?;
@@ -160,14 +203,31 @@ mod tests {
     use super::*;
 
     fn seg(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Segment {
-        Segment { offset, paddr, filesz, memsz }
+        Segment {
+            offset,
+            paddr,
+            filesz,
+            memsz,
+        }
     }
 
     #[test]
     fn mappable_rules() {
-        assert!(mappable(&[seg(0x200000, 0x1000000, 0x67c194, 0x67c194), seg(0xcd4000, 0x18d4000, 0x9e000, 0x144000)]));
-        assert!(!mappable(&[seg(0x1000, 0x1000800, 0x100, 0x100)]), "misaligned");
-        assert!(!mappable(&[seg(0x1000, 0x1000000, 0x100, 0x100), seg(0x2100, 0x1000100, 0x100, 0x100)]), "shared page");
+        assert!(mappable(&[
+            seg(0x200000, 0x1000000, 0x67c194, 0x67c194),
+            seg(0xcd4000, 0x18d4000, 0x9e000, 0x144000)
+        ]));
+        assert!(
+            !mappable(&[seg(0x1000, 0x1000800, 0x100, 0x100)]),
+            "misaligned"
+        );
+        assert!(
+            !mappable(&[
+                seg(0x1000, 0x1000000, 0x100, 0x100),
+                seg(0x2100, 0x1000100, 0x100, 0x100)
+            ]),
+            "shared page"
+        );
     }
 
     /// Builds a tiny ELF with two PT_LOAD segments and a PVH note; maps it; compares bytes.
@@ -180,7 +240,13 @@ mod tests {
         img[32..40].copy_from_slice(&64u64.to_le_bytes()); // phoff
         img[54..56].copy_from_slice(&56u16.to_le_bytes());
         img[56..58].copy_from_slice(&3u16.to_le_bytes());
-        let ph = |i: usize, img: &mut Vec<u8>, kind: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
+        let ph = |i: usize,
+                  img: &mut Vec<u8>,
+                  kind: u32,
+                  off: u64,
+                  paddr: u64,
+                  filesz: u64,
+                  memsz: u64| {
             let o = 64 + 56 * i;
             img[o..o + 4].copy_from_slice(&kind.to_le_bytes());
             img[o + 8..o + 16].copy_from_slice(&off.to_le_bytes());

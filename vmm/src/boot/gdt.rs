@@ -29,7 +29,11 @@ pub fn segment_from_gdt(entry: u64, index: u8) -> kvm_segment {
     kvm_segment {
         base,
         // KVM wants the limit in bytes: scale by 4 KiB when G is set.
-        limit: if g == 1 { (limit_raw << 12) | 0xfff } else { limit_raw },
+        limit: if g == 1 {
+            (limit_raw << 12) | 0xfff
+        } else {
+            limit_raw
+        },
         selector: u16::from(index) * 8,
         type_: ((entry >> 40) & 0xf) as u8,
         present: ((entry >> 47) & 1) as u8,
@@ -52,7 +56,10 @@ mod tests {
     fn code_segment_is_flat_32bit() {
         let s = segment_from_gdt(BOOT_GDT[1], 1);
         assert_eq!((s.base, s.limit, s.selector), (0, 0xffff_ffff, 8));
-        assert_eq!((s.type_, s.present, s.db, s.l, s.s, s.g), (0xb, 1, 1, 0, 1, 1));
+        assert_eq!(
+            (s.type_, s.present, s.db, s.l, s.s, s.g),
+            (0xb, 1, 1, 0, 1, 1)
+        );
     }
 
     #[test]

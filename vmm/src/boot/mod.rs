@@ -49,7 +49,9 @@ pub enum BootError {
         source: std::io::Error,
     },
     /// linux-loader rejected the kernel image.
-    #[error("cannot load guest kernel {path} (an ELF vmlinux with a PVH note is needed): {source}")]
+    #[error(
+        "cannot load guest kernel {path} (an ELF vmlinux with a PVH note is needed): {source}"
+    )]
     LoadKernel {
         /// Kernel path.
         path: String,
@@ -91,20 +93,32 @@ pub struct BootInfo {
 /// mapped from the file when possible ([`elf_map`]), else copied by linux-loader.
 pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<BootInfo, BootError> {
     let p = path.display().to_string();
-    let mut f = File::open(path).map_err(|source| BootError::OpenKernel { path: p.clone(), source })?;
+    let mut f = File::open(path).map_err(|source| BootError::OpenKernel {
+        path: p.clone(),
+        source,
+    })?;
     if let Some(layout) = elf_map::parse(&f) {
         if let Some(entry) = layout.pvh_entry {
             if let Some(end) = elf_map::map_into(mem, &f, &layout) {
-                return Ok(BootInfo { pvh_entry: entry, kernel_end: end });
+                return Ok(BootInfo {
+                    pvh_entry: entry,
+                    kernel_end: end,
+                });
             }
         }
     }
-    let res = Elf::load(mem, None, &mut f, Some(GuestAddress(HIGH_RAM_START)))
-        .map_err(|source| BootError::LoadKernel { path: p.clone(), source })?;
+    let res =
+        Elf::load(mem, None, &mut f, Some(GuestAddress(HIGH_RAM_START))).map_err(|source| {
+            BootError::LoadKernel {
+                path: p.clone(),
+                source,
+            }
+        })?;
     match res.pvh_boot_cap {
-        PvhBootCapability::PvhEntryPresent(entry) => {
-            Ok(BootInfo { pvh_entry: entry.0, kernel_end: res.kernel_end })
-        }
+        PvhBootCapability::PvhEntryPresent(entry) => Ok(BootInfo {
+            pvh_entry: entry.0,
+            kernel_end: res.kernel_end,
+        }),
         _ => Err(BootError::NoPvh(p)),
     }
 }
@@ -117,7 +131,10 @@ pub fn write_cmdline(mem: &GuestMem, cmdline: &str) -> Result<(), BootError> {
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
     mem.write_slice(&bytes, GuestAddress(CMDLINE_ADDR))
-        .map_err(|source| BootError::GuestWrite { what: "command line", source })
+        .map_err(|source| BootError::GuestWrite {
+            what: "command line",
+            source,
+        })
 }
 
 /// Places the initramfs page-aligned at the top of low RAM (where the kernel looks last for
@@ -130,6 +147,9 @@ pub fn load_initrd(mem: &GuestMem, info: &BootInfo, initrd: &[u8]) -> Result<u64
         .filter(|&a| a >= info.kernel_end)
         .ok_or(BootError::InitrdTooBig(initrd.len()))?;
     mem.write_slice(initrd, GuestAddress(addr))
-        .map_err(|source| BootError::GuestWrite { what: "initramfs", source })?;
+        .map_err(|source| BootError::GuestWrite {
+            what: "initramfs",
+            source,
+        })?;
     Ok(addr)
 }

@@ -87,7 +87,8 @@ pub fn build(addr: u32, cpus: u8) -> Result<Vec<u8>, MpTableError> {
 /// Writes the MP table for `cpus` vCPUs at [`super::MPTABLE_ADDR`].
 pub fn write(mem: &GuestMem, cpus: u8) -> Result<(), MpTableError> {
     let bytes = build(super::MPTABLE_ADDR as u32, cpus)?;
-    mem.write_slice(&bytes, GuestAddress(super::MPTABLE_ADDR)).map_err(MpTableError::Write)
+    mem.write_slice(&bytes, GuestAddress(super::MPTABLE_ADDR))
+        .map_err(MpTableError::Write)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! vCPU register state for the PVH entry (32-bit protected mode, paging off, %ebx = start
 //! info), FPU defaults, the boot MSRs and the local APIC's LINT0/LINT1 wiring.
 
-use kvm_bindings::{kvm_fpu, kvm_lapic_state, kvm_regs, kvm_sregs, Msrs, kvm_msr_entry};
+use kvm_bindings::{kvm_fpu, kvm_lapic_state, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -37,14 +37,20 @@ const MISC_ENABLE_FAST_STRING: u64 = 1;
 /// Writes the boot GDT (shared by all vCPUs) into guest memory.
 pub fn write_gdt(mem: &GuestMem) -> Result<(), RegsError> {
     for (i, e) in BOOT_GDT.iter().enumerate() {
-        mem.write_obj(*e, GuestAddress(GDT_ADDR + 8 * i as u64)).map_err(RegsError::Gdt)?;
+        mem.write_obj(*e, GuestAddress(GDT_ADDR + 8 * i as u64))
+            .map_err(RegsError::Gdt)?;
     }
     Ok(())
 }
 
 /// The general registers at the PVH entry point.
 pub fn pvh_regs(entry: u64) -> kvm_regs {
-    kvm_regs { rflags: 0x2, rip: entry, rbx: START_INFO_ADDR, ..Default::default() }
+    kvm_regs {
+        rflags: 0x2,
+        rip: entry,
+        rbx: START_INFO_ADDR,
+        ..Default::default()
+    }
 }
 
 /// Applies the PVH segment/control register state to `sregs` (as read from KVM).
@@ -73,10 +79,18 @@ pub fn pvh_sregs(sregs: &mut kvm_sregs) {
 pub fn setup_vcpu(vcpu: &VcpuFd, index: u8, entry: u64) -> Result<(), RegsError> {
     let kvm = |what| move |source| RegsError::Kvm { what, source };
     setup_lapic(vcpu)?;
-    let msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_MISC_ENABLE, data: MISC_ENABLE_FAST_STRING, ..Default::default() }])
-        .expect("one MSR fits");
+    let msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index: MSR_IA32_MISC_ENABLE,
+        data: MISC_ENABLE_FAST_STRING,
+        ..Default::default()
+    }])
+    .expect("one MSR fits");
     vcpu.set_msrs(&msrs).map_err(kvm("MSRs"))?;
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
     vcpu.set_fpu(&fpu).map_err(kvm("FPU"))?;
     if index == 0 {
         let mut sregs = vcpu.get_sregs().map_err(kvm("special registers (get)"))?;
@@ -100,10 +114,16 @@ fn set_lvt(lapic: &mut kvm_lapic_state, reg: usize, mode: u32) {
 
 /// LINT0 = ExtINT (the legacy PIC path), LINT1 = NMI, as the MP table says.
 fn setup_lapic(vcpu: &VcpuFd) -> Result<(), RegsError> {
-    let mut lapic = vcpu.get_lapic().map_err(|source| RegsError::Kvm { what: "LAPIC (get)", source })?;
+    let mut lapic = vcpu.get_lapic().map_err(|source| RegsError::Kvm {
+        what: "LAPIC (get)",
+        source,
+    })?;
     set_lvt(&mut lapic, APIC_LVT0, APIC_MODE_EXTINT);
     set_lvt(&mut lapic, APIC_LVT1, APIC_MODE_NMI);
-    vcpu.set_lapic(&lapic).map_err(|source| RegsError::Kvm { what: "LAPIC", source })
+    vcpu.set_lapic(&lapic).map_err(|source| RegsError::Kvm {
+        what: "LAPIC",
+        source,
+    })
 }
 
 #[cfg(test)]

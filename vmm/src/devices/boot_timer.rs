@@ -99,8 +99,14 @@ impl BootTimer {
     /// Records one report (`phase | arg << 8`), from the port or from a console marker.
     pub fn record(&self, value: u32) {
         let at = Instant::now();
-        let Some(phase) = Phase::from_byte(value as u8) else { return };
-        self.marks.lock().unwrap().push(Mark { phase, arg: value >> 8, at });
+        let Some(phase) = Phase::from_byte(value as u8) else {
+            return;
+        };
+        self.marks.lock().unwrap().push(Mark {
+            phase,
+            arg: value >> 8,
+            at,
+        });
         match phase {
             Phase::EntrypointExec => self.forward.store(true, Ordering::SeqCst),
             Phase::EntrypointExit | Phase::InitFailed => {
@@ -138,7 +144,13 @@ impl BootTimer {
 
     /// The last mark of `phase`.
     pub fn last(&self, phase: Phase) -> Option<Mark> {
-        self.marks.lock().unwrap().iter().rev().find(|m| m.phase == phase).copied()
+        self.marks
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m.phase == phase)
+            .copied()
     }
 }
 

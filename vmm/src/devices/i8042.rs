@@ -14,7 +14,9 @@ pub struct ResetDevice {
 impl ResetDevice {
     /// A controller that signals `reset` when the guest asks for a CPU reset.
     pub fn new(reset: EventTrigger) -> Self {
-        ResetDevice { dev: I8042Device::new(reset) }
+        ResetDevice {
+            dev: I8042Device::new(reset),
+        }
     }
 
     /// Port read (0x60 data, 0x64 status).

@@ -67,7 +67,10 @@ impl Devices {
     pub fn pio_write(&self, port: u16, data: &[u8]) {
         match port {
             COM1_BASE..=0x3ff if data.len() == 1 => {
-                self.serial.lock().unwrap().write((port - COM1_BASE) as u8, data[0]);
+                self.serial
+                    .lock()
+                    .unwrap()
+                    .write((port - COM1_BASE) as u8, data[0]);
             }
             I8042_DATA | I8042_CMD if data.len() == 1 => {
                 self.i8042.lock().unwrap().write(port, data[0]);

@@ -45,7 +45,14 @@ enum Marker {
 impl ConsoleSink {
     /// A sink writing to `out` while `forward` is set.
     pub fn new(out: Box<dyn Write + Send>, forward: Arc<AtomicBool>) -> Self {
-        ConsoleSink { out, forward, tail: VecDeque::with_capacity(TAIL_BYTES), pending: Vec::new(), timer: None, marker: Vec::new() }
+        ConsoleSink {
+            out,
+            forward,
+            tail: VecDeque::with_capacity(TAIL_BYTES),
+            pending: Vec::new(),
+            timer: None,
+            marker: Vec::new(),
+        }
     }
 
     /// Console markers are reported to `timer` (and removed from the output).
@@ -92,7 +99,10 @@ impl ConsoleSink {
             }
             return parsed;
         }
-        if n > MARKER_MAX || !(b.is_ascii_graphic() || b == b' ' || b == 0x1b) || (b == 0x1b && self.marker[n - 2] == 0x1b) {
+        if n > MARKER_MAX
+            || !(b.is_ascii_graphic() || b == b' ' || b == 0x1b)
+            || (b == 0x1b && self.marker[n - 2] == 0x1b)
+        {
             let held = std::mem::take(&mut self.marker);
             out.extend_from_slice(&held);
         }
@@ -104,7 +114,10 @@ impl ConsoleSink {
         let bytes: Vec<u8> = self.tail.iter().copied().collect();
         let text = String::from_utf8_lossy(&bytes).replace('\r', "");
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].iter().map(|s| s.to_string()).collect()
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     /// Ordinary output: into the tail, and to the host while forwarding.
@@ -117,7 +130,8 @@ impl ConsoleSink {
         }
         if self.forward.load(Ordering::Relaxed) {
             // The guest console turns "\n" into "\r\n"; the host terminal does not need the \r.
-            self.pending.extend(plain.iter().copied().filter(|&b| b != b'\r'));
+            self.pending
+                .extend(plain.iter().copied().filter(|&b| b != b'\r'));
             if plain.contains(&b'\n') || self.pending.len() >= 4096 {
                 self.flush()?;
             }
@@ -166,7 +180,9 @@ pub struct Console {
 impl Console {
     /// A UART raising `irq` and writing to `sink`.
     pub fn new(irq: EventTrigger, sink: ConsoleSink) -> Self {
-        Console { uart: Serial::new(irq, sink) }
+        Console {
+            uart: Serial::new(irq, sink),
+        }
     }
 
     /// Register read at `offset` (0..8).
@@ -212,7 +228,10 @@ mod tests {
     fn thr_writes_reach_sink_only_when_forwarding() {
         let out = Shared::default();
         let fwd = Arc::new(AtomicBool::new(false));
-        let mut c = Console::new(EventTrigger::new().unwrap(), ConsoleSink::new(Box::new(out.clone()), fwd.clone()));
+        let mut c = Console::new(
+            EventTrigger::new().unwrap(),
+            ConsoleSink::new(Box::new(out.clone()), fwd.clone()),
+        );
         for b in b"boot\r\n" {
             c.write(0, *b);
         }
@@ -221,13 +240,19 @@ mod tests {
             c.write(0, *b);
         }
         assert_eq!(&*out.0.lock().unwrap(), b"hello\n");
-        assert_eq!(c.sink().last_lines(20), vec!["boot".to_string(), "hello".to_string()]);
+        assert_eq!(
+            c.sink().last_lines(20),
+            vec!["boot".to_string(), "hello".to_string()]
+        );
     }
 
     #[test]
     fn guest_can_read_queued_bytes() {
         let fwd = Arc::new(AtomicBool::new(false));
-        let mut c = Console::new(EventTrigger::new().unwrap(), ConsoleSink::new(Box::new(std::io::sink()), fwd));
+        let mut c = Console::new(
+            EventTrigger::new().unwrap(),
+            ConsoleSink::new(Box::new(std::io::sink()), fwd),
+        );
         assert_eq!(c.send_to_guest(b"T"), 1);
         assert_eq!(c.read(5) & 1, 1, "LSR: data ready");
         assert_eq!(c.read(0), b'T');
@@ -246,11 +271,25 @@ mod tests {
         s.write_all(b"\x1b_vcompare:info:{\"a\": 1}\x1b\\").unwrap();
         s.write_all(b"\x1b_vcompare:zz\n").unwrap();
         s.flush().unwrap();
-        assert_eq!(&*out.0.lock().unwrap(), b"a\x1b[1mbc\nx", "nothing forwarded after the exit mark");
+        assert_eq!(
+            &*out.0.lock().unwrap(),
+            b"a\x1b[1mbc\nx",
+            "nothing forwarded after the exit mark"
+        );
         let m = timer.marks();
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].phase, m[1].phase, m[1].arg), (super::super::boot_timer::Phase::InitStart, super::super::boot_timer::Phase::EntrypointExit, 4));
-        assert!(s.last_lines(5).iter().any(|l| l.contains("vcompare:zz")), "broken markers stay visible");
+        assert_eq!(
+            (m[0].phase, m[1].phase, m[1].arg),
+            (
+                super::super::boot_timer::Phase::InitStart,
+                super::super::boot_timer::Phase::EntrypointExit,
+                4
+            )
+        );
+        assert!(
+            s.last_lines(5).iter().any(|l| l.contains("vcompare:zz")),
+            "broken markers stay visible"
+        );
         assert_eq!(timer.guest_info().as_deref(), Some("{\"a\": 1}"));
     }
 

@@ -55,8 +55,15 @@ pub enum BlockError {
 impl Block {
     /// Serves `path`; `read_only` offers VIRTIO_BLK_F_RO and refuses writes.
     pub fn open(path: &std::path::Path, read_only: bool, id: &str) -> Result<Self, BlockError> {
-        let err = |source| BlockError::Open { path: path.display().to_string(), source };
-        let file = std::fs::OpenOptions::new().read(true).write(!read_only).open(path).map_err(err)?;
+        let err = |source| BlockError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path)
+            .map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         Ok(Self::from_file(file, len, read_only, id))
     }
@@ -66,13 +73,21 @@ impl Block {
         let mut idb = [0u8; 20];
         let n = id.len().min(20);
         idb[..n].copy_from_slice(&id.as_bytes()[..n]);
-        Block { file, sectors: len / SECTOR, read_only, id: idb, max_sizes: [QUEUE_SIZE] }
+        Block {
+            file,
+            sectors: len / SECTOR,
+            read_only,
+            id: idb,
+            max_sizes: [QUEUE_SIZE],
+        }
     }
 
     /// Executes one request chain; returns bytes written into guest buffers (incl. status).
     fn handle(&mut self, mem: &GuestMem, chain: virtio_queue::DescriptorChain<&GuestMem>) -> u32 {
         let descs: Vec<_> = chain.collect();
-        let (Some(head), Some(status)) = (descs.first(), descs.last()) else { return 0 };
+        let (Some(head), Some(status)) = (descs.first(), descs.last()) else {
+            return 0;
+        };
         if descs.len() < 2 || !status.is_write_only() || status.len() < 1 || head.len() < 16 {
             return 0;
         }
@@ -88,7 +103,12 @@ impl Block {
             VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
                 let is_read = kind == VIRTIO_BLK_T_IN;
                 let total: u64 = data.iter().map(|d| u64::from(d.len())).sum();
-                if (!is_read && self.read_only) || sector.checked_mul(SECTOR).and_then(|o| o.checked_add(total)).is_none_or(|end| end > self.sectors * SECTOR) {
+                if (!is_read && self.read_only)
+                    || sector
+                        .checked_mul(SECTOR)
+                        .and_then(|o| o.checked_add(total))
+                        .is_none_or(|end| end > self.sectors * SECTOR)
+                {
                     S_IOERR
                 } else {
                     let mut off = sector * SECTOR;
@@ -98,7 +118,9 @@ impl Block {
                             ok = false;
                             break;
                         }
-                        if let Err(()) = self.transfer(mem, d.addr(), d.len() as usize, off, is_read) {
+                        if let Err(()) =
+                            self.transfer(mem, d.addr(), d.len() as usize, off, is_read)
+                        {
                             ok = false;
                             break;
                         }
@@ -107,11 +129,19 @@ impl Block {
                             written += d.len();
                         }
                     }
-                    if ok { S_OK } else { S_IOERR }
+                    if ok {
+                        S_OK
+                    } else {
+                        S_IOERR
+                    }
                 }
             }
             VIRTIO_BLK_T_FLUSH => {
-                if self.file.sync_data().is_ok() { S_OK } else { S_IOERR }
+                if self.file.sync_data().is_ok() {
+                    S_OK
+                } else {
+                    S_IOERR
+                }
             }
             VIRTIO_BLK_T_GET_ID => match data.first() {
                 Some(d) if d.is_write_only() => {
@@ -132,7 +162,14 @@ impl Block {
     }
 
     /// Copies between the disk at byte `off` and guest RAM at `addr` without a bounce buffer.
-    fn transfer(&self, mem: &GuestMem, addr: GuestAddress, len: usize, off: u64, is_read: bool) -> Result<(), ()> {
+    fn transfer(
+        &self,
+        mem: &GuestMem,
+        addr: GuestAddress,
+        len: usize,
+        off: u64,
+        is_read: bool,
+    ) -> Result<(), ()> {
         let slice = mem.get_slice(addr, len).map_err(|_| ())?;
         let guard = slice.ptr_guard_mut();
         let ptr = guard.as_ptr();
@@ -140,7 +177,11 @@ impl Block {
         // the range) that outlives this call; the guest may race on it, which only affects the
         // guest's own data, as with a DMA-capable disk.
         let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-        let r = if is_read { self.file.read_exact_at(buf, off) } else { self.file.write_all_at(buf, off) };
+        let r = if is_read {
+            self.file.read_exact_at(buf, off)
+        } else {
+            self.file.write_all_at(buf, off)
+        };
         r.map_err(|_| ())
     }
 }
@@ -187,7 +228,11 @@ mod tests {
     use std::io::Write;
 
     fn disk() -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!("vcmp-blk-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let path = std::env::temp_dir().join(format!(
+            "vcmp-blk-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let mut f = File::create(&path).unwrap();
         let mut content = vec![0u8; 8192];
         content[512..517].copy_from_slice(b"hello");
@@ -204,8 +249,16 @@ mod tests {
         d.mem.read_slice(&mut buf, GuestAddress(DATA)).unwrap();
         assert_eq!(&buf, b"hello");
         assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
-        assert_eq!(d.mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(), 1, "used idx");
-        assert_eq!(d.mem.read_obj::<u32>(GuestAddress(USED + 8)).unwrap(), 513, "used len");
+        assert_eq!(
+            d.mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(),
+            1,
+            "used idx"
+        );
+        assert_eq!(
+            d.mem.read_obj::<u32>(GuestAddress(USED + 8)).unwrap(),
+            513,
+            "used len"
+        );
         assert_eq!(d.irq.read().unwrap(), 1);
         assert_eq!(d.r32(0x60), 1);
         d.w32(0x64, 1);
@@ -226,7 +279,10 @@ mod tests {
         d.request(VIRTIO_BLK_T_IN, 16, false);
         assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_IOERR);
         d.request(99, 0, false);
-        assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_UNSUPP);
+        assert_eq!(
+            d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(),
+            S_UNSUPP
+        );
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -44,8 +44,17 @@ impl BlockDriver {
         let mem = crate::memory::create(32, false).expect("32 MiB of test guest memory");
         let irq = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
         let dev = Block::open(disk, false, "vcmp-test")?;
-        let transport = MmioTransport::new(Box::new(dev), mem.clone(), irq.try_clone().expect("eventfd clone"));
-        let mut d = BlockDriver { mem, transport, irq, next_avail: 1 };
+        let transport = MmioTransport::new(
+            Box::new(dev),
+            mem.clone(),
+            irq.try_clone().expect("eventfd clone"),
+        );
+        let mut d = BlockDriver {
+            mem,
+            transport,
+            irq,
+            next_avail: 1,
+        };
         assert_eq!(d.r32(0), 0x7472_6976, "magic");
         assert_eq!(d.r32(4), 2, "virtio-mmio version");
         assert_eq!(d.r32(8), DEVICE_ID);
@@ -102,7 +111,9 @@ impl BlockDriver {
         self.desc(2, STATUS, 1, 2, 0);
         let idx = self.next_avail;
         let slot = u64::from(idx.wrapping_sub(1) % 16);
-        self.mem.write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * slot)).unwrap();
+        self.mem
+            .write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * slot))
+            .unwrap();
         self.mem.write_obj(idx, GuestAddress(AVAIL + 2)).unwrap();
         self.next_avail = idx.wrapping_add(1);
         self.w32(0x50, 0);

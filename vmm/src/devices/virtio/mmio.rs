@@ -90,7 +90,10 @@ impl MmioTransport {
                 1 => (self.offered() >> 32) as u32,
                 _ => 0,
             },
-            0x34 => self.selected().map(|q| u32::from(q.max_size())).unwrap_or(0),
+            0x34 => self
+                .selected()
+                .map(|q| u32::from(q.max_size()))
+                .unwrap_or(0),
             0x44 => self.selected().map(|q| u32::from(q.ready())).unwrap_or(0),
             0x60 => self.interrupt_status,
             0x70 => self.status,
@@ -112,7 +115,10 @@ impl MmioTransport {
             0x14 => self.device_features_sel = v,
             0x20 => match self.driver_features_sel {
                 0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v),
-                1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32),
+                1 => {
+                    self.driver_features =
+                        (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
+                }
                 _ => {}
             },
             0x24 => self.driver_features_sel = v,
@@ -142,7 +148,11 @@ impl MmioTransport {
                 }
             }
             0x80 | 0x84 | 0x90 | 0x94 | 0xa0 | 0xa4 => {
-                let (lo, hi) = if offset & 4 == 0 { (Some(v), None) } else { (None, Some(v)) };
+                let (lo, hi) = if offset & 4 == 0 {
+                    (Some(v), None)
+                } else {
+                    (None, Some(v))
+                };
                 if let Some(q) = self.selected() {
                     match offset & !7 {
                         0x80 => q.set_desc_table_address(lo, hi),
@@ -156,7 +166,9 @@ impl MmioTransport {
     }
 
     fn notify(&mut self, index: usize) {
-        let Some(q) = self.queues.get_mut(index) else { return };
+        let Some(q) = self.queues.get_mut(index) else {
+            return;
+        };
         if !q.ready() || !q.is_valid(&self.mem) {
             return;
         }

@@ -1,9 +1,9 @@
 //! virtio over MMIO: the transport (register file, queues, interrupt) and the devices.
 
 pub mod block;
-pub mod mmio;
 #[doc(hidden)]
 pub mod driver_model;
+pub mod mmio;
 
 use virtio_queue::Queue;
 
