@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::Mode;
+use vcompare_bench::suites::share::Sizes;
 
 /// Run the same OCI image as a KVM microVM or as a namespace container, and measure the difference.
 #[derive(Debug, Parser)]
@@ -280,9 +281,12 @@ pub struct BenchArgs {
     /// Peers to measure side by side: crun,runc,qemu,firecracker.
     #[arg(long, default_value = "crun,runc,qemu,firecracker")]
     pub peers: String,
-    /// Suites: startup,cpu,memory,density,disk,io.
+    /// Suites: startup,cpu,memory,density,disk,io,share.
     #[arg(long, default_value = "startup,cpu,memory,density,disk")]
     pub suite: String,
+    /// Sizes of the share suite.
+    #[command(flatten)]
+    pub share: ShareArgs,
     /// Runs per measurement.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
@@ -295,4 +299,47 @@ pub struct BenchArgs {
     /// Output directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `vcompare bench` sizes of the share suite; defaults from [`vcompare_bench::suites::share::Sizes`]
+/// (the 256 MiB and 2,000 files; smaller in VMs, where a nested guest needs seconds
+/// per MiB).
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// share suite: MiB written and read per run on the host and in containers.
+    #[arg(long, default_value_t = Sizes::default().mib)]
+    pub share_mib: u64,
+    /// share suite: small files created, stat'ed and deleted per run (host, containers).
+    #[arg(long, default_value_t = Sizes::default().files)]
+    pub share_files: u64,
+    /// share suite: MiB per run in a VM.
+    #[arg(long, default_value_t = Sizes::default().vm_mib)]
+    pub share_vm_mib: u64,
+    /// share suite: small files per run in a VM.
+    #[arg(long, default_value_t = Sizes::default().vm_files)]
+    pub share_vm_files: u64,
+}
+
+impl From<&ShareArgs> for Sizes {
+    fn from(a: &ShareArgs) -> Sizes {
+        Sizes {
+            mib: a.share_mib,
+            files: a.share_files,
+            vm_mib: a.share_vm_mib,
+            vm_files: a.share_vm_files,
+        }
+    }
+}
+
+impl Default for ShareArgs {
+    /// The suite's own defaults, for callers that build [`BenchArgs`] in code (the demo).
+    fn default() -> Self {
+        let s = Sizes::default();
+        ShareArgs {
+            share_mib: s.mib,
+            share_files: s.files,
+            share_vm_mib: s.vm_mib,
+            share_vm_files: s.vm_files,
+        }
+    }
 }

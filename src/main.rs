@@ -48,6 +48,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 
 fn main() {
     backend::mark_process_start();
+    // Rust ignores SIGPIPE; restore the Unix default, as in every CLI tool: `vcompare ps | head`
+    // ends quietly instead of panicking on EPIPE, and workloads (which inherit the disposition
+    // through exec) see the SIGPIPE they would see under Docker.
+    // SAFETY: setting a signal disposition to its default before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,

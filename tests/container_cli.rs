@@ -368,3 +368,36 @@ fn network_host_shares_the_host_interfaces() {
     inside.sort();
     assert_eq!(inside, host);
 }
+
+#[test]
+fn workloads_get_default_sigpipe_and_a_closed_stdout_ends_quietly() {
+    require_root!();
+    let env = Env::new();
+    // The entrypoint must not inherit Rust's ignored SIGPIPE: a producer in a pipeline whose
+    // reader exits dies of SIGPIPE (141 in the shell), as under Docker.
+    let o = env.run_sh(
+        &[],
+        "grep SigIgn /proc/self/status; (yes; echo rc=$? >&2) | true",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("SigIgn:\t0000000000000000"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("rc=141"), "{}", stderr(&o));
+    // `vcompare image ls | head -0`: the reader is gone before we print; no panic message.
+    let mut child = env
+        .command(&["image", "ls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

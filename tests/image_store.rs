@@ -420,7 +420,7 @@ fn oci_layout_gzip_and_zstd_compress_the_same_content() {
         let d = env.scratch(&format!("c{i}"));
         // A bare tag as ref name is combined with the layout's directory name (`c0:latest`).
         let md = oci_layout(&d, &[(tar.clone(), c)], "latest", &["/x/y"]);
-        assert!(compress(&tar, c).0.len() > 0);
+        assert!(!compress(&tar, c).0.is_empty());
         env.ok(&["image", "import", d.to_str().unwrap()]);
         let r = rootfs_of(&env, &md.trim_start_matches("sha256:")[..12]);
         assert_eq!(fs::read(r.join("x/y")).unwrap(), b"payload");

@@ -36,6 +36,9 @@ pub struct Results {
     /// Host disk bytes per extra instance, one series per subject.
     #[serde(default)]
     pub disk: Vec<DiskSeries>,
+    /// Shared-directory I/O: throughput and metadata cost, one series per place.
+    #[serde(default)]
+    pub share: Vec<ShareSeries>,
     /// What was not measured, and why (peer not installed, VM mode failing…).
     #[serde(default)]
     pub skipped: Vec<Skipped>,
@@ -191,6 +194,35 @@ pub struct DiskSeries {
     pub apparent_bytes: Vec<u64>,
 }
 
+/// Sequential I/O and small-file metadata cost in one place a workload can write to (the
+/// host directory, a container bind mount or volume, a VM's 9p share or its root disk).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareSeries {
+    /// host, container bind, container volume, vm 9p, vm root disk.
+    pub place: String,
+    /// host, container, vm: who ran the probe (VM rows carry the backend caveat).
+    pub subject: String,
+    /// How the path reaches the workload.
+    pub definition: String,
+    /// File system type of the path as the workload's /proc/mounts shows it.
+    pub fstype: String,
+    /// The probe command line used.
+    pub args: Vec<String>,
+    /// MiB written then read per run.
+    pub mib: u64,
+    /// Small files created, stat'ed and deleted per run.
+    pub files: u64,
+    /// Write + fsync throughput, MiB/s, one per run.
+    pub write_mib_s: Vec<f64>,
+    /// Read-back throughput, MiB/s, one per run (O_DIRECT unless the raw line says buffered).
+    pub read_mib_s: Vec<f64>,
+    /// create + stat + delete of all `files`, ns, one per run.
+    pub metadata_ns: Vec<u64>,
+    /// The probe's JSON lines, untouched.
+    #[serde(default)]
+    pub raw: Vec<serde_json::Value>,
+}
+
 /// A measurement that was not taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -212,6 +244,7 @@ impl Results {
             memory: Vec::new(),
             density: Vec::new(),
             disk: Vec::new(),
+            share: Vec::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
         }
@@ -234,6 +267,7 @@ impl Results {
             || self.memory.iter().any(|s| is_vm_subject(&s.subject))
             || self.density.iter().any(|s| is_vm_subject(&s.subject))
             || self.disk.iter().any(|s| is_vm_subject(&s.subject))
+            || self.share.iter().any(|s| is_vm_subject(&s.subject))
     }
 
     /// Writes `results.json` into `dir` (pretty-printed, so diffs between runs are readable).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use vcompare_vmm::devices::virtio::p9;
 use vcompare_vmm::{disk, initramfs, machine, process, GuestExit, GuestSpec};
 
 use super::{monotonic_ns, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
@@ -129,10 +130,6 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     }
     let kernel = find_kernel()?;
     let init = crate::artifacts::find_static("vcompare-init")?;
-    anyhow::ensure!(
-        spec.volumes.is_empty(),
-        "-v is not supported in --mode vm yet"
-    );
     if spec.interactive {
         eprintln!("vcompare: warning: -i is not supported in --mode vm; the entrypoint's stdin is /dev/null");
     }
@@ -154,8 +151,28 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         root_device: "/dev/vda".into(),
         root_fstype: "ext4".into(),
         root_readonly: false,
+        shares: spec
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| vcompare_vmm::guest_spec::GuestShare {
+                tag: p9::tag(i),
+                path: v.guest.clone(),
+                read_only: v.readonly,
+            })
+            .collect(),
         boot_timer_port: machine::BOOT_TIMER_PORT,
     };
+    let shares: Vec<p9::Share> = spec
+        .volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| p9::Share {
+            host: v.host.clone(),
+            tag: p9::tag(i),
+            read_only: v.readonly,
+        })
+        .collect();
     // Built here, copied into guest RAM by the VMM, then freed: the VMM keeps no copy (RSS).
     let initrd = {
         let init_bin =
@@ -199,6 +216,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                 prealloc: spec.prealloc,
                 initramfs: initramfs_path.clone(),
                 root_disk: Some(root_disk),
+                shares,
                 extra_cmdline,
                 boot_log,
                 timeout_secs: spec.timeout_secs,
@@ -221,6 +239,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                 initramfs: initrd,
                 root_disk: Some(root_disk),
                 root_readonly: false,
+                shares,
                 extra_cmdline,
                 console: Box::new(std::io::stdout()),
                 boot_log,

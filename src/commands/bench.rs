@@ -16,7 +16,7 @@ use crate::default_image;
 
 const MODES: &[&str] = &["host", "container", "vm"];
 const PEERS: &[&str] = &["crun", "runc", "qemu", "firecracker"];
-const SUITES: &[&str] = &["startup", "cpu", "memory", "density", "disk", "io"];
+const SUITES: &[&str] = &["startup", "cpu", "memory", "density", "disk", "io", "share"];
 
 /// Splits a comma list and checks every item against `known`.
 fn list(flag: &str, value: &str, known: &[&str]) -> anyhow::Result<Vec<String>> {
@@ -103,6 +103,7 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
         modes: list("modes", &a.modes, MODES)?,
         peers: list("peers", &a.peers, PEERS)?,
         suites: list("suite", &a.suite, SUITES)?,
+        share: (&a.share).into(),
     };
     anyhow::ensure!(a.runs >= 1, "--runs must be at least 1");
     let vm_runs = a.vm_runs.unwrap_or(a.runs.min(3)).max(1);

@@ -98,6 +98,7 @@ fn short_bench(ctx: &Ctx, out: Option<PathBuf>, vm: bool) -> anyhow::Result<i32>
         suite: "startup,memory".into(),
         runs: 5,
         vm_runs: Some(1),
+        share: Default::default(),
         image: REFERENCE.into(),
         out: Some(out.unwrap_or_else(|| {
             let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())

@@ -54,6 +54,7 @@ fn main() {
         initramfs: initrd,
         root_disk: Some(inst),
         root_readonly: false,
+        shares: Vec::new(),
         extra_cmdline: std::env::var("VCOMPARE_VM_CMDLINE")
             .unwrap_or_default()
             .split_whitespace()

@@ -23,6 +23,20 @@ pub struct GuestSpec {
     /// Mount the root read-only.
     #[serde(default)]
     pub root_readonly: bool,
+    /// Shared host directories to mount (virtio-9p), in order.
+    #[serde(default)]
+    pub shares: Vec<GuestShare>,
     /// I/O port of the boot-timer device (phase reports, exit status).
     pub boot_timer_port: u16,
+}
+
+/// One shared directory as the guest init mounts it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GuestShare {
+    /// virtio-9p mount tag.
+    pub tag: String,
+    /// Absolute mount point inside the image.
+    pub path: String,
+    /// Mount read-only.
+    pub read_only: bool,
 }

@@ -20,6 +20,7 @@ use crate::devices::boot_timer::{self, BootTimer, Mark, Phase};
 use crate::devices::serial::{Console, ConsoleSink};
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::p9::{P9Device, Share};
 use crate::devices::{i8042::ResetDevice, Devices, EventTrigger, COM1_IRQ};
 use crate::memory::{self, GuestMem};
 use crate::vcpu::{self, VcpuEnd, VcpuShared};
@@ -51,6 +52,8 @@ pub struct VmConfig {
     pub root_disk: Option<PathBuf>,
     /// Serve the root disk read-only.
     pub root_readonly: bool,
+    /// Host directories shared over virtio-9p (after the root disk, one device each).
+    pub shares: Vec<Share>,
     /// Extra kernel arguments (after ours).
     pub extra_cmdline: Vec<String>,
     /// Where the guest's console output goes (the instance's stdout).
@@ -137,6 +140,9 @@ pub enum VmError {
     /// Root disk.
     #[error(transparent)]
     Disk(#[from] crate::devices::virtio::block::BlockError),
+    /// A shared directory.
+    #[error(transparent)]
+    Share(#[from] crate::devices::virtio::p9::ShareError),
     /// Host resources (eventfd, threads, signals).
     #[error("VMM error: {0}")]
     Host(std::io::Error),
@@ -171,7 +177,7 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 pub fn kernel_cmdline(
     backend: KvmBackend,
     tsc_khz: Option<u32>,
-    cfg_disk: bool,
+    virtio_devices: usize,
     boot_log: bool,
     extra: &[String],
 ) -> String {
@@ -190,11 +196,11 @@ pub fn kernel_cmdline(
         args.push("quiet".into());
     }
     args.extend(backend.kernel_args(tsc_khz));
-    if cfg_disk {
+    for i in 0..virtio_devices as u64 {
         args.push(format!(
             "virtio_mmio.device=4K@{:#x}:{}",
-            memory::VIRTIO_MMIO_BASE,
-            VIRTIO_IRQ_BASE
+            memory::VIRTIO_MMIO_BASE + i * memory::VIRTIO_MMIO_SIZE,
+            u64::from(VIRTIO_IRQ_BASE) + i
         ));
     }
     args.extend(extra.iter().cloned());
@@ -431,7 +437,7 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
     let cmdline = kernel_cmdline(
         backend,
         tsc_khz,
-        cfg.root_disk.is_some(),
+        usize::from(cfg.root_disk.is_some()) + cfg.shares.len(),
         cfg.boot_log,
         &cfg.extra_cmdline,
     );
@@ -465,6 +471,17 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
         let blk = Block::open(disk, cfg.root_readonly, "vcompare-root")?;
         virtio.push(Mutex::new(MmioTransport::new(
             Box::new(blk),
+            mem.clone(),
+            irq,
+        )));
+    }
+    for share in &cfg.shares {
+        let irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Host)?;
+        vm.register_irqfd(&irq, VIRTIO_IRQ_BASE + virtio.len() as u32)
+            .map_err(kvm_err("virtio-9p irqfd"))?;
+        let dev = P9Device::new(&share.host, &share.tag, share.read_only)?;
+        virtio.push(Mutex::new(MmioTransport::new(
+            Box::new(dev),
             mem.clone(),
             irq,
         )));

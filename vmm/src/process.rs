@@ -25,6 +25,9 @@ pub struct VmJob {
     pub initramfs: PathBuf,
     /// Root disk.
     pub root_disk: Option<PathBuf>,
+    /// Shared host directories (virtio-9p).
+    #[serde(default)]
+    pub shares: Vec<crate::devices::virtio::p9::Share>,
     /// Extra kernel arguments.
     pub extra_cmdline: Vec<String>,
     /// Forward the kernel's boot log.
@@ -95,6 +98,7 @@ pub fn run_job(job: VmJob) -> std::io::Result<()> {
         initramfs,
         root_disk: job.root_disk.clone(),
         root_readonly: false,
+        shares: job.shares.clone(),
         extra_cmdline: job.extra_cmdline.clone(),
         console: Box::new(std::io::stdout()),
         boot_log: job.boot_log,

@@ -76,7 +76,7 @@ pub fn prepare(scratch: &Path, kernel: &Path, probe: &Path) -> Result<QemuSetup>
     let initrd = scratch.join("qemu-initrd.cpio");
     std::fs::write(&initrd, w.finish()).map_err(io_at(&initrd))?;
     let backend = vcompare_vmm::KvmBackend::detect();
-    let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), false, true, &[]);
+    let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), 0, true, &[]);
     let disk = scratch.join("qemu-disk.raw");
     std::fs::File::create(&disk)
         .and_then(|f| f.set_len(DISK_BYTES))

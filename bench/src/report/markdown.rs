@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::results::{is_vm_subject, Results};
+use crate::results::{is_vm_subject, Results, ShareSeries};
 use crate::stats::{linear_fit, median, ratio, summarize, summarize_u64, Summary};
 use crate::suites::startup::TAIL_SPAN;
 
@@ -45,9 +45,12 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
-/// "0.93×", "5.4×", "7308×".
+/// "0.93×", "5.4×", "7308×", and two significant digits below 0.1 ("0.00027×").
 pub fn fmt_ratio(x: f64) -> String {
-    if x >= 100.0 {
+    if x > 0.0 && x < 0.1 {
+        let decimals = (1.0 - x.log10().floor()) as usize;
+        format!("{x:.decimals$}×")
+    } else if x >= 100.0 {
         format!("{x:.0}×")
     } else if x >= 10.0 {
         format!("{x:.1}×")
@@ -167,6 +170,50 @@ pub fn density_slopes(r: &Results, subject: &str) -> (Option<f64>, Option<f64>) 
         linear_fit(&pss).map(|f| f.0),
         linear_fit(&avail).map(|f| f.0),
     )
+}
+
+/// The share suite's figures, in table order: write and read throughput (MiB/s) and
+/// metadata time (µs per file).
+pub const SHARE_FIGURES: [&str; 3] = ["write", "read", "metadata"];
+
+/// Samples of one share figure: MiB/s for "write" and "read", µs per file for "metadata".
+pub fn share_samples(s: &ShareSeries, figure: &str) -> Vec<f64> {
+    match figure {
+        "write" => s.write_mib_s.clone(),
+        "read" => s.read_mib_s.clone(),
+        _ => s
+            .metadata_ns
+            .iter()
+            .map(|&ns| ns as f64 / 1e3 / s.files.max(1) as f64)
+            .collect(),
+    }
+}
+
+/// Median of one share figure of `place` (see [`share_samples`]).
+pub fn share_median(r: &Results, place: &str, figure: &str) -> Option<f64> {
+    median(&share_samples(
+        r.share.iter().find(|s| s.place == place)?,
+        figure,
+    ))
+}
+
+/// `place`'s figure ÷ the host's: for throughput above 1 is faster, for metadata time above
+/// 1 is slower (the table shows each figure's own ratio, as the issue asks).
+pub fn share_ratio(r: &Results, place: &str, figure: &str) -> Option<f64> {
+    ratio(
+        share_median(r, place, figure),
+        share_median(r, "host", figure),
+    )
+}
+
+/// How many times the host's cost `place` pays (time per MiB or per file ÷ host's), so all
+/// three figures read "higher = slower" on one chart.
+pub fn share_slowdown(r: &Results, place: &str, figure: &str) -> Option<f64> {
+    let x = share_ratio(r, place, figure)?;
+    match figure {
+        "metadata" => Some(x),
+        _ => (x > 0.0).then(|| 1.0 / x),
+    }
 }
 
 /// VM phase names that mean "launch → first guest instruction" (VMM setup).
@@ -313,6 +360,84 @@ fn summary_row(label: &str, s: Option<Summary>, f: &dyn Fn(f64) -> String) -> St
     }
 }
 
+/// A table row label: VM subjects' rows get the ¹ that points to the KVM backend note.
+fn footnoted(label: &str, subject: &str) -> String {
+    if is_vm_subject(subject) {
+        format!("{label} ¹")
+    } else {
+        label.to_string()
+    }
+}
+
+/// The probe's read modes (o_direct, buffered) over a place's runs, each once.
+fn read_modes(s: &ShareSeries) -> String {
+    let mut v: Vec<&str> = s
+        .raw
+        .iter()
+        .filter_map(|l| l.get("read_mode").and_then(serde_json::Value::as_str))
+        .collect();
+    v.sort();
+    v.dedup();
+    if v.is_empty() {
+        "not recorded".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// One cell: the median (MiB/s as a number, metadata as a time per file) and its ratio to
+/// the host's, "–" when not measured.
+fn share_cell(r: &Results, place: &str, figure: &str) -> String {
+    let Some(v) = share_median(r, place, figure) else {
+        return "–".into();
+    };
+    let v = match figure {
+        "metadata" => fmt_ns(v * 1e3),
+        _ => fmt_num(v),
+    };
+    match share_ratio(r, place, figure).filter(|_| place != "host") {
+        Some(x) => format!("{v} ({})", fmt_ratio(x)),
+        None => v,
+    }
+}
+
+/// The share suite's table, the start and end event of every figure, and where each place
+/// is; VM rows carry the KVM backend.
+fn share_section(md: &mut String, r: &Results) {
+    let _ = writeln!(md, "## Shared directories and disks\n\nOne `probe io PATH MIB --small-files N` per place and run, timed inside by the probe (monotonic clock). **write**: open (create) of a new file → `fsync` returned after MIB × 1 MiB `write`s; MiB/s = MIB ÷ that time. **read**: after opening the file again — with `O_DIRECT` where the probe uses it, else buffered after asking the kernel to drop the file's pages (each place's read mode is listed below) — → the read that returns end of file. **metadata**: first `create` → last `unlink` returned, for N files of 64 B created (create + write + close), then each `stat`ed, then each deleted, in a fresh directory; shown per file. Medians over the runs; the ratio in parentheses is the place's median ÷ the host's: **above 1 is faster than the host for MiB/s, slower for metadata time**. VM runs use smaller sizes (each MiB and file costs seconds in a nested guest); MiB/s and time per file stay comparable.\n");
+    let _ = writeln!(md, "| place | file system | runs | MiB × files | write MiB/s (× host) | read MiB/s (× host) | metadata per file (× host) |\n|---|---|---|---|---|---|---|");
+    for s in &r.share {
+        let label = footnoted(&s.place, &s.subject);
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} × {} | {} | {} | {} |",
+            s.fstype,
+            s.write_mib_s.len(),
+            s.mib,
+            s.files,
+            share_cell(r, &s.place, "write"),
+            share_cell(r, &s.place, "read"),
+            share_cell(r, &s.place, "metadata"),
+        );
+    }
+    md.push('\n');
+    for s in &r.share {
+        let _ = writeln!(
+            md,
+            "- **{}** ({}): {}; `probe {}`; reads: {}",
+            s.place,
+            s.subject,
+            s.definition,
+            s.args.join(" "),
+            read_modes(s)
+        );
+    }
+    let _ = writeln!(md, "\n`HOSTDIR` is one directory under the data root, used by the host run, the container bind mount and the VM share alike; the volume lives under the data root too, so host, bind mount and volume are the same host file system. A container runs both of its places in one instance, a VM both of its places in one boot (order alternating between runs).\n");
+    if r.share.iter().any(|s| is_vm_subject(&s.subject)) {
+        let _ = writeln!(md, "¹ {}.\n", vm_caveat(r));
+    }
+}
+
 /// Optional chart files to embed (stem → exists), decided by the caller.
 pub fn render(r: &Results, charts: &[String]) -> String {
     let mut md = String::new();
@@ -362,11 +487,7 @@ pub fn render(r: &Results, charts: &[String]) -> String {
             "| subject | n | median | p90 | min | max | mean |\n|---|---|---|---|---|---|---|"
         );
         for s in &r.startup {
-            let label = if is_vm_subject(&s.subject) {
-                format!("{} ¹", s.subject)
-            } else {
-                s.subject.clone()
-            };
+            let label = footnoted(&s.subject, &s.subject);
             md.push_str(&summary_row(
                 &label,
                 summarize_u64(&s.runs.iter().map(|x| x.wall_ns).collect::<Vec<_>>()),
@@ -489,11 +610,7 @@ pub fn render(r: &Results, charts: &[String]) -> String {
         for s in &r.memory {
             let sm = summarize_u64(&s.samples_bytes);
             let f = |x: Option<f64>| x.map(fmt_bytes).unwrap_or_else(|| "–".into());
-            let label = if is_vm_subject(&s.subject) {
-                format!("{} ¹", s.subject)
-            } else {
-                s.subject.clone()
-            };
+            let label = footnoted(&s.subject, &s.subject);
             let _ = writeln!(
                 md,
                 "| {label} | {} | {} | {} | {} | {} | {} |",
@@ -577,6 +694,10 @@ pub fn render(r: &Results, charts: &[String]) -> String {
         md.push('\n');
         chart(&mut md, "disk", "disk per instance");
     }
+    if !r.share.is_empty() {
+        share_section(&mut md, r);
+        chart(&mut md, "share", "shared directories and disks vs host");
+    }
     if !r.skipped.is_empty() {
         let _ = writeln!(md, "## Not measured in this run\n");
         for s in &r.skipped {
@@ -598,6 +719,14 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     md
 }
 
+/// The keys of two runs' series, sorted and each once: the rows a comparison shows.
+fn sorted_union<T>(a: &[T], b: &[T], key: impl Fn(&T) -> String) -> Vec<String> {
+    let mut v: Vec<String> = a.iter().chain(b).map(key).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Two runs side by side: headline medians of A and B and the ratio B / A.
 pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
     let mut md = format!("# vcompare: {la} vs {lb}\n\n| | A: {la} | B: {lb} |\n|---|---|---|\n| date | {} | {} |\n| CPU | {} × {} | {} × {} |\n| KVM backend | {} | {} |\n| vcompare | {} | {} |\n\n",
@@ -615,16 +744,7 @@ pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
                 .unwrap_or_else(|| "–".into())
         ));
     };
-    let mut subjects: Vec<String> = a
-        .startup
-        .iter()
-        .chain(&b.startup)
-        .map(|s| s.subject.clone())
-        .collect();
-    subjects.dedup();
-    subjects.sort();
-    subjects.dedup();
-    for s in &subjects {
+    for s in &sorted_union(&a.startup, &b.startup, |s| s.subject.clone()) {
         row(
             format!("startup {s} (median)"),
             startup_median(a, s),
@@ -689,6 +809,16 @@ pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
             disk(b, s),
             &fmt_bytes,
         );
+    }
+    for p in &sorted_union(&a.share, &b.share, |s| s.place.clone()) {
+        for (f, unit) in SHARE_FIGURES.iter().zip(["MiB/s", "MiB/s", "µs/file"]) {
+            row(
+                format!("share {p} {f} ({unit})"),
+                share_median(a, p, f),
+                share_median(b, p, f),
+                &fmt_num,
+            );
+        }
     }
     if a.has_vm_numbers() || b.has_vm_numbers() {
         md.push_str(&format!(

@@ -4,13 +4,13 @@
 //! a VM pays one boot per run. VM sizes are smaller for syscalls / page faults / I/O (each costs
 //! ~0.3–2.5 ms in a nested PVM guest); per-operation figures stay comparable.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use super::{cost, vm_failed, Plan};
+use super::{
+    alternating_rounds, cost, host_command, instance_timeout, run_instance, vm_failed, Plan,
+};
 use crate::error::Result;
-use crate::harness::{json_lines, output, spawn_timed, Harness};
+use crate::harness::{json_lines, output, Harness};
 use crate::results::{CpuSeries, Results};
 
 /// One workload: name, probe arguments for host/container, for VM, and how to get per-op cost.
@@ -101,43 +101,15 @@ fn once(h: &mut Harness, subject: &str) -> Result<Vec<Value>> {
             let dir = h.scratch.join("io");
             std::fs::create_dir_all(&dir).ok();
             let s = script(&probe.to_string_lossy(), &dir.to_string_lossy(), false);
-            let mut c = std::process::Command::new("/bin/sh");
-            c.arg("-c")
-                .arg(&s)
-                .env_clear()
-                .env("PATH", crate::harness::IMAGE_PATH);
+            let mut c = host_command("/bin/sh");
+            c.arg("-c").arg(&s);
             Ok(json_lines(&output(c, "host workloads")?.stdout))
         }
         mode => {
-            let vm = mode == "vm";
-            let s = script("/bin/probe", "/", vm);
-            let name = h.fresh_name(mode);
-            let image = h.image.clone();
-            let args = [
-                "run", "--name", &name, "--mode", mode, &image, "/bin/sh", "-c", &s,
-            ];
-            let label = format!("vcompare run --mode {mode} … workloads");
-            let r = spawn_timed(h.vcompare(&args), &label).and_then(|t| {
-                t.finish(
-                    &label,
-                    if vm {
-                        Duration::from_secs(400)
-                    } else {
-                        Duration::from_secs(60)
-                    },
-                )
-            });
-            h.remove(&[name]);
-            let out = r?;
-            if !out.status.success() {
-                return Err(crate::harness::failed(
-                    &label,
-                    &out.status.to_string(),
-                    &out.stderr,
-                    &out.stdout,
-                ));
-            }
-            Ok(json_lines(&out.stdout))
+            let s = script("/bin/probe", "/", mode == "vm");
+            let cmd = ["/bin/sh", "-c", &s];
+            let out = run_instance(h, mode, &[], &cmd, "workloads", instance_timeout(mode))?;
+            Ok(json_lines(&out))
         }
     }
 }
@@ -188,34 +160,17 @@ pub fn vm_boots(vm_runs: usize) -> usize {
 
 /// Runs the CPU suite: `runs` alternating host/container rounds, then `vm_runs` VM boots.
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
-    let mut subjects: Vec<&str> = Vec::new();
-    for m in ["host", "container"] {
-        if plan.mode(m) {
-            subjects.push(m);
-        }
-    }
-    let mut failed: Vec<&str> = Vec::new();
-    for round in 0..h.runs {
-        let mut order = subjects.clone();
-        order.rotate_left(round % subjects.len().max(1));
-        for subject in order {
-            if failed.contains(&subject) {
-                continue;
-            }
-            let r = once(h, subject);
-            h.advance(
-                cost::CPU_SCRIPT,
-                &format!("cpu {subject} {}/{}", round + 1, h.runs),
-            );
-            match r {
-                Ok(lines) => record(results, subject, lines),
-                Err(e) => {
-                    results.skip(format!("cpu {subject}"), e.to_string());
-                    failed.push(subject);
-                }
-            }
-        }
-    }
+    alternating_rounds(
+        h,
+        plan,
+        results,
+        "cpu",
+        |_| cost::CPU_SCRIPT,
+        |h, subject, _, results| {
+            record(results, subject, once(h, subject)?);
+            Ok(())
+        },
+    );
     if super::vm_usable(
         h,
         plan,

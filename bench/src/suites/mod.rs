@@ -5,9 +5,14 @@ pub mod cpu;
 pub mod density;
 pub mod disk;
 pub mod memory;
+pub mod share;
 pub mod startup;
 
-use crate::harness::Harness;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::harness::{failed, spawn_timed, Harness, IMAGE_PATH};
 use crate::results::Results;
 
 /// What to measure, parsed from `vcompare bench` flags.
@@ -17,8 +22,10 @@ pub struct Plan {
     pub modes: Vec<String>,
     /// crun, runc, qemu, firecracker.
     pub peers: Vec<String>,
-    /// startup, cpu, memory, density, disk.
+    /// startup, cpu, memory, density, disk, share.
     pub suites: Vec<String>,
+    /// Workload sizes of the share suite.
+    pub share: share::Sizes,
 }
 
 impl Plan {
@@ -81,6 +88,9 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
     if plan.suite("disk") && !plan.suite("startup") {
         t += 2 * (cost::CONTAINER + vm * cost::VM);
     }
+    if plan.suite("share") {
+        t += share::estimate_ms(h, plan);
+    }
     t
 }
 
@@ -100,6 +110,89 @@ pub fn run_all(h: &mut Harness, plan: &Plan, results: &mut Results) {
     }
     if plan.suite("density") {
         density::run(h, plan, results);
+    }
+    if plan.suite("share") {
+        share::run(h, plan, results);
+    }
+}
+
+/// A host-side command with the image's PATH and an otherwise empty environment, so a probe
+/// run on the host starts like one in an instance (see [`IMAGE_PATH`]).
+pub fn host_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear().env("PATH", IMAGE_PATH);
+    c
+}
+
+/// How long a short probe script may take in a `mode` instance: a VM gets 400 s, since every
+/// guest kernel instruction is emulated on a nested host; a container 60 s.
+pub fn instance_timeout(mode: &str) -> Duration {
+    Duration::from_secs(if mode == "vm" { 400 } else { 60 })
+}
+
+/// Runs `command` in a fresh `mode` instance of the bench image (`extra` = further `run`
+/// flags such as `-v`), removes the instance, and returns its stdout: the probe workloads'
+/// way into containers and VMs. `what` names the step in errors.
+pub fn run_instance(
+    h: &mut Harness,
+    mode: &str,
+    extra: &[&str],
+    command: &[&str],
+    what: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let name = h.fresh_name(mode);
+    let image = h.image.clone();
+    let mut args = vec!["run", "--name", &name, "--mode", mode];
+    args.extend_from_slice(extra);
+    args.push(&image);
+    args.extend_from_slice(command);
+    let label = format!("vcompare run --mode {mode} … {what}");
+    let r = spawn_timed(h.vcompare(&args), &label).and_then(|t| t.finish(&label, timeout));
+    h.remove(&[name]);
+    let out = r?;
+    if !out.status.success() {
+        return Err(failed(
+            &label,
+            &out.status.to_string(),
+            &out.stderr,
+            &out.stdout,
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// `h.runs` rounds over the selected host and container subjects, alternating their order;
+/// `once(h, subject, round, results)` measures and records one subject. A subject that fails
+/// is recorded as skipped under `suite` and not retried; `cost_ms(subject)` advances the bar.
+pub fn alternating_rounds(
+    h: &mut Harness,
+    plan: &Plan,
+    results: &mut Results,
+    suite: &str,
+    cost_ms: impl Fn(&str) -> u64,
+    mut once: impl FnMut(&mut Harness, &str, usize, &mut Results) -> Result<()>,
+) {
+    let subjects: Vec<&str> = ["host", "container"]
+        .into_iter()
+        .filter(|m| plan.mode(m))
+        .collect();
+    let mut failed: Vec<&str> = Vec::new();
+    for round in 0..h.runs {
+        let mut order = subjects.clone();
+        order.rotate_left(round % subjects.len().max(1));
+        for subject in order {
+            if failed.contains(&subject) {
+                continue;
+            }
+            let r = once(h, subject, round, results);
+            let msg = format!("{suite} {subject} {}/{}", round + 1, h.runs);
+            h.advance(cost_ms(subject), &msg);
+            if let Err(e) = r {
+                results.skip(format!("{suite} {subject}"), e.to_string());
+                failed.push(subject);
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::VirtioDevice;
@@ -208,16 +208,7 @@ impl VirtioDevice for Block {
     }
 
     fn process_queue(&mut self, _index: usize, queue: &mut Queue, mem: &GuestMem) -> bool {
-        let mut used = false;
-        while let Some(chain) = queue.pop_descriptor_chain(mem) {
-            let head = chain.head_index();
-            let len = self.handle(mem, chain);
-            if queue.add_used(mem, head, len).is_err() {
-                break;
-            }
-            used = true;
-        }
-        used
+        super::serve_chains(queue, mem, |chain| self.handle(mem, chain))
     }
 }
 

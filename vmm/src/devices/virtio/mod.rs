@@ -4,6 +4,7 @@ pub mod block;
 #[doc(hidden)]
 pub mod driver_model;
 pub mod mmio;
+pub mod p9;
 
 use virtio_queue::Queue;
 
@@ -25,4 +26,24 @@ pub trait VirtioDevice: Send {
     /// Handles the available buffers of queue `index`; returns true if any were used (the
     /// transport then raises the interrupt).
     fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMem) -> bool;
+}
+
+/// Pops every available chain of `queue`, lets `serve` handle it (returning the bytes it
+/// wrote into the guest's buffers) and puts it on the used ring; true if any was used.
+pub fn serve_chains(
+    queue: &mut Queue,
+    mem: &GuestMem,
+    mut serve: impl FnMut(virtio_queue::DescriptorChain<&GuestMem>) -> u32,
+) -> bool {
+    use virtio_queue::QueueT;
+    let mut used = false;
+    while let Some(chain) = queue.pop_descriptor_chain(mem) {
+        let head = chain.head_index();
+        let len = serve(chain);
+        if queue.add_used(mem, head, len).is_err() {
+            break;
+        }
+        used = true;
+    }
+    used
 }
