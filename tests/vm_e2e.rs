@@ -517,6 +517,7 @@ echo listing=$(ls /mnt/rw | tr '\\n' ,)
 cat /mnt/ro/ro.txt
 if echo no > /mnt/ro/x; then echo ro-written; fi
 if mkdir /mnt/ro/d; then echo ro-written; fi
+echo in-a-volume > /mnt/vol/v.txt
 echo done";
     let o = root.run(&[
         "run",
@@ -529,6 +530,8 @@ echo done";
         &rw.arg("/mnt/rw"),
         "-v",
         &ro.arg("/mnt/ro:ro"),
+        "-v",
+        "vmvol:/mnt/vol",
         "vcompare/probe",
         "sh",
         "-c",
@@ -572,6 +575,11 @@ echo done";
     );
     let m = std::fs::metadata(rw.path("chowned")).unwrap();
     assert_eq!((m.uid(), m.gid()), (1000, 1001));
+    // A managed volume is shared the same way and outlives the instance.
+    assert_eq!(
+        std::fs::read_to_string(root.path("volumes/vmvol/_data/v.txt")).unwrap(),
+        "in-a-volume\n"
+    );
     // Files the guest's root creates belong to host root (ids pass through).
     assert_eq!(std::fs::metadata(rw.path("gdir")).unwrap().uid(), 0);
 }
