@@ -173,11 +173,14 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
             read_only: v.readonly,
         })
         .collect();
-    // Built here, copied into guest RAM by the VMM, then freed: the VMM keeps no copy (RSS).
-    let initrd = {
-        let init_bin =
-            std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-        initramfs::build(&init_bin, &serde_json::to_vec(&guest)?)
+    // The /init archive is built once per init binary and mapped by the VMM (no per-run read
+    // or copy); only the spec archive (a few hundred bytes) is per run.
+    let initrd = initramfs::Initramfs {
+        base: Some(
+            initramfs::cached_base(&spec.data_root.join("initramfs"), &init)
+                .with_context(|| format!("building the initramfs for {}", init.display()))?,
+        ),
+        tail: initramfs::build_spec(&serde_json::to_vec(&guest)?),
     };
     let state = serde_json::json!({
         "kernel": kernel,
@@ -205,16 +208,12 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
 
     let result = match vmm_binary() {
         Some(bin) => {
-            let initramfs_path = spec.instance_dir.join("initramfs.cpio");
-            std::fs::write(&initramfs_path, &initrd)
-                .with_context(|| format!("writing {}", initramfs_path.display()))?;
-            drop(initrd);
             let job = process::VmJob {
                 kernel,
                 memory_mib: mem,
                 cpus,
                 prealloc: spec.prealloc,
-                initramfs: initramfs_path.clone(),
+                initramfs: initrd,
                 root_disk: Some(root_disk),
                 shares,
                 extra_cmdline,
@@ -225,12 +224,12 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                 result_path: spec.instance_dir.join("vm-result.json"),
             };
             let r = run_child(&bin, &job, &spec.instance_dir, hooks);
-            let _ = std::fs::remove_file(&initramfs_path);
             let _ = std::fs::remove_file(&job.result_path);
             r?
         }
         None => {
             hooks.started(std::process::id() as i32);
+            let launched = Instant::now();
             let cfg = machine::VmConfig {
                 kernel,
                 memory_mib: mem,
@@ -245,7 +244,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                 boot_log,
                 timeout: spec.timeout_secs.map(std::time::Duration::from_secs),
                 handle_signals: true,
-                launched: Instant::now(),
+                launched,
                 on_memory: Some(Box::new({
                     let path = spec.instance_dir.join(RAM_RANGES);
                     move |ranges: &[(u64, u64)]| {
@@ -264,6 +263,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
             process::VmResult {
                 exit: Some(r.exit),
                 error: None,
+                launched_ns: Some(process::instant_ns(launched)),
                 first_entry_ns: r.first_entry.map(process::instant_ns),
                 marks: r
                     .marks
@@ -283,6 +283,15 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     };
     drop(held);
     let rel = |ns: u64| ns.saturating_sub(base);
+    // `vmm_launch`: the VMM process's `main` (span: disk ready → VMM launch = the CLI's
+    // preparation and the spawn); `vmm_setup`: vCPU 0's first KVM_RUN (span: VMM launch →
+    // first guest instruction, issue #4's target).
+    if let Some(t) = result.launched_ns {
+        hooks.phase(PhaseMark {
+            name: "vmm_launch".into(),
+            at_ns: rel(t),
+        });
+    }
     if let Some(t) = result.first_entry_ns {
         hooks.phase(PhaseMark {
             name: "vmm_setup".into(),
@@ -370,6 +379,7 @@ fn run_child(
                 Some(sig) => Ok(process::VmResult {
                     exit: Some(GuestExit::Signaled(sig)),
                     error: None,
+                    launched_ns: None,
                     first_entry_ns: None,
                     marks: Vec::new(),
                     ended_ns: monotonic_ns(),

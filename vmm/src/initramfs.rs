@@ -1,6 +1,16 @@
-//! A tiny initramfs built per run: our static init as `/init` and its instructions as
-//! `/vcompare.json`, in the kernel's "newc" cpio format. Uncompressed on purpose: in the
-//! PVM emulator, gunzip in the guest kernel costs far more than copying a few hundred KiB more.
+//! A tiny initramfs: our static init as `/init` and its instructions as `/vcompare.json`, in
+//! the kernel's "newc" cpio format. Uncompressed on purpose: in the PVM emulator, gunzip in the
+//! guest kernel costs far more than copying a few hundred KiB more.
+//!
+//! It comes in two archives, which the kernel unpacks one after the other (it skips the NUL
+//! padding between them): the big one with `/init` is built once per init binary and cached
+//! as a file that the VMM maps copy-on-write into guest RAM (no read, no copy per VM, shared
+//! page cache), and a few hundred bytes with the per-run spec are written after it.
+
+use std::path::{Path, PathBuf};
+
+/// The page size the cached archive is padded to, so that it can be mapped into guest RAM.
+pub const PAGE: usize = 4096;
 
 /// The file name the guest init reads its spec from.
 pub const SPEC_PATH: &str = "vcompare.json";
@@ -78,17 +88,73 @@ impl CpioWriter {
     }
 }
 
-/// The per-run initramfs: `/init`, `/vcompare.json`, mount points, `/dev/console`.
-pub fn build(init_binary: &[u8], spec_json: &[u8]) -> Vec<u8> {
+/// The per-init-binary archive: mount points, `/dev/console` and `/init`, NUL-padded to a
+/// whole number of pages (the padding is skipped by the kernel).
+pub fn build_base(init_binary: &[u8]) -> Vec<u8> {
     let mut w = CpioWriter::new();
     w.dir("dev", 0o755)
         .char_dev("dev/console", 0o600, 5, 1)
         .dir("proc", 0o555)
         .dir("sys", 0o555)
         .dir("newroot", 0o755)
-        .file("init", 0o755, init_binary)
-        .file(SPEC_PATH, 0o644, spec_json);
+        .file("init", 0o755, init_binary);
+    let mut a = w.finish();
+    a.resize(a.len().next_multiple_of(PAGE), 0);
+    a
+}
+
+/// The per-run archive: only `/vcompare.json`.
+pub fn build_spec(spec_json: &[u8]) -> Vec<u8> {
+    let mut w = CpioWriter::new();
+    w.file(SPEC_PATH, 0o644, spec_json);
     w.finish()
+}
+
+/// The whole initramfs in memory ([`build_base`] followed by [`build_spec`]), for callers that
+/// do not keep a cache.
+pub fn build(init_binary: &[u8], spec_json: &[u8]) -> Initramfs {
+    let mut bytes = build_base(init_binary);
+    bytes.extend_from_slice(&build_spec(spec_json));
+    Initramfs {
+        base: None,
+        tail: bytes,
+    }
+}
+
+/// An initramfs as the VMM loads it: an optional archive file mapped into guest RAM, then
+/// bytes written right after it (at the next page).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Initramfs {
+    /// A cached archive file (e.g. from [`cached_base`]); it must not be modified in place
+    /// while a VM may map it (the cache only ever replaces files by rename).
+    pub base: Option<PathBuf>,
+    /// Bytes placed after it, e.g. [`build_spec`]'s archive.
+    pub tail: Vec<u8>,
+}
+
+/// The cached [`build_base`] archive for `init` in `dir`, built on first use. The cache key is
+/// the init binary's size, modification time and inode, so a rebuilt init gets a new archive
+/// without hashing 1–2 MB on every run.
+pub fn cached_base(dir: &Path, init: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(init)?;
+    let key = format!(
+        "init-{:x}-{:x}-{:x}-{:x}.cpio",
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino()
+    );
+    let path = dir.join(key);
+    if path.is_file() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir)?;
+    let archive = build_base(&std::fs::read(init)?);
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, archive)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -121,11 +187,29 @@ mod tests {
         }
     }
 
+    /// Splits concatenated archives at the NUL padding, as the kernel does, and parses each.
+    fn parse_all(mut b: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let end = b
+                .windows(10)
+                .position(|w| w == b"TRAILER!!!")
+                .expect("trailer");
+            let end = (end + 11).next_multiple_of(4);
+            out.extend(parse(&b[..end]));
+            b = &b[end..];
+            while b.first() == Some(&0) {
+                b = &b[1..];
+            }
+        }
+        out
+    }
+
     #[test]
     fn roundtrip() {
-        let a = build(b"\x7fELFabc", b"{\"args\":[\"x\"]}");
+        let a = build(b"\x7fELFabc", b"{\"args\":[\"x\"]}").tail;
         assert_eq!(a.len() % 4, 0);
-        let e = parse(&a);
+        let e = parse_all(&a);
         let names: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
         assert_eq!(
             names,
@@ -143,5 +227,18 @@ mod tests {
         assert_eq!(e[5].1, 0o100755);
         assert_eq!(e[5].2, b"\x7fELFabc");
         assert_eq!(e[6].2, b"{\"args\":[\"x\"]}");
+    }
+
+    #[test]
+    fn base_is_page_sized_and_cached() {
+        assert_eq!(build_base(b"x").len() % PAGE, 0);
+        let dir = std::env::temp_dir().join(format!("vcmp-initrd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let init = dir.join("init");
+        std::fs::write(&init, b"\x7fELFinit").unwrap();
+        let a = cached_base(&dir.join("cache"), &init).unwrap();
+        assert_eq!(cached_base(&dir.join("cache"), &init).unwrap(), a);
+        assert_eq!(std::fs::read(&a).unwrap(), build_base(b"\x7fELFinit"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

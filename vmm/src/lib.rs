@@ -14,6 +14,7 @@ pub mod initramfs;
 pub mod machine;
 pub mod memory;
 pub mod process;
+pub mod trace;
 pub mod vcpu;
 
 /// The spec the guest init reads (`/vcompare.json`), shared with the init crate.

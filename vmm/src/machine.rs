@@ -23,6 +23,7 @@ use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::p9::{P9Device, Share};
 use crate::devices::{i8042::ResetDevice, Devices, EventTrigger, COM1_IRQ};
 use crate::memory::{self, GuestMem};
+use crate::trace::Trace;
 use crate::vcpu::{self, VcpuEnd, VcpuShared};
 
 /// First legacy IRQ line used by virtio-mmio devices.
@@ -47,7 +48,7 @@ pub struct VmConfig {
     /// Fault all guest RAM in before boot.
     pub prealloc: bool,
     /// The initramfs (cpio newc), e.g. from [`crate::initramfs::build`].
-    pub initramfs: Vec<u8>,
+    pub initramfs: crate::initramfs::Initramfs,
     /// Root disk served as /dev/vda.
     pub root_disk: Option<PathBuf>,
     /// Serve the root disk read-only.
@@ -333,18 +334,59 @@ enum LoopEnd {
     Killed,
 }
 
-/// Boots the VM and runs it until the guest is done. The calling thread becomes the VMM's
-/// main loop; vCPUs get their own threads.
+/// What the loader thread prepared in guest RAM, for the vCPU setup.
+struct Loaded {
+    boot: boot::BootInfo,
+    supported_cpuid: kvm_bindings::CpuId,
+}
+
+/// Fills guest RAM: the kernel, the initramfs, the PVH start info, MP table and GDT; and
+/// reads the host's supported CPUID. Touches no VM state, so it runs beside the VM ioctls.
+fn load_guest(
+    kvm: &Kvm,
+    mem: &GuestMem,
+    kernel: &std::path::Path,
+    cpus: u8,
+    initramfs: &crate::initramfs::Initramfs,
+    launched: Instant,
+) -> Result<Loaded, VmError> {
+    let mut t = Trace::from_env("load", launched);
+    let boot = boot::load_kernel(mem, kernel)?;
+    t.step("kernel");
+    let initrd = boot::load_initrd(mem, &boot, initramfs)?;
+    t.step("initrd");
+    boot::pvh::write_start_info(mem, Some(initrd))?;
+    mptable::write(mem, cpus)?;
+    regs::write_gdt(mem)?;
+    t.step("start info+mptable+gdt");
+    let supported_cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("supported CPUID"))?;
+    t.step("supported cpuid");
+    Ok(Loaded {
+        boot,
+        supported_cpuid,
+    })
+}
+
+/// The in-kernel LAPIC/IOAPIC/PIC and PIT (which must exist before the vCPUs).
+fn create_irqchip_and_pit(vm: &VmFd) -> Result<(), VmError> {
+    vm.set_tss_address(0xfffb_d000)
+        .map_err(kvm_err("TSS address"))?;
+    vm.create_irq_chip().map_err(kvm_err("in-kernel irqchip"))?;
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+    .map_err(kvm_err("in-kernel PIT"))
+}
+
+/// Boots the VM and runs it until the guest is done. The calling thread runs vCPU 0 (no
+/// thread hand-off before the first guest instruction); the main loop and the other vCPUs
+/// get their own threads.
 pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
-    let trace = std::env::var_os("VCOMPARE_VMM_TRACE").is_some();
-    let mut last = Instant::now();
-    let mut step = |what: &str| {
-        if trace {
-            let now = Instant::now();
-            eprintln!("vmm: {what}: {:.3} ms", (now - last).as_secs_f64() * 1000.0);
-            last = now;
-        }
-    };
+    let mut trace = Trace::from_env("main", cfg.launched);
+    trace.step("run() entered");
     validate(cfg.memory_mib, cfg.cpus)?;
     // VCOMPARE_VMM_PLAIN=1 skips the PVM adaptations, to show what a stock setup does here.
     let backend = match std::env::var_os("VCOMPARE_VMM_PLAIN") {
@@ -359,80 +401,50 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
 
     let kvm =
         Kvm::new().map_err(|e| VmError::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
-    step("validate+open");
+    trace.step("validate+open");
     let mem = memory::create(cfg.memory_mib, cfg.prealloc)?;
-    if let Some(f) = cfg.on_memory.take() {
-        let ranges: Vec<(u64, u64)> = mem.iter().map(|r| (r.as_ptr() as u64, r.len())).collect();
-        f(&ranges);
-    }
-    step("mmap");
-    // The initramfs is copied into guest RAM below; the VMM keeps no copy (RSS).
+    trace.step("mmap");
+    // The initramfs is mapped/written into guest RAM below; the VMM keeps no copy (RSS).
     let initramfs = std::mem::take(&mut cfg.initramfs);
     let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
-    step("create_vm");
+    trace.step("create_vm");
 
-    // Registering guest RAM with KVM takes ~5 ms on PVM hosts whatever the size; it runs on a
-    // helper thread while this thread loads the kernel and creates the vCPUs.
-    let (slots, loaded) = std::thread::scope(|sc| {
-        let slots = sc.spawn(|| {
-            let t = Instant::now();
-            let r = register_memory(&vm, &mem);
-            if trace {
-                eprintln!(
-                    "vmm:   (memslots alone: {:.3} ms)",
-                    t.elapsed().as_secs_f64() * 1000.0
-                );
-            }
-            r
-        });
-        let loaded = (|| -> Result<_, VmError> {
-            let t = Instant::now();
-            vm.set_tss_address(0xfffb_d000)
-                .map_err(kvm_err("TSS address"))?;
-            vm.create_irq_chip().map_err(kvm_err("in-kernel irqchip"))?;
-            vm.create_pit2(kvm_pit_config {
-                flags: KVM_PIT_SPEAKER_DUMMY,
-                ..Default::default()
-            })
-            .map_err(kvm_err("in-kernel PIT"))?;
-            let info = boot::load_kernel(&mem, &cfg.kernel)?;
-            if trace {
-                eprintln!(
-                    "vmm:   (irqchip+pit+kernel: {:.3} ms)",
-                    t.elapsed().as_secs_f64() * 1000.0
-                );
-            }
-            let initrd_addr = boot::load_initrd(&mem, &info, &initramfs)?;
-            boot::pvh::write_start_info(&mem, Some((initrd_addr, initramfs.len() as u64)))?;
-            mptable::write(&mem, cfg.cpus)?;
-            regs::write_gdt(&mem)?;
-            let supported = kvm
-                .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-                .map_err(kvm_err("supported CPUID"))?;
-            let mut vcpus = Vec::with_capacity(cfg.cpus as usize);
-            for i in 0..cfg.cpus {
-                let vcpu = vm
-                    .create_vcpu(u64::from(i))
-                    .map_err(kvm_err("create vCPU"))?;
-                vcpu.set_cpuid2(&crate::cpuid::for_vcpu(&supported, i, cfg.cpus, backend))
-                    .map_err(kvm_err("vCPU CPUID"))?;
-                regs::setup_vcpu(&vcpu, i, info.pvh_entry)?;
-                vcpus.push(vcpu);
-            }
-            if trace {
-                eprintln!(
-                    "vmm:   (load+vcpus: {:.3} ms)",
-                    t.elapsed().as_secs_f64() * 1000.0
-                );
-            }
+    // The host kernel ends every memslot and in-kernel device registration with an SRCU grace
+    // period, serialised per VM (slots_lock). Measured on PVM: registering guest RAM first
+    // costs ~0.2 ms; after the irqchip and PIT exist it costs 4–10 ms. So: memslot first, then
+    // irqchip and PIT, on this thread, while a helper thread fills guest RAM (kernel, initrd,
+    // boot tables) and asks for the supported CPUID, which need no VM lock.
+    let (loaded, vcpus) = std::thread::scope(|sc| {
+        let (kernel, cpus, launched) = (&cfg.kernel, cfg.cpus, cfg.launched);
+        let (kvm, mem, initramfs) = (&kvm, &mem, &initramfs);
+        let loader = sc.spawn(move || load_guest(kvm, mem, kernel, cpus, initramfs, launched));
+        let vcpus = (|| -> Result<_, VmError> {
+            register_memory(&vm, mem)?;
+            trace.step("memslots");
+            create_irqchip_and_pit(&vm)?;
+            trace.step("irqchip+pit");
+            let vcpus = (0..cfg.cpus)
+                .map(|i| vm.create_vcpu(u64::from(i)).map_err(kvm_err("create vCPU")))
+                .collect::<Result<Vec<_>, _>>()?;
+            trace.step("create vcpus");
             Ok(vcpus)
         })();
-        (slots.join().expect("memslot thread"), loaded)
+        (loader.join().expect("loader thread"), vcpus)
     });
     drop(initramfs);
-    slots?;
-    let vcpus = loaded?;
-    step("memslots || irqchip+pit+kernel+initrd+tables+vcpus");
+    let loaded = loaded?;
+    let vcpus = vcpus?;
+    for (i, vcpu) in vcpus.iter().enumerate() {
+        vcpu.set_cpuid2(&crate::cpuid::for_vcpu(
+            &loaded.supported_cpuid,
+            i as u8,
+            cfg.cpus,
+            backend,
+        ))
+        .map_err(kvm_err("vCPU CPUID"))?;
+        regs::setup_vcpu(vcpu, i as u8, loaded.boot.pvh_entry)?;
+    }
+    trace.step("vcpu cpuid+regs");
     let tsc_khz = vcpus[0].get_tsc_khz().ok();
     let cmdline = kernel_cmdline(
         backend,
@@ -493,14 +505,16 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
         virtio,
     });
 
-    step("cmdline+devices");
-    // vCPU threads.
+    trace.step("cmdline+devices");
+    // vCPUs 1.. get threads; vCPU 0 runs on this thread and the main loop gets a thread.
     vcpu::install_kick_handler()
         .map_err(|e| VmError::Host(std::io::Error::from_raw_os_error(e.errno())))?;
     let shared = Arc::new(VcpuShared::new().map_err(VmError::Host)?);
+    let mut vcpus = vcpus.into_iter();
+    let vcpu0 = vcpus.next().expect("validate: at least one vCPU");
     let mut threads = Vec::new();
-    for (i, v) in vcpus.into_iter().enumerate() {
-        match vcpu::spawn(i, v, devices.clone(), shared.clone()) {
+    for (i, v) in vcpus.enumerate() {
+        match vcpu::spawn(i + 1, v, devices.clone(), shared.clone()) {
             Ok(t) => threads.push(t),
             Err(e) => {
                 vcpu::stop_all(&shared, threads);
@@ -508,8 +522,39 @@ pub fn run(mut cfg: VmConfig) -> Result<VmReport, VmError> {
             }
         }
     }
-
-    let end = main_loop(&cfg.timeout, &devices, &shared, &reset_fd, signals.as_ref());
+    let on_memory = cfg.on_memory.take();
+    let here = vcpu::HereVcpu::current();
+    let end = std::thread::scope(|sc| {
+        let ctl = std::thread::Builder::new()
+            .name("vmm-main".into())
+            .spawn_scoped(sc, || {
+                // Only for `inspect` (a file write): off the setup's critical path.
+                if let Some(f) = on_memory {
+                    let r: Vec<(u64, u64)> =
+                        mem.iter().map(|r| (r.as_ptr() as u64, r.len())).collect();
+                    f(&r);
+                }
+                let end = main_loop(&cfg.timeout, &devices, &shared, &reset_fd, signals.as_ref());
+                here.stop(&shared);
+                end
+            })?;
+        trace.step("main loop thread spawned, entering vCPU 0");
+        vcpu::run_here(0, vcpu0, &devices, &shared, &here);
+        Ok(ctl.join().expect("main loop thread"))
+    });
+    let end = match end {
+        Ok(e) => e,
+        Err(e) => {
+            vcpu::stop_all(&shared, threads);
+            return Err(VmError::Host(e));
+        }
+    };
+    if let (true, Some(first)) = (trace.on(), shared.first_entry.get()) {
+        eprintln!(
+            "vmm: launch → first KVM_RUN: {:.3} ms",
+            (*first - cfg.launched).as_secs_f64() * 1e3
+        );
+    }
     vcpu::stop_all(&shared, threads);
     let ended = Instant::now();
     let tail = {

@@ -21,8 +21,8 @@ pub struct VmJob {
     pub cpus: u8,
     /// Fault in guest RAM up front.
     pub prealloc: bool,
-    /// The initramfs file (deleted by the VMM once loaded).
-    pub initramfs: PathBuf,
+    /// The initramfs: a cached archive the VMM maps (left in place) and the per-run bytes.
+    pub initramfs: crate::initramfs::Initramfs,
     /// Root disk.
     pub root_disk: Option<PathBuf>,
     /// Shared host directories (virtio-9p).
@@ -58,6 +58,10 @@ pub struct VmResult {
     pub exit: Option<GuestExit>,
     /// The VMM error (one sentence + console lines), if it did not.
     pub error: Option<String>,
+    /// When the VMM process started (top of `vcompare-vmm`'s `main`), CLOCK_MONOTONIC ns:
+    /// the start of the VMM setup span.
+    #[serde(default)]
+    pub launched_ns: Option<u64>,
     /// vCPU 0's first entry, CLOCK_MONOTONIC ns.
     pub first_entry_ns: Option<u64>,
     /// Boot-timer marks.
@@ -86,16 +90,15 @@ pub fn instant_ns(t: Instant) -> u64 {
 }
 
 /// Runs `job` in this process (the body of `vcompare-vmm`) and writes its result file.
-pub fn run_job(job: VmJob) -> std::io::Result<()> {
-    let launched = Instant::now();
-    let initramfs = std::fs::read(&job.initramfs)?;
-    let _ = std::fs::remove_file(&job.initramfs);
+/// `launched` is when the process's `main` started: the VMM setup span counts from there.
+pub fn run_job(job: VmJob, launched: Instant) -> std::io::Result<()> {
+    crate::trace::Trace::from_env("job", launched).step("job read");
     let cfg = VmConfig {
         kernel: job.kernel.clone(),
         memory_mib: job.memory_mib,
         cpus: job.cpus,
         prealloc: job.prealloc,
-        initramfs,
+        initramfs: job.initramfs.clone(),
         root_disk: job.root_disk.clone(),
         root_readonly: false,
         shares: job.shares.clone(),
@@ -125,6 +128,7 @@ pub fn run_job(job: VmJob) -> std::io::Result<()> {
         Ok(r) => VmResult {
             exit: Some(r.exit),
             error: None,
+            launched_ns: Some(instant_ns(launched)),
             first_entry_ns: r.first_entry.map(instant_ns),
             marks: r
                 .marks
@@ -143,6 +147,7 @@ pub fn run_job(job: VmJob) -> std::io::Result<()> {
         Err(e) => VmResult {
             exit: None,
             error: Some(e.to_string()),
+            launched_ns: Some(instant_ns(launched)),
             first_entry_ns: None,
             marks: Vec::new(),
             ended_ns: monotonic_ns(),
@@ -166,6 +171,7 @@ mod tests {
         let r = VmResult {
             exit: Some(GuestExit::Signaled(15)),
             error: None,
+            launched_ns: Some(4),
             first_entry_ns: Some(5),
             marks: vec![MarkNs {
                 phase: "init_start".into(),

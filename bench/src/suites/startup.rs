@@ -197,10 +197,10 @@ pub fn definition(subject: &str) -> &'static str {
     match subject {
         "host" => "spawn `probe true` on the host → its exit (fork+exec+exit floor)",
         "container" => "spawn `vcompare run --mode container IMAGE /bin/probe true` → its exit",
-        "vm" => "spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (VMM setup, guest kernel boot, init, probe, power-off)",
+        "vm" => "spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (CLI preparation, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off)",
         "crun" => "spawn `crun run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
         "runc" => "spawn `runc run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
-        "qemu" => "spawn `qemu-system-x86_64 -M microvm` (same kernel, same kernel arguments, 256 MiB, 1 vCPU, initramfs with the probe as /init, a blank 64 MiB virtio-blk disk so the same block driver probes a device) → the console line \"Run /init as init process\" (launch → init; QEMU is stopped there)",
+        "qemu" => "spawn `qemu-system-x86_64 -M microvm,acpi=off` (same kernel, same kernel arguments except `quiet`, which would hide the init line it is timed by, 256 MiB, 1 vCPU, initramfs with the probe as /init, a blank 64 MiB virtio-blk disk so the same block driver probes a device) → the console line \"Run /init as init process\" (launch → init; QEMU is stopped there)",
         _ => "",
     }
 }

@@ -2,6 +2,8 @@
 //! `vcompare_vmm::process`). Exit status 0 means a result file was written.
 
 fn main() {
+    // The VMM setup span (launch → first KVM_RUN) starts here.
+    let launched = std::time::Instant::now();
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: vcompare-vmm JOB.json");
         std::process::exit(2);
@@ -19,7 +21,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = vcompare_vmm::process::run_job(job) {
+    if let Err(e) = vcompare_vmm::process::run_job(job, launched) {
         eprintln!("vcompare-vmm: {e}");
         std::process::exit(1);
     }

@@ -14,7 +14,9 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::memory::GuestMem;
 
-const PAGE: u64 = 4096;
+/// The host and guest page size the mappings work in.
+pub const PAGE_SIZE: u64 = 4096;
+const PAGE: u64 = PAGE_SIZE;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
@@ -153,30 +155,9 @@ pub fn map_into(mem: &GuestMem, f: &File, layout: &KernelLayout) -> Option<u64> 
         let page_addr = s.paddr / PAGE * PAGE;
         let lead = s.paddr - page_addr;
         let len = (lead + s.filesz).next_multiple_of(PAGE);
-        let host = mem.get_host_address(GuestAddress(page_addr)).ok()?;
-        // SAFETY: `host..host+len` lies inside guest RAM's own mapping (checked above), which
-        // outlives this mapping's use; MAP_FIXED replaces those pages with a private file
-        // mapping of the same size. Nothing else references the replaced (untouched) pages.
-        let p = unsafe {
-            libc::mmap(
-                host.cast(),
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
-                f.as_raw_fd(),
-                (s.offset - lead) as i64,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            // The range may now be partially file-backed: treat as fatal for this path; the
-            // caller's copy will overwrite every byte anyway.
-            return None;
-        }
-        // SAFETY: same range; keep guest RAM out of core dumps and children.
-        unsafe {
-            libc::madvise(host.cast(), len as usize, libc::MADV_DONTDUMP);
-            libc::madvise(host.cast(), len as usize, libc::MADV_DONTFORK);
-        }
+        // On failure the range may be partially file-backed: the caller's copy will
+        // overwrite every byte anyway.
+        map_file(mem, f, s.offset - lead, GuestAddress(page_addr), len)?;
         // The mapped pages also hold file bytes before and after the segment: the guest
         // must see zeros there, as in untouched RAM (the .bss starts right after).
         let zero = |from: u64, to: u64| -> Option<()> {
@@ -196,6 +177,46 @@ pub fn map_into(mem: &GuestMem, f: &File, layout: &KernelLayout) -> Option<u64> 
         zero(s.paddr + s.filesz, page_addr + len)?;
     }
     Some(end)
+}
+
+/// Maps `len` bytes of `f` from `file_offset` (both page-aligned) copy-on-write over guest
+/// RAM at the page-aligned `addr`: the guest reads the file's bytes (zeros past its end) and
+/// its writes stay private. `None` if the range is not guest RAM or mmap fails.
+pub fn map_file(
+    mem: &GuestMem,
+    f: &File,
+    file_offset: u64,
+    addr: GuestAddress,
+    len: u64,
+) -> Option<()> {
+    if !addr.0.is_multiple_of(PAGE) || !file_offset.is_multiple_of(PAGE) {
+        return None;
+    }
+    let len = len.next_multiple_of(PAGE);
+    mem.get_slice(addr, len as usize).ok()?;
+    let host = mem.get_host_address(addr).ok()?;
+    // SAFETY: `host..host+len` lies inside guest RAM's own mapping (checked above), which
+    // outlives this mapping's use; MAP_FIXED replaces those pages with a private file mapping
+    // of the same size. Nothing else references the replaced (untouched) pages.
+    let p = unsafe {
+        libc::mmap(
+            host.cast(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED,
+            f.as_raw_fd(),
+            file_offset as i64,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: same range; keep guest RAM out of core dumps and children.
+    unsafe {
+        libc::madvise(host.cast(), len as usize, libc::MADV_DONTDUMP);
+        libc::madvise(host.cast(), len as usize, libc::MADV_DONTFORK);
+    }
+    Some(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::initramfs::Initramfs;
 use crate::memory::GuestMem;
 
 /// Guest address of the boot GDT.
@@ -64,6 +65,14 @@ pub enum BootError {
     /// Command line too long or invalid.
     #[error("kernel command line is too long ({0} bytes, max {CMDLINE_MAX})")]
     CmdlineTooLong(usize),
+    /// The cached initramfs archive cannot be opened or read.
+    #[error("cannot read the initramfs archive {path}: {source}")]
+    OpenInitrd {
+        /// Archive path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The initramfs does not fit below the MMIO hole next to the kernel.
     #[error("initramfs of {0} bytes does not fit into guest RAM")]
     InitrdTooBig(usize),
@@ -138,18 +147,51 @@ pub fn write_cmdline(mem: &GuestMem, cmdline: &str) -> Result<(), BootError> {
 }
 
 /// Places the initramfs page-aligned at the top of low RAM (where the kernel looks last for
-/// free memory), returning its guest address.
-pub fn load_initrd(mem: &GuestMem, info: &BootInfo, initrd: &[u8]) -> Result<u64, BootError> {
+/// free memory): its base archive mapped from its file ([`elf_map::map_file`], read and
+/// copied if that fails), then the tail bytes at the next page. Returns (guest address,
+/// length) for the PVH module entry.
+pub fn load_initrd(
+    mem: &GuestMem,
+    info: &BootInfo,
+    initrd: &Initramfs,
+) -> Result<(u64, u64), BootError> {
+    let base = initrd
+        .base
+        .as_deref()
+        .map(|p| {
+            let err = |source| BootError::OpenInitrd {
+                path: p.display().to_string(),
+                source,
+            };
+            let f = File::open(p).map_err(err)?;
+            let len = f.metadata().map_err(err)?.len();
+            Ok::<_, BootError>((p, f, len.next_multiple_of(elf_map::PAGE_SIZE)))
+        })
+        .transpose()?;
+    let base_len = base.as_ref().map_or(0, |b| b.2);
+    let len = base_len + initrd.tail.len() as u64;
     let top = crate::memory::low_ram_end(mem);
     let addr = top
-        .checked_sub(initrd.len() as u64)
-        .map(|a| a & !0xfff)
+        .checked_sub(len)
+        .map(|a| a & !(elf_map::PAGE_SIZE - 1))
         .filter(|&a| a >= info.kernel_end)
-        .ok_or(BootError::InitrdTooBig(initrd.len()))?;
-    mem.write_slice(initrd, GuestAddress(addr))
-        .map_err(|source| BootError::GuestWrite {
-            what: "initramfs",
-            source,
-        })?;
-    Ok(addr)
+        .ok_or(BootError::InitrdTooBig(len as usize))?;
+    let write = |bytes: &[u8], at: u64| {
+        mem.write_slice(bytes, GuestAddress(at))
+            .map_err(|source| BootError::GuestWrite {
+                what: "initramfs",
+                source,
+            })
+    };
+    if let Some((p, f, base_len)) = &base {
+        if elf_map::map_file(mem, f, 0, GuestAddress(addr), *base_len).is_none() {
+            let bytes = std::fs::read(p).map_err(|source| BootError::OpenInitrd {
+                path: p.display().to_string(),
+                source,
+            })?;
+            write(&bytes, addr)?;
+        }
+    }
+    write(&initrd.tail, addr + base_len)?;
+    Ok((addr, len))
 }
