@@ -100,7 +100,7 @@ pub const PLACES: &[Place] = &[
         name: "vm 9p",
         subject: "vm",
         path: SHARE_PATH,
-        how: "the host directory over virtio-9p (`-v HOSTDIR:/share`; msize 512000, no cache)",
+        how: "the host directory over virtio-9p (`-v HOSTDIR:/share`; msize 512000, cache=mmap: file data through the guest page cache, metadata never cached)",
     },
     Place {
         name: "vm root disk",
