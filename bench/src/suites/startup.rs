@@ -147,11 +147,21 @@ fn host_once(h: &Harness) -> Result<StartupRun> {
         .stdin(std::process::Stdio::null())
         .env_clear()
         .env("PATH", crate::harness::IMAGE_PATH);
-    let label = format!("{} true", probe.display());
-    let out = spawn_timed(c, &label)?.finish(&label, CONTAINER_TIMEOUT)?;
+    timed_run(c, &format!("{} true", probe.display()), || {})
+}
+
+/// Times `cmd` from spawn to exit (a run without phase marks); a failed run becomes an
+/// error naming `label`, after `cleanup` ran.
+fn timed_run(
+    cmd: std::process::Command,
+    label: &str,
+    cleanup: impl FnOnce(),
+) -> Result<StartupRun> {
+    let out = spawn_timed(cmd, label)?.finish(label, CONTAINER_TIMEOUT)?;
     if !out.status.success() {
+        cleanup();
         return Err(crate::harness::failed(
-            &label,
+            label,
             &out.status.to_string(),
             &out.stderr,
             &out.stdout,
@@ -173,22 +183,10 @@ fn peer_once(h: &mut Harness, peer: &str, bundle: &std::path::Path) -> Result<St
         peers::runc::command(bundle, &id)
     };
     let label = format!("{peer} run -b {} {id}", bundle.display());
-    let out = spawn_timed(cmd, &label)?.finish(&label, CONTAINER_TIMEOUT)?;
-    if !out.status.success() {
+    timed_run(cmd, &label, || {
         let _ = std::process::Command::new(peer)
             .args(["delete", "-f", &id])
             .output();
-        return Err(crate::harness::failed(
-            &label,
-            &out.status.to_string(),
-            &out.stderr,
-            &out.stdout,
-        ));
-    }
-    Ok(StartupRun {
-        wall_ns: out.wall_ns,
-        phases: Vec::new(),
-        marks: BTreeMap::new(),
     })
 }
 
