@@ -22,6 +22,13 @@ impl Root {
         Root(p)
     }
 
+    /// `vcompare run --mode vm --rm --timeout 300 ARGS…`: a one-shot VM with a watchdog.
+    fn run_vm(&self, args: &[&str]) -> Output {
+        let mut all = vec!["run", "--mode", "vm", "--rm", "--timeout", "300"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new(vcompare())
             .arg("--root")
@@ -98,13 +105,7 @@ fn vm_probe_info_sees_its_own_kernel_memory_and_cpus() {
         return;
     }
     let root = Root::new("info");
-    let o = root.run(&[
-        "run",
-        "--mode",
-        "vm",
-        "--rm",
-        "--timeout",
-        "300",
+    let o = root.run_vm(&[
         "--cpus",
         "2",
         "--memory",
@@ -147,32 +148,10 @@ fn vm_exit_code_and_signal_propagate() {
         return;
     }
     let root = Root::new("exit");
-    let o = root.run(&[
-        "run",
-        "--mode",
-        "vm",
-        "--rm",
-        "--timeout",
-        "300",
-        "vcompare/probe",
-        "/bin/sh",
-        "-c",
-        "echo out; exit 7",
-    ]);
+    let o = root.run_vm(&["vcompare/probe", "/bin/sh", "-c", "echo out; exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "out");
-    let o = root.run(&[
-        "run",
-        "--mode",
-        "vm",
-        "--rm",
-        "--timeout",
-        "300",
-        "vcompare/probe",
-        "/bin/sh",
-        "-c",
-        "kill -9 $$",
-    ]);
+    let o = root.run_vm(&["vcompare/probe", "/bin/sh", "-c", "kill -9 $$"]);
     assert_eq!(o.status.code(), Some(137), "{}", text(&o));
 }
 
@@ -519,13 +498,7 @@ if echo no > /mnt/ro/x; then echo ro-written; fi
 if mkdir /mnt/ro/d; then echo ro-written; fi
 echo in-a-volume > /mnt/vol/v.txt
 echo done";
-    let o = root.run(&[
-        "run",
-        "--mode",
-        "vm",
-        "--rm",
-        "--timeout",
-        "300",
+    let o = root.run_vm(&[
         "-v",
         &rw.arg("/mnt/rw"),
         "-v",

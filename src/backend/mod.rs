@@ -144,12 +144,9 @@ pub trait RunHooks {
 /// `CLOCK_MONOTONIC` (ns) when this process entered `main`: the zero of every [`PhaseMark`].
 static PROCESS_START: OnceLock<u64> = OnceLock::new();
 
-/// Current `CLOCK_MONOTONIC` time in ns (the clock the backends stamp phases with).
-pub fn monotonic_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .expect("CLOCK_MONOTONIC is always available");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
+/// Current `CLOCK_MONOTONIC` time in ns (the clock the backends stamp phases with); the
+/// VMM's result file uses the same function, so its marks and ours share one clock.
+pub use vcompare_vmm::process::monotonic_ns;
 
 /// Records the process start; called first thing in `main` so phase marks are exact.
 pub fn mark_process_start() {

@@ -141,6 +141,26 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         at_ns: monotonic_ns().saturating_sub(base),
     });
 
+    // Each `-v` is one virtio-9p device: the VMM serves HOST under a tag, the init mounts
+    // that tag at GUEST.
+    let (shares, guest_shares): (Vec<p9::Share>, Vec<_>) = spec
+        .volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let share = p9::Share {
+                host: v.host.clone(),
+                tag: p9::tag(i),
+                read_only: v.readonly,
+            };
+            let guest = vcompare_vmm::guest_spec::GuestShare {
+                tag: share.tag.clone(),
+                path: v.guest.clone(),
+                read_only: v.readonly,
+            };
+            (share, guest)
+        })
+        .unzip();
     let guest = GuestSpec {
         args: spec.args.clone(),
         env: spec.env.clone(),
@@ -151,28 +171,9 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         root_device: "/dev/vda".into(),
         root_fstype: "ext4".into(),
         root_readonly: false,
-        shares: spec
-            .volumes
-            .iter()
-            .enumerate()
-            .map(|(i, v)| vcompare_vmm::guest_spec::GuestShare {
-                tag: p9::tag(i),
-                path: v.guest.clone(),
-                read_only: v.readonly,
-            })
-            .collect(),
+        shares: guest_shares,
         boot_timer_port: machine::BOOT_TIMER_PORT,
     };
-    let shares: Vec<p9::Share> = spec
-        .volumes
-        .iter()
-        .enumerate()
-        .map(|(i, v)| p9::Share {
-            host: v.host.clone(),
-            tag: p9::tag(i),
-            read_only: v.readonly,
-        })
-        .collect();
     // The /init archive is built once per init binary and mapped by the VMM (no per-run read
     // or copy); only the spec archive (a few hundred bytes) is per run.
     let initrd = initramfs::Initramfs {
@@ -206,79 +207,30 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         .collect();
     let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
 
+    let job = process::VmJob {
+        kernel,
+        memory_mib: mem,
+        cpus,
+        prealloc: spec.prealloc,
+        initramfs: initrd,
+        root_disk: Some(root_disk),
+        shares,
+        extra_cmdline,
+        boot_log,
+        timeout_secs: spec.timeout_secs,
+        memory_ranges_path: Some(spec.instance_dir.join(RAM_RANGES)),
+        guest_info_path: Some(spec.instance_dir.join(GUEST_STATE)),
+        result_path: spec.instance_dir.join("vm-result.json"),
+    };
     let result = match vmm_binary() {
         Some(bin) => {
-            let job = process::VmJob {
-                kernel,
-                memory_mib: mem,
-                cpus,
-                prealloc: spec.prealloc,
-                initramfs: initrd,
-                root_disk: Some(root_disk),
-                shares,
-                extra_cmdline,
-                boot_log,
-                timeout_secs: spec.timeout_secs,
-                memory_ranges_path: Some(spec.instance_dir.join(RAM_RANGES)),
-                guest_info_path: Some(spec.instance_dir.join(GUEST_STATE)),
-                result_path: spec.instance_dir.join("vm-result.json"),
-            };
             let r = run_child(&bin, &job, &spec.instance_dir, hooks);
             let _ = std::fs::remove_file(&job.result_path);
             r?
         }
         None => {
             hooks.started(std::process::id() as i32);
-            let launched = Instant::now();
-            let cfg = machine::VmConfig {
-                kernel,
-                memory_mib: mem,
-                cpus,
-                prealloc: spec.prealloc,
-                initramfs: initrd,
-                root_disk: Some(root_disk),
-                root_readonly: false,
-                shares,
-                extra_cmdline,
-                console: Box::new(std::io::stdout()),
-                boot_log,
-                timeout: spec.timeout_secs.map(std::time::Duration::from_secs),
-                handle_signals: true,
-                launched,
-                on_memory: Some(Box::new({
-                    let path = spec.instance_dir.join(RAM_RANGES);
-                    move |ranges: &[(u64, u64)]| {
-                        let _ =
-                            std::fs::write(&path, serde_json::to_vec(ranges).unwrap_or_default());
-                    }
-                })),
-                on_guest_info: Some(Box::new({
-                    let path = spec.instance_dir.join(GUEST_STATE);
-                    move |info: &str| {
-                        let _ = std::fs::write(&path, info);
-                    }
-                })),
-            };
-            let r = machine::run(cfg)?;
-            process::VmResult {
-                exit: Some(r.exit),
-                error: None,
-                launched_ns: Some(process::instant_ns(launched)),
-                first_entry_ns: r.first_entry.map(process::instant_ns),
-                marks: r
-                    .marks
-                    .iter()
-                    .map(|m| process::MarkNs {
-                        phase: serde_json::to_value(m.phase)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                        at_ns: process::instant_ns(m.at),
-                    })
-                    .collect(),
-                ended_ns: process::instant_ns(r.ended),
-                console_tail: r.console_tail,
-            }
+            process::execute(&job, Instant::now())
         }
     };
     drop(held);

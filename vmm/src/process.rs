@@ -93,6 +93,18 @@ pub fn instant_ns(t: Instant) -> u64 {
 /// `launched` is when the process's `main` started: the VMM setup span counts from there.
 pub fn run_job(job: VmJob, launched: Instant) -> std::io::Result<()> {
     crate::trace::Trace::from_env("job", launched).step("job read");
+    let result = execute(&job, launched);
+    let tmp = job.result_path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&result).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, &job.result_path)
+}
+
+/// Boots `job` in the calling process and returns how it ended: the body of [`run_job`],
+/// and what the CLI calls directly when it runs the VMM in-process.
+pub fn execute(job: &VmJob, launched: Instant) -> VmResult {
     let cfg = VmConfig {
         kernel: job.kernel.clone(),
         memory_mib: job.memory_mib,
@@ -124,7 +136,7 @@ pub fn run_job(job: VmJob, launched: Instant) -> std::io::Result<()> {
                 })
             }),
     };
-    let result = match machine::run(cfg) {
+    match machine::run(cfg) {
         Ok(r) => VmResult {
             exit: Some(r.exit),
             error: None,
@@ -153,13 +165,7 @@ pub fn run_job(job: VmJob, launched: Instant) -> std::io::Result<()> {
             ended_ns: monotonic_ns(),
             console_tail: Vec::new(),
         },
-    };
-    let tmp = job.result_path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(&result).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, &job.result_path)
+    }
 }
 
 #[cfg(test)]

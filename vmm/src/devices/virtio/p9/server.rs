@@ -81,10 +81,9 @@ impl Server {
         })?;
         // SAFETY: fd was just returned by the kernel.
         let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
-        let st = host_fs::stat(root.as_raw_fd())?;
         Ok(Server {
+            root_ino: identity(root.as_raw_fd())?,
             root,
-            root_ino: (st.st_dev, st.st_ino),
             read_only,
             msize: MAX_MSIZE,
             fids: HashMap::new(),
@@ -146,8 +145,7 @@ impl Server {
     }
 
     fn is_root(&self, fd: RawFd) -> io::Result<bool> {
-        let st = host_fs::stat(fd)?;
-        Ok((st.st_dev, st.st_ino) == self.root_ino)
+        Ok(identity(fd)? == self.root_ino)
     }
 
     /// One walk step from `fd`: a name beneath it, or its parent (never above the root).
@@ -168,19 +166,17 @@ impl Server {
     /// become the guest's way out through `..`.
     fn check_beneath(&self, dir: &OwnedFd) -> io::Result<()> {
         let mut cur = dir.try_clone()?;
+        let mut id = identity(cur.as_raw_fd())?;
         for _ in 0..4096 {
-            if self.is_root(cur.as_raw_fd())? {
+            if id == self.root_ino {
                 return Ok(());
             }
             let up = host_fs::parent(cur.as_raw_fd())?;
-            let (a, b) = (
-                host_fs::stat(cur.as_raw_fd())?,
-                host_fs::stat(up.as_raw_fd())?,
-            );
-            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
+            let up_id = identity(up.as_raw_fd())?;
+            if up_id == id {
                 break; // reached the host's "/" without passing the share's root
             }
-            cur = up;
+            (cur, id) = (up, up_id);
         }
         Err(errno(libc::EACCES))
     }
@@ -512,6 +508,12 @@ impl Server {
         r.finish();
         Ok(())
     }
+}
+
+/// (device, inode) of the file behind `fd`: what "the same directory" means.
+fn identity(fd: RawFd) -> io::Result<(u64, u64)> {
+    let st = host_fs::stat(fd)?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Hands a file the guest just created to its creator (`uid` from the attach, `gid` from the
