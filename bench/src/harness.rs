@@ -40,6 +40,9 @@ pub struct Harness {
     /// The guest kernel vcompare's VM mode boots (the QEMU peer boots the same one), or why
     /// there is none.
     pub kernel: Result<PathBuf, String>,
+    /// The image's cached VM disk and the init on it (the QEMU peer boots copies), or why
+    /// there is none.
+    pub vm_disk: Result<(PathBuf, PathBuf), String>,
     counter: u64,
 }
 
@@ -68,6 +71,7 @@ impl Harness {
             progress: ProgressBar::hidden(),
             vm_broken: None,
             kernel: Err("not looked up".into()),
+            vm_disk: Err("not looked up".into()),
             counter: 0,
         })
     }

@@ -309,5 +309,8 @@ impl Results {
 
 /// Subjects whose numbers come from a guest kernel under KVM (and so carry the backend caveat).
 pub fn is_vm_subject(subject: &str) -> bool {
-    matches!(subject, "vm" | "qemu" | "firecracker")
+    matches!(
+        subject,
+        "vm" | "qemu" | "qemu-rootdisk" | "qemu-reference" | "firecracker"
+    )
 }

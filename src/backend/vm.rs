@@ -1,6 +1,6 @@
 //! `--mode vm`: glue between the lifecycle code and the `vcompare-vmm` crate. It finds the
-//! guest kernel and the static guest init, prepares the root disk (cached per image, copied
-//! per VM), builds the per-run initramfs, and runs the VMM in this process (the pid the
+//! guest kernel and the static guest init, prepares the root disk (cached per image with the
+//! init on it, copied per VM), writes the run's spec onto it, and runs the VMM (the pid the
 //! lifecycle signals: SIGTERM asks the guest init to SIGTERM the entrypoint).
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use vcompare_vmm::devices::virtio::p9;
-use vcompare_vmm::{disk, initramfs, machine, process, GuestExit, GuestSpec};
+use vcompare_vmm::{disk, machine, process, GuestExit, GuestSpec};
 
 use super::{monotonic_ns, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
 
@@ -134,7 +134,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         eprintln!("vcompare: warning: -i is not supported in --mode vm; the entrypoint's stdin is /dev/null");
     }
 
-    let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs)?;
+    let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs, &init)?;
     let root_disk = disk::instance_disk(&spec.instance_dir, &image_disk)?;
     hooks.phase(PhaseMark {
         name: "disk".into(),
@@ -168,21 +168,12 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         uid: spec.uid,
         gid: spec.gid,
         hostname: spec.hostname.clone(),
-        root_device: "/dev/vda".into(),
-        root_fstype: "ext4".into(),
-        root_readonly: false,
         shares: guest_shares,
         boot_timer_port: machine::BOOT_TIMER_PORT,
     };
-    // The /init archive is built once per init binary and mapped by the VMM (no per-run read
-    // or copy); only the spec archive (a few hundred bytes) is per run.
-    let initrd = initramfs::Initramfs {
-        base: Some(
-            initramfs::cached_base(&spec.data_root.join("initramfs"), &init)
-                .with_context(|| format!("building the initramfs for {}", init.display()))?,
-        ),
-        tail: initramfs::build_spec(&serde_json::to_vec(&guest)?),
-    };
+    // No initramfs: the kernel mounts the disk as its root and starts the init stored on it,
+    // which reads this run's spec from the disk's spec area (see vcompare_vmm::disk).
+    disk::write_spec(&root_disk, &serde_json::to_vec(&guest)?)?;
     let state = serde_json::json!({
         "kernel": kernel,
         "memory_mib": mem,
@@ -200,11 +191,13 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     // VMM forwards (they stay pending, nothing is lost; a dedicated VMM process starts with
     // an empty mask, an in-process VMM takes them over with its signalfd).
     let held = HeldSignals::new();
-    let extra_cmdline: Vec<String> = std::env::var(CMDLINE_ENV)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let mut extra_cmdline = disk::root_cmdline();
+    extra_cmdline.extend(
+        std::env::var(CMDLINE_ENV)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from),
+    );
     let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
 
     let job = process::VmJob {
@@ -212,7 +205,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         memory_mib: mem,
         cpus,
         prealloc: spec.prealloc,
-        initramfs: initrd,
+        initramfs: Default::default(),
         root_disk: Some(root_disk),
         shares,
         extra_cmdline,

@@ -151,6 +151,14 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
         vm_runs,
     )?;
     h.kernel = crate::backend::vm::find_kernel().map_err(|e| format!("{e:#}"));
+    h.vm_disk = crate::artifacts::find_static("vcompare-init")
+        .map_err(anyhow::Error::from)
+        .and_then(|init| {
+            let disk =
+                vcompare_vmm::disk::image_disk(&ctx.root, &image.record.digest, &h.rootfs, &init)?;
+            Ok((disk, init))
+        })
+        .map_err(|e| format!("{e:#}"));
     let config = RunConfig {
         modes: plan.modes.clone(),
         peers: plan.peers.clone(),

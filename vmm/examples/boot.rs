@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use vcompare_vmm::{disk, initramfs, machine, GuestSpec};
+use vcompare_vmm::{disk, machine, GuestSpec};
 
 fn main() {
     let launched = Instant::now();
@@ -26,7 +26,7 @@ fn main() {
     }
     let (kernel, rootfs, init) = (&pos[0], &pos[1], &pos[2]);
     let work = std::env::temp_dir().join("vcmp-example");
-    let img = disk::image_disk(&work, "sha256:example", rootfs.as_ref()).unwrap();
+    let img = disk::image_disk(&work, "sha256:example", rootfs.as_ref(), init.as_ref()).unwrap();
     let inst = disk::instance_disk(&work.join("inst"), &img).unwrap();
     let spec = GuestSpec {
         args: cmd,
@@ -36,14 +36,16 @@ fn main() {
         ],
         cwd: "/".into(),
         hostname: "example".into(),
-        root_device: "/dev/vda".into(),
-        root_fstype: "ext4".into(),
         boot_timer_port: machine::BOOT_TIMER_PORT,
         ..Default::default()
     };
-    let initrd = initramfs::build(
-        &std::fs::read(init).unwrap(),
-        &serde_json::to_vec(&spec).unwrap(),
+    disk::write_spec(&inst, &serde_json::to_vec(&spec).unwrap()).unwrap();
+    let mut extra_cmdline = disk::root_cmdline();
+    extra_cmdline.extend(
+        std::env::var("VCOMPARE_VM_CMDLINE")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from),
     );
     let t_prep = Instant::now();
     let cfg = machine::VmConfig {
@@ -51,15 +53,11 @@ fn main() {
         memory_mib: mem,
         cpus,
         prealloc: false,
-        initramfs: initrd,
+        initramfs: Default::default(),
         root_disk: Some(inst),
         root_readonly: false,
         shares: Vec::new(),
-        extra_cmdline: std::env::var("VCOMPARE_VM_CMDLINE")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
+        extra_cmdline,
         console: Box::new(std::io::stdout()),
         boot_log: bootlog,
         timeout,
@@ -77,7 +75,7 @@ fn main() {
             let ms = |i: Instant| i.saturating_duration_since(r.launched).as_secs_f64() * 1000.0;
             eprintln!("exit: {:?}", r.exit);
             eprintln!(
-                "disk+initramfs prep: {:.1} ms",
+                "disk+spec prep: {:.1} ms",
                 (t_prep - launched).as_secs_f64() * 1000.0
             );
             if let Some(f) = r.first_entry {

@@ -19,7 +19,10 @@ pub struct FeatureBit {
     pub name: &'static str,
 }
 
-/// Features hidden from the guest on PVM hosts (DESIGN §4).
+/// Features hidden from the guest on PVM hosts (DESIGN §4): those the instruction emulator
+/// cannot execute at CPL0, plus the invariant TSC: a guest that sees it moves its clock from
+/// kvm-clock to the TSC during boot, work that cost ~1 s of emulated boot (10 alternating
+/// pairs of boots: 18.73 → 17.60 s median) while kvm-clock serves the guest as well.
 pub const PVM_MASKED: &[FeatureBit] = &[
     FeatureBit {
         leaf: 1,
@@ -104,6 +107,12 @@ pub const PVM_MASKED: &[FeatureBit] = &[
         reg: 3,
         bit: 4,
         name: "fsrm",
+    },
+    FeatureBit {
+        leaf: 0x8000_0007,
+        reg: 3,
+        bit: 8,
+        name: "invtsc",
     },
 ];
 

@@ -1,5 +1,16 @@
-// What the guest init must do, sent as `/vcompare.json` in the initramfs. This file is shared
-// verbatim with the init crate (`include!`), so it may only use `serde` and `std`.
+// What the guest init must do, written as JSON into the root disk's last bytes before each
+// boot (see vmm/src/disk.rs). This file is shared verbatim with the init crate (`include!`),
+// so it may only use `serde` and `std`.
+
+/// Where the init lives on the root disk (the kernel's `init=`).
+pub const INIT_PATH: &str = "/.vcompare/init";
+/// Size of the area after the root file system that holds the spec.
+pub const SPEC_AREA_BYTES: u64 = 64 * 1024;
+/// First bytes of the spec area; a little-endian u32 length and the JSON follow.
+pub const SPEC_MAGIC: &[u8; 8] = b"VCSPEC01";
+/// Optional kernel command-line variable (the kernel hands it to the init as environment)
+/// naming the block device whose spec area the init reads; `/dev/vda` without it.
+pub const SPEC_DEVICE_VAR: &str = "vcompare_spec";
 
 /// Instructions for the guest init (PID 1).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -16,13 +27,6 @@ pub struct GuestSpec {
     pub gid: u32,
     /// Hostname.
     pub hostname: String,
-    /// Block device holding the image's root filesystem (ext4), e.g. `/dev/vda`.
-    pub root_device: String,
-    /// Filesystem type of the root device.
-    pub root_fstype: String,
-    /// Mount the root read-only.
-    #[serde(default)]
-    pub root_readonly: bool,
     /// Shared host directories to mount (virtio-9p), in order.
     #[serde(default)]
     pub shares: Vec<GuestShare>,

@@ -1,19 +1,10 @@
-//! A tiny initramfs: our static init as `/init` and its instructions as `/vcompare.json`, in
-//! the kernel's "newc" cpio format. Uncompressed on purpose: in the PVM emulator, gunzip in the
-//! guest kernel costs far more than copying a few hundred KiB more.
-//!
-//! It comes in two archives, which the kernel unpacks one after the other (it skips the NUL
-//! padding between them): the big one with `/init` is built once per init binary and cached
-//! as a file that the VMM maps copy-on-write into guest RAM (no read, no copy per VM, shared
-//! page cache), and a few hundred bytes with the per-run spec are written after it.
+//! Initramfs support: the kernel's "newc" cpio format and how the VMM loads an archive.
+//! vcompare's own VMs boot without one (the init is on the root disk, see [`crate::disk`]);
+//! the VMM still takes one, as any microVM monitor does, and the benchmark's QEMU peer boots
+//! the conventional way with an archive written by [`CpioWriter`]. Uncompressed on purpose:
+//! on PVM hosts gunzip in the guest kernel costs far more than copying more bytes.
 
-use std::path::{Path, PathBuf};
-
-/// The page size the cached archive is padded to, so that it can be mapped into guest RAM.
-pub const PAGE: usize = 4096;
-
-/// The file name the guest init reads its spec from.
-pub const SPEC_PATH: &str = "vcompare.json";
+use std::path::PathBuf;
 
 /// A cpio "newc" archive being written in memory.
 #[derive(Default)]
@@ -88,73 +79,16 @@ impl CpioWriter {
     }
 }
 
-/// The per-init-binary archive: mount points, `/dev/console` and `/init`, NUL-padded to a
-/// whole number of pages (the padding is skipped by the kernel).
-pub fn build_base(init_binary: &[u8]) -> Vec<u8> {
-    let mut w = CpioWriter::new();
-    w.dir("dev", 0o755)
-        .char_dev("dev/console", 0o600, 5, 1)
-        .dir("proc", 0o555)
-        .dir("sys", 0o555)
-        .dir("newroot", 0o755)
-        .file("init", 0o755, init_binary);
-    let mut a = w.finish();
-    a.resize(a.len().next_multiple_of(PAGE), 0);
-    a
-}
-
-/// The per-run archive: only `/vcompare.json`.
-pub fn build_spec(spec_json: &[u8]) -> Vec<u8> {
-    let mut w = CpioWriter::new();
-    w.file(SPEC_PATH, 0o644, spec_json);
-    w.finish()
-}
-
-/// The whole initramfs in memory ([`build_base`] followed by [`build_spec`]), for callers that
-/// do not keep a cache.
-pub fn build(init_binary: &[u8], spec_json: &[u8]) -> Initramfs {
-    let mut bytes = build_base(init_binary);
-    bytes.extend_from_slice(&build_spec(spec_json));
-    Initramfs {
-        base: None,
-        tail: bytes,
-    }
-}
-
 /// An initramfs as the VMM loads it: an optional archive file mapped into guest RAM, then
 /// bytes written right after it (at the next page).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Initramfs {
-    /// A cached archive file (e.g. from [`cached_base`]); it must not be modified in place
-    /// while a VM may map it (the cache only ever replaces files by rename).
+    /// An archive file the VMM maps copy-on-write into guest RAM (no read, no copy); it must
+    /// not be modified in place while a VM may map it (replace such files by rename).
     pub base: Option<PathBuf>,
-    /// Bytes placed after it, e.g. [`build_spec`]'s archive.
+    /// Bytes placed after it (a second archive: the kernel unpacks them one after the
+    /// other, skipping the NUL padding between them).
     pub tail: Vec<u8>,
-}
-
-/// The cached [`build_base`] archive for `init` in `dir`, built on first use. The cache key is
-/// the init binary's size, modification time and inode, so a rebuilt init gets a new archive
-/// without hashing 1–2 MB on every run.
-pub fn cached_base(dir: &Path, init: &Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(init)?;
-    let key = format!(
-        "init-{:x}-{:x}-{:x}-{:x}.cpio",
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ino()
-    );
-    let path = dir.join(key);
-    if path.is_file() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(dir)?;
-    let archive = build_base(&std::fs::read(init)?);
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&tmp, archive)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
 }
 
 #[cfg(test)]
@@ -207,38 +141,24 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let a = build(b"\x7fELFabc", b"{\"args\":[\"x\"]}").tail;
+        let mut w = CpioWriter::new();
+        w.dir("dev", 0o755)
+            .char_dev("dev/console", 0o600, 5, 1)
+            .file("init", 0o755, b"\x7fELFabc");
+        let mut a = w.finish();
         assert_eq!(a.len() % 4, 0);
+        // A second archive after NUL padding, as the VMM lays out base + tail.
+        a.resize(a.len().next_multiple_of(4096), 0);
+        let mut w = CpioWriter::new();
+        w.file("spec.json", 0o644, b"{}");
+        a.extend(w.finish());
         let e = parse_all(&a);
         let names: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "dev",
-                "dev/console",
-                "proc",
-                "sys",
-                "newroot",
-                "init",
-                SPEC_PATH
-            ]
-        );
+        assert_eq!(names, ["dev", "dev/console", "init", "spec.json"]);
+        assert_eq!(e[0].1, 0o040755);
         assert_eq!(e[1].1, 0o020600);
-        assert_eq!(e[5].1, 0o100755);
-        assert_eq!(e[5].2, b"\x7fELFabc");
-        assert_eq!(e[6].2, b"{\"args\":[\"x\"]}");
-    }
-
-    #[test]
-    fn base_is_page_sized_and_cached() {
-        assert_eq!(build_base(b"x").len() % PAGE, 0);
-        let dir = std::env::temp_dir().join(format!("vcmp-initrd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let init = dir.join("init");
-        std::fs::write(&init, b"\x7fELFinit").unwrap();
-        let a = cached_base(&dir.join("cache"), &init).unwrap();
-        assert_eq!(cached_base(&dir.join("cache"), &init).unwrap(), a);
-        assert_eq!(std::fs::read(&a).unwrap(), build_base(b"\x7fELFinit"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e[2].1, 0o100755);
+        assert_eq!(e[2].2, b"\x7fELFabc");
+        assert_eq!(e[3].2, b"{}");
     }
 }

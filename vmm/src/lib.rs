@@ -10,6 +10,7 @@ pub mod boot;
 pub mod cpuid;
 pub mod devices;
 pub mod disk;
+pub mod guest_profile;
 pub mod initramfs;
 pub mod machine;
 pub mod memory;

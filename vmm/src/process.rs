@@ -21,7 +21,7 @@ pub struct VmJob {
     pub cpus: u8,
     /// Fault in guest RAM up front.
     pub prealloc: bool,
-    /// The initramfs: a cached archive the VMM maps (left in place) and the per-run bytes.
+    /// The initramfs: an archive file the VMM maps and bytes after it; empty: none.
     pub initramfs: crate::initramfs::Initramfs,
     /// Root disk.
     pub root_disk: Option<PathBuf>,

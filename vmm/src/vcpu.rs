@@ -12,6 +12,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::Devices;
+use crate::guest_profile::{GuestProfile, Sampler};
 
 /// Why a vCPU stopped the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +147,7 @@ pub fn run_here(
     devices: &Devices,
     shared: &VcpuShared,
     here: &HereVcpu,
+    mut profile: Option<GuestProfile>,
 ) {
     let mut old_name = [0u8; 16];
     let mut old_mask: libc::sigset_t;
@@ -160,7 +162,15 @@ pub fn run_here(
     }
     record_tid(index, shared);
     unblock_kick();
-    run_loop(index, &mut vcpu, devices, shared);
+    let sampler = match profile {
+        Some(_) => Sampler::start(here.thread, kick_signal()).ok(),
+        None => None,
+    };
+    run_loop(index, &mut vcpu, devices, shared, profile.as_mut());
+    drop(sampler);
+    if let Some(p) = &profile {
+        p.write();
+    }
     // SAFETY: restoring what was read above.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
@@ -182,11 +192,17 @@ pub fn spawn(
         .spawn(move || {
             record_tid(index, &shared);
             unblock_kick();
-            run_loop(index, &mut vcpu, &devices, &shared);
+            run_loop(index, &mut vcpu, &devices, &shared, None);
         })
 }
 
-fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuShared) {
+fn run_loop(
+    index: usize,
+    vcpu: &mut VcpuFd,
+    devices: &Devices,
+    shared: &VcpuShared,
+    mut profile: Option<&mut GuestProfile>,
+) {
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return;
@@ -199,7 +215,11 @@ fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuSha
             Ok(VcpuExit::IoOut(port, data)) => devices.pio_write(port, data),
             Ok(VcpuExit::MmioRead(addr, data)) => devices.mmio_read(addr, data),
             Ok(VcpuExit::MmioWrite(addr, data)) => devices.mmio_write(addr, data),
-            Ok(VcpuExit::Intr) => {}
+            Ok(VcpuExit::Intr) => {
+                if let Some(p) = profile.as_deref_mut() {
+                    p.sample(vcpu);
+                }
+            }
             Ok(VcpuExit::Hlt) => {
                 // Only without an in-kernel irqchip; treat as "nothing to do until stopped".
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -222,7 +242,11 @@ fn run_loop(index: usize, vcpu: &mut VcpuFd, devices: &Devices, shared: &VcpuSha
                 return shared.report(index, VcpuEnd::SystemEvent(kind))
             }
             Ok(other) => return shared.report(index, VcpuEnd::Unexpected(format!("{other:?}"))),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                if let Some(p) = profile.as_deref_mut() {
+                    p.sample(vcpu);
+                }
+            }
             Err(e) => return shared.report(index, VcpuEnd::RunError(e.to_string())),
         }
     }

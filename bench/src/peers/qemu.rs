@@ -1,13 +1,16 @@
 //! QEMU `-M microvm` as the VM peer, booting the same guest kernel vcompare's VMM boots, with
-//! the same kernel arguments (including the PVM workarounds), and a tiny initramfs whose
-//! `/init` is the probe. Measured per boot, from spawning qemu:
-//! - `init`: the kernel's "Run /init as init process" console line (launch → init);
-//! - QEMU is killed as soon as the init line appears, so its "wall" figure equals launch → init
-//!   (the probe as `/init` would exit at once anyway: the kernel hands it the boot arguments it
-//!   does not know, `nomodule noxsave nokaslr`, as argv; no workload runs in the QEMU guest);
-//! - memory when the init line appears: QEMU RSS − guest-RAM mapping RSS (its VMM overhead).
+//! the same kernel arguments (including the PVM workarounds and `quiet`), in two ways:
+//! - [`BootMethod::Initramfs`] (subject `qemu`): the usual `-kernel -initrd` boot, with
+//!   vcompare's init as `/init` in the initramfs and the image's disk attached;
+//! - [`BootMethod::RootDisk`] (subject `qemu-rootdisk`): exactly how vcompare's VMM boots —
+//!   no initramfs, the kernel mounts a copy of the same image disk (init on it, spec after it).
+//!
+//! Measured per boot, from spawning qemu: `init` = the init's first phase report on the
+//! console (`ESC _ vcompare:1 ESC \`, written and drained as its first action), the same
+//! report vcompare's VMM timestamps as init start. QEMU is killed there, so its "wall" figure
+//! equals launch → init; memory at that moment: QEMU RSS − guest-RAM mapping RSS (its VMM
+//! overhead).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -48,40 +51,96 @@ pub fn find_kernel() -> Option<PathBuf> {
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
 }
 
+/// How the QEMU guest gets its init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMethod {
+    /// `-initrd` with the init as `/init` (the conventional microVM boot).
+    Initramfs,
+    /// No initramfs: root on the disk, as vcompare's VMM boots.
+    RootDisk,
+}
+
+impl BootMethod {
+    /// The startup subject's name.
+    pub fn subject(self) -> &'static str {
+        match self {
+            BootMethod::Initramfs => "qemu",
+            BootMethod::RootDisk => "qemu-rootdisk",
+        }
+    }
+}
+
 /// What one QEMU boot needs.
 #[derive(Debug, Clone)]
 pub struct QemuSetup {
+    /// The startup subject these boots are reported under.
+    pub subject: String,
+    /// How the init is found.
+    pub method: BootMethod,
     /// The ELF vmlinux (PVH entry).
     pub kernel: PathBuf,
-    /// The initramfs written by [`prepare`].
-    pub initrd: PathBuf,
+    /// The initramfs, for [`BootMethod::Initramfs`].
+    pub initrd: Option<PathBuf>,
     /// Full kernel command line.
     pub cmdline: String,
-    /// A sparse raw disk attached as virtio-blk, so QEMU's guest probes the same device
-    /// vcompare's guest does (its driver init is part of launch → init in both).
+    /// A copy of the image's VM disk, attached as virtio-blk in both methods (so the same
+    /// block driver probes the same device).
     pub disk: PathBuf,
 }
 
-/// Size of the peer's blank disk: about vcompare's per-VM disk for the default image.
-const DISK_BYTES: u64 = 64 << 20;
+/// The init's first report (phase 1, init start) as it appears on the console.
+const INIT_MARKER: &[u8] = b"\x1b_vcompare:1\x1b\\";
 
-/// Writes the initramfs (`/init` = probe, `/dev/console`) into `scratch` and builds the kernel
-/// command line vcompare's VMM would use on this host.
-pub fn prepare(scratch: &Path, kernel: &Path, probe: &Path) -> Result<QemuSetup> {
-    let probe_bytes = std::fs::read(probe).map_err(io_at(probe))?;
-    let mut w = vcompare_vmm::initramfs::CpioWriter::new();
-    w.dir("dev", 0o755)
-        .char_dev("dev/console", 0o600, 5, 1)
-        .file("init", 0o755, &probe_bytes);
-    let initrd = scratch.join("qemu-initrd.cpio");
-    std::fs::write(&initrd, w.finish()).map_err(io_at(&initrd))?;
+fn failed(cmd: &str, e: impl std::fmt::Display) -> BenchError {
+    BenchError::Failed {
+        cmd: cmd.into(),
+        status: "error".into(),
+        detail: e.to_string(),
+    }
+}
+
+/// Prepares a boot in `scratch`: copies `image_disk` (vcompare's cached disk for the image,
+/// with `init` on it), writes a spec running `true` after it, and for the initramfs method
+/// builds an archive with `init` as `/init`. The command line is the one vcompare's VMM
+/// passes on this host (its virtio-mmio device list aside: QEMU adds its own).
+pub fn prepare(
+    scratch: &Path,
+    kernel: &Path,
+    init: &Path,
+    image_disk: &Path,
+    method: BootMethod,
+) -> Result<QemuSetup> {
+    let name = method.subject();
+    let disk = scratch.join(format!("{name}-disk.ext4"));
+    let _ = std::fs::remove_file(&disk);
+    vcompare_vmm::disk::clone_or_copy(image_disk, &disk)
+        .map_err(|e| failed("copy the VM disk for QEMU", e))?;
+    let spec = vcompare_vmm::GuestSpec {
+        args: vec!["/bin/probe".into(), "true".into()],
+        boot_timer_port: vcompare_vmm::machine::BOOT_TIMER_PORT,
+        ..Default::default()
+    };
+    let json = serde_json::to_vec(&spec).map_err(|e| failed("encode the spec", e))?;
+    vcompare_vmm::disk::write_spec(&disk, &json)
+        .map_err(|e| failed("write the spec for QEMU", e))?;
+    let (initrd, extra) = match method {
+        BootMethod::Initramfs => {
+            let init_bytes = std::fs::read(init).map_err(io_at(init))?;
+            let mut w = vcompare_vmm::initramfs::CpioWriter::new();
+            w.dir("dev", 0o755)
+                .char_dev("dev/console", 0o600, 5, 1)
+                .file("init", 0o755, &init_bytes);
+            let initrd = scratch.join(format!("{name}-initrd.cpio"));
+            std::fs::write(&initrd, w.finish()).map_err(io_at(&initrd))?;
+            (Some(initrd), Vec::new())
+        }
+        BootMethod::RootDisk => (None, vcompare_vmm::disk::root_cmdline()),
+    };
     let backend = vcompare_vmm::KvmBackend::detect();
-    let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), 0, true, &[]);
-    let disk = scratch.join("qemu-disk.raw");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(DISK_BYTES))
-        .map_err(io_at(&disk))?;
+    let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), 0, false, &extra);
     Ok(QemuSetup {
+        subject: name.to_string(),
+        method,
         kernel: kernel.to_path_buf(),
         initrd,
         cmdline,
@@ -103,12 +162,20 @@ fn tsc_khz() -> Option<u32> {
     Some((mhz * 1000.0) as u32)
 }
 
+/// What the console reader reports.
+enum ConsoleEvent {
+    /// A complete console line.
+    Line(String),
+    /// The init marker was read at this many ns after the spawn.
+    Init(u64),
+}
+
 /// One QEMU boot's figures.
 #[derive(Debug, Clone, Default)]
 pub struct QemuBoot {
-    /// Spawn → init line (QEMU is stopped there), ns.
+    /// Spawn → init start (QEMU is stopped there), ns.
     pub wall_ns: u64,
-    /// Spawn → "Run /init as init process" on the console, ns.
+    /// Spawn → the init's first boot-timer report, ns.
     pub init_ns: Option<u64>,
     /// QEMU RSS minus guest RAM RSS when init starts, bytes.
     pub vmm_overhead_rss: Option<u64>,
@@ -116,7 +183,7 @@ pub struct QemuBoot {
     pub guest_touched: Option<u64>,
 }
 
-/// Boots once; fails if QEMU exits without the init line or takes longer than `timeout`.
+/// Boots once; fails if QEMU exits before the init starts or takes longer than `timeout`.
 pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
     let label = "qemu-system-x86_64 -M microvm";
     let mut cmd = Command::new("qemu-system-x86_64");
@@ -144,8 +211,12 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
     ])
     .arg("-kernel")
     .arg(&setup.kernel)
-    .arg("-initrd")
-    .arg(&setup.initrd)
+    .args(
+        setup
+            .initrd
+            .iter()
+            .flat_map(|i| [std::ffi::OsStr::new("-initrd"), i.as_os_str()]),
+    )
     .arg("-append")
     .arg(&setup.cmdline)
     .arg("-drive")
@@ -163,38 +234,67 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
         source,
     })?;
     let pid = child.id();
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel::<(String, u64)>();
+    let mut stdout = child.stdout.take().expect("piped");
+    // Console bytes → (complete lines for error messages, the instant the init marker was
+    // read). Bytes, not lines: the marker is not followed by a newline.
+    let (tx, rx) = mpsc::channel::<ConsoleEvent>();
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout)
-            .lines()
-            .map_while(std::result::Result::ok)
-        {
-            if tx.send((line, t0.elapsed().as_nanos() as u64)).is_err() {
+        let (mut acc, mut line, mut found) = (Vec::new(), Vec::new(), false);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
                 break;
+            }
+            let at = t0.elapsed().as_nanos() as u64;
+            if !found {
+                acc.extend_from_slice(&buf[..n]);
+                if acc.windows(INIT_MARKER.len()).any(|w| w == INIT_MARKER) {
+                    found = true;
+                    if tx.send(ConsoleEvent::Init(at)).is_err() {
+                        break;
+                    }
+                }
+                let keep = acc.len().saturating_sub(INIT_MARKER.len());
+                acc.drain(..keep);
+            }
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    let l = String::from_utf8_lossy(&line).into_owned();
+                    line.clear();
+                    if tx.send(ConsoleEvent::Line(l)).is_err() {
+                        return;
+                    }
+                } else {
+                    line.push(b);
+                }
             }
         }
     });
     let mut boot = QemuBoot::default();
     let mut last_lines: Vec<String> = Vec::new();
     let status = loop {
-        while let Ok((line, at)) = rx.try_recv() {
-            if boot.init_ns.is_none() && line.contains("Run /init as init process") {
-                boot.init_ns = Some(at);
-                let mem_bytes = MEMORY_MIB << 20;
-                if let (Some((rss, _)), Some((_, guest))) =
-                    (rss_pss(pid), largest_mapping(pid, mem_bytes))
-                {
-                    boot.vmm_overhead_rss = Some(rss.saturating_sub(guest));
-                    boot.guest_touched = Some(guest);
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                ConsoleEvent::Line(line) => {
+                    last_lines.push(line);
+                    if last_lines.len() > 5 {
+                        last_lines.remove(0);
+                    }
                 }
-                // Stop here: what follows (init exits, panic, reset) is not part of any target
-                // and takes ~30 s in the emulator.
-                let _ = child.kill();
-            }
-            last_lines.push(line);
-            if last_lines.len() > 5 {
-                last_lines.remove(0);
+                ConsoleEvent::Init(at) if boot.init_ns.is_none() => {
+                    boot.init_ns = Some(at);
+                    let mem_bytes = MEMORY_MIB << 20;
+                    if let (Some((rss, _)), Some((_, guest))) =
+                        (rss_pss(pid), largest_mapping(pid, mem_bytes))
+                    {
+                        boot.vmm_overhead_rss = Some(rss.saturating_sub(guest));
+                        boot.guest_touched = Some(guest);
+                    }
+                    // Stop here: what follows (the init's work, power-off) is not part of any
+                    // target and takes seconds in the emulator.
+                    let _ = child.kill();
+                }
+                ConsoleEvent::Init(_) => {}
             }
         }
         if let Some(st) = child.try_wait().map_err(|source| BenchError::Spawn {
@@ -218,11 +318,13 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
         .init_ns
         .unwrap_or_else(|| t0.elapsed().as_nanos() as u64);
     let _ = reader.join();
-    while let Ok((line, at)) = rx.try_recv() {
-        if boot.init_ns.is_none() && line.contains("Run /init as init process") {
-            boot.init_ns = Some(at);
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            ConsoleEvent::Line(line) => last_lines.push(line),
+            ConsoleEvent::Init(at) => {
+                boot.init_ns.get_or_insert(at);
+            }
         }
-        last_lines.push(line);
     }
     if boot.init_ns.is_none() {
         let mut err = Vec::new();
@@ -241,7 +343,7 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
             cmd: label.into(),
             status: status.to_string(),
             detail: format!(
-                "no init line; {} {}",
+                "the init never reported its start on the console; {} {}",
                 String::from_utf8_lossy(&err).trim(),
                 tail
             ),

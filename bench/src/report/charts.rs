@@ -77,6 +77,7 @@ fn subject_color(s: &str) -> RGBColor {
         "vm" | "vm 9p" => RGBColor(214, 39, 40),
         "vm root disk" => RGBColor(227, 119, 194),
         "qemu" => RGBColor(255, 127, 14),
+        "qemu-rootdisk" => RGBColor(188, 189, 34),
         _ => RGBColor(140, 86, 75),
     }
 }

@@ -9,6 +9,7 @@
 //! - qemu: spawn `qemu-system-x86_64 -M microvm` on the same kernel; marks "init".
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -190,6 +191,11 @@ fn peer_once(h: &mut Harness, peer: &str, bundle: &std::path::Path) -> Result<St
     })
 }
 
+/// Environment variable naming another guest kernel for an extra QEMU subject.
+pub const REFERENCE_KERNEL_ENV: &str = "VCOMPARE_QEMU_REFERENCE_KERNEL";
+/// That subject's name.
+pub const REFERENCE_SUBJECT: &str = "qemu-reference";
+
 /// Definition text shown next to each subject's numbers.
 pub fn definition(subject: &str) -> &'static str {
     match subject {
@@ -198,7 +204,9 @@ pub fn definition(subject: &str) -> &'static str {
         "vm" => "spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (CLI preparation, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off)",
         "crun" => "spawn `crun run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
         "runc" => "spawn `runc run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
-        "qemu" => "spawn `qemu-system-x86_64 -M microvm,acpi=off` (same kernel, same kernel arguments except `quiet`, which would hide the init line it is timed by, 256 MiB, 1 vCPU, initramfs with the probe as /init, a blank 64 MiB virtio-blk disk so the same block driver probes a device) → the console line \"Run /init as init process\" (launch → init; QEMU is stopped there)",
+        "qemu" => "spawn `qemu-system-x86_64 -M microvm,acpi=off` (same kernel and kernel arguments, 256 MiB, 1 vCPU; the conventional boot: `-initrd` with vcompare's init as /init, and a copy of the image's VM disk as virtio-blk) → the init's first write to the boot-timer port (an `isa-debugcon` there; launch → init; QEMU is stopped there)",
+        "qemu-reference" => "the same QEMU boot as `qemu` (initramfs), but of the kernel named by $VCOMPARE_QEMU_REFERENCE_KERNEL (see the notes) → the init's first boot-timer report",
+        "qemu-rootdisk" => "the same QEMU, booted as vcompare's VMM boots: no initramfs, the kernel mounts the disk copy as root and starts the init stored on it (same arguments plus vcompare's root arguments) → the init's first boot-timer write",
         _ => "",
     }
 }
@@ -290,7 +298,7 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     if super::vm_usable(h, plan, results, "startup", h.vm_runs as u64 * cost::VM) {
         vm_subjects.push("vm");
     }
-    let mut qemu_setup = None;
+    let mut qemu_setups: Vec<peers::qemu::QemuSetup> = Vec::new();
     if plan.peer("qemu") && plan.mode("vm") {
         if !peers::qemu::available() {
             results.skip(
@@ -310,20 +318,51 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                     k
                 }
             };
-            match kernel {
-                Some(kernel) => {
-                    match peers::qemu::prepare(&h.scratch, &kernel, &h.rootfs.join("bin/probe")) {
-                        Ok(s) => {
-                            results
-                                .notes
-                                .push(format!("qemu peer kernel: {}", kernel.display()));
-                            qemu_setup = Some(s);
-                            vm_subjects.push("qemu");
+            match (kernel, &h.vm_disk) {
+                (Some(kernel), Ok((image_disk, init))) => {
+                    results
+                        .notes
+                        .push(format!("qemu peer kernel: {}", kernel.display()));
+                    for method in [
+                        peers::qemu::BootMethod::Initramfs,
+                        peers::qemu::BootMethod::RootDisk,
+                    ] {
+                        match peers::qemu::prepare(&h.scratch, &kernel, init, image_disk, method) {
+                            Ok(s) => {
+                                vm_subjects.push(method.subject());
+                                qemu_setups.push(s);
+                            }
+                            Err(e) => {
+                                results.skip(format!("peer {}", method.subject()), e.to_string())
+                            }
                         }
-                        Err(e) => results.skip("peer qemu", e.to_string()),
+                    }
+                    // Optionally QEMU on another kernel (e.g. the reference kernel of the
+                    // design notes), the conventional way: how much the guest kernel costs.
+                    if let Some(k) = std::env::var_os(REFERENCE_KERNEL_ENV).map(PathBuf::from) {
+                        let method = peers::qemu::BootMethod::Initramfs;
+                        match peers::qemu::prepare(&h.scratch, &k, init, image_disk, method) {
+                            Ok(mut s) => {
+                                s.subject = REFERENCE_SUBJECT.into();
+                                results.notes.push(format!(
+                                    "{REFERENCE_SUBJECT}: QEMU booted {} ({REFERENCE_KERNEL_ENV}) the conventional way (initramfs)",
+                                    k.display()
+                                ));
+                                vm_subjects.push(REFERENCE_SUBJECT);
+                                qemu_setups.push(s);
+                            }
+                            Err(e) => {
+                                results.skip(format!("peer {REFERENCE_SUBJECT}"), e.to_string())
+                            }
+                        }
                     }
                 }
-                None => results.skip("peer qemu", "no guest kernel built (run kernels/build.sh)"),
+                (None, _) => {
+                    results.skip("peer qemu", "no guest kernel built (run kernels/build.sh)")
+                }
+                (_, Err(why)) => {
+                    results.skip("peer qemu", format!("no VM disk for the image: {why}"))
+                }
             }
         }
     }
@@ -363,11 +402,11 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                     }
                     Err(e) => vm_failed(h, results, "startup", &e),
                 }
-            } else if let Some(setup) = &qemu_setup {
+            } else if let Some(setup) = qemu_setups.iter().find(|q| q.subject == subject) {
                 let r = peers::qemu::boot_once(setup, VM_TIMEOUT);
                 h.advance(
                     cost::QEMU,
-                    &format!("startup qemu {}/{}", round + 1, h.vm_runs),
+                    &format!("startup {subject} {}/{}", round + 1, h.vm_runs),
                 );
                 match r {
                     Ok(b) => {
@@ -384,19 +423,21 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                                 }]
                             })
                             .unwrap_or_default();
-                        series(&mut results.startup, "qemu").runs.push(StartupRun {
+                        series(&mut results.startup, subject).runs.push(StartupRun {
                             wall_ns: b.wall_ns,
                             phases,
                             marks,
                         });
-                        if let (Some(o), Some(g)) = (b.vmm_overhead_rss, b.guest_touched) {
+                        if let (Some(o), Some(g), "qemu") =
+                            (b.vmm_overhead_rss, b.guest_touched, subject)
+                        {
                             qemu_mem.push((o, g));
                         }
                     }
                     Err(e) => {
-                        h.say(&format!("startup qemu: {e}"));
-                        results.skip("startup qemu", e.to_string());
-                        failed.push("qemu".into());
+                        h.say(&format!("startup {subject}: {e}"));
+                        results.skip(format!("startup {subject}"), e.to_string());
+                        failed.push(subject.into());
                     }
                 }
             }

@@ -1,5 +1,6 @@
-//! vcompare's guest init: PID 1 inside the microVM. It mounts /proc, /sys, /dev and the
-//! image's root disk, moves into it, sets hostname, user, environment and working directory,
+//! vcompare's guest init: PID 1 inside the microVM, started by the kernel from the image's
+//! root disk (which the kernel mounted as `/`). It mounts /proc, /sys and /dev, reads the
+//! run's spec from the disk's spec area, sets hostname, user, environment and working directory,
 //! runs the entrypoint as its child, reaps zombies, turns the VMM's shutdown request (a byte
 //! on the console) into SIGTERM for the entrypoint, and reports phases and the exit status
 //! through the boot-timer I/O port. Then it syncs and reboots (= the VM is done).
@@ -140,34 +141,33 @@ fn send_info() {
     }
 }
 
-/// Mounts the kernel filesystems and the root disk, and makes the root disk `/`.
-fn setup_root(spec: &GuestSpec, port: u16) -> Result<(), String> {
-    // Wait briefly for the virtio disk's device node (normally there already).
-    for _ in 0..500 {
-        if std::path::Path::new(&spec.root_device).exists() {
-            break;
+/// True if `path` is a mount point (its device differs from its parent's).
+fn is_mountpoint(path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata(format!("{path}/..")),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// Mounts /proc, /sys and /dev (the kernel mounts devtmpfs itself when the image has a /dev
+/// directory), /dev/pts and /dev/shm, creating missing directories on the root disk.
+fn mount_kernel_filesystems() -> Result<(), String> {
+    let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    for (dir, fstype, flags) in [
+        ("/proc", "proc", nodev),
+        ("/sys", "sysfs", nodev),
+        ("/dev", "devtmpfs", libc::MS_NOSUID),
+    ] {
+        let _ = std::fs::create_dir(dir);
+        if !is_mountpoint(dir) {
+            mount(fstype, dir, fstype, flags, None)?;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let ro = if spec.root_readonly {
-        libc::MS_RDONLY
-    } else {
-        0
-    };
-    mount(&spec.root_device, "/newroot", &spec.root_fstype, ro, None)?;
-    for d in ["proc", "sys", "dev", "tmp"] {
-        let _ = std::fs::create_dir(format!("/newroot/{d}"));
-    }
-    for d in ["/proc", "/sys", "/dev"] {
-        mount(d, &format!("/newroot{d}"), "", libc::MS_MOVE, None)?;
-    }
-    std::env::set_current_dir("/newroot").map_err(|e| format!("chdir /newroot: {e}"))?;
-    mount(".", "/", "", libc::MS_MOVE, None)?;
-    // SAFETY: "." is a valid path string.
-    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
-        return Err(format!("chroot: {}", std::io::Error::last_os_error()));
-    }
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let _ = std::fs::create_dir("/tmp");
     let _ = std::fs::create_dir_all("/dev/pts");
     let _ = mount(
         "devpts",
@@ -184,8 +184,29 @@ fn setup_root(spec: &GuestSpec, port: u16) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV,
         None,
     );
-    report(port, PHASE_ROOT_MOUNTED, 0);
     Ok(())
+}
+
+/// Reads the spec from the last [`SPEC_AREA_BYTES`] of `device`: magic, u32 length, JSON.
+fn read_spec(device: &str) -> Result<GuestSpec, String> {
+    use std::io::Seek;
+    use std::os::unix::fs::FileExt;
+    let mut f = std::fs::File::open(device).map_err(|e| format!("open {device}: {e}"))?;
+    let size = f
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(|e| format!("size of {device}: {e}"))?;
+    let mut area = vec![0u8; SPEC_AREA_BYTES as usize];
+    let at = size
+        .checked_sub(SPEC_AREA_BYTES)
+        .ok_or("device too small")?;
+    f.read_exact_at(&mut area, at)
+        .map_err(|e| format!("read {device}: {e}"))?;
+    if &area[..8] != SPEC_MAGIC {
+        return Err(format!("no spec on {device}"));
+    }
+    let len = u32::from_le_bytes(area[8..12].try_into().unwrap()) as usize;
+    let json = area.get(12..12 + len).ok_or("spec length out of range")?;
+    serde_json::from_slice(json).map_err(|e| e.to_string())
 }
 
 /// Mounts each shared host directory (virtio-9p, by its tag) at its path in the image. The
@@ -305,32 +326,13 @@ fn main() {
     let port_ok = unsafe { libc::ioperm(u64::from(DEFAULT_PORT) as libc::c_ulong, 4, 1) == 0 };
     PORT_OK.store(port_ok, std::sync::atomic::Ordering::Relaxed);
     report(DEFAULT_PORT, PHASE_INIT_START, 0);
-    if let Err(e) = mount(
-        "proc",
-        "/proc",
-        "proc",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )
-    .and_then(|_| {
-        mount(
-            "sysfs",
-            "/sys",
-            "sysfs",
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            None,
-        )
-    })
-    .and_then(|_| mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, None))
-    {
+    if let Err(e) = mount_kernel_filesystems() {
         fail(DEFAULT_PORT, &e);
     }
-    let spec: GuestSpec = match std::fs::read("/vcompare.json")
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let device = std::env::var(SPEC_DEVICE_VAR).unwrap_or_else(|_| "/dev/vda".into());
+    let spec = match read_spec(&device) {
         Ok(s) => s,
-        Err(e) => fail(DEFAULT_PORT, &format!("cannot read /vcompare.json: {e}")),
+        Err(e) => fail(DEFAULT_PORT, &format!("cannot read the run's spec: {e}")),
     };
     let port = if spec.boot_timer_port == 0 {
         DEFAULT_PORT
@@ -340,11 +342,7 @@ fn main() {
     if spec.args.is_empty() {
         fail(port, "no command to run");
     }
-    if !spec.root_device.is_empty() {
-        if let Err(e) = setup_root(&spec, port) {
-            fail(port, &e);
-        }
-    }
+    report(port, PHASE_ROOT_MOUNTED, 0);
     if let Err(e) = mount_shares(&spec.shares) {
         fail(port, &e);
     }

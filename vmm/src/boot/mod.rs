@@ -149,12 +149,15 @@ pub fn write_cmdline(mem: &GuestMem, cmdline: &str) -> Result<(), BootError> {
 /// Places the initramfs page-aligned at the top of low RAM (where the kernel looks last for
 /// free memory): its base archive mapped from its file ([`elf_map::map_file`], read and
 /// copied if that fails), then the tail bytes at the next page. Returns (guest address,
-/// length) for the PVH module entry.
+/// length) for the PVH module entry, or `None` for an empty initramfs (boot without one).
 pub fn load_initrd(
     mem: &GuestMem,
     info: &BootInfo,
     initrd: &Initramfs,
-) -> Result<(u64, u64), BootError> {
+) -> Result<Option<(u64, u64)>, BootError> {
+    if initrd.base.is_none() && initrd.tail.is_empty() {
+        return Ok(None);
+    }
     let base = initrd
         .base
         .as_deref()
@@ -193,5 +196,5 @@ pub fn load_initrd(
         }
     }
     write(&initrd.tail, addr + base_len)?;
-    Ok((addr, len))
+    Ok(Some((addr, len)))
 }
