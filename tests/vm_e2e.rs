@@ -30,10 +30,15 @@ impl Root {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         Command::new(vcompare())
             .arg("--root")
             .arg(&self.0)
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -148,9 +153,53 @@ fn vm_exit_code_and_signal_propagate() {
         return;
     }
     let root = Root::new("exit");
-    let o = root.run_vm(&["vcompare/probe", "/bin/sh", "-c", "echo out; exit 7"]);
+    // This boot also runs the VMM's guest sampler (VCOMPARE_VMM_PROFILE), which must not
+    // change the outcome and must see the guest kernel, then the init in user mode.
+    let samples = root.0.join("samples");
+    let o = root.run_env(
+        &["run", "--mode", "vm", "--rm", "--timeout", "300"]
+            .into_iter()
+            .chain(["vcompare/probe", "/bin/sh", "-c", "echo out; exit 7"])
+            .collect::<Vec<_>>(),
+        &[("VCOMPARE_VMM_PROFILE", &samples)],
+    );
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "out");
+    let lines = std::fs::read_to_string(&samples).unwrap();
+    let parsed: Vec<(u64, u64, u8)> = lines
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                u64::from_str_radix(f[1], 16).unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        parsed.windows(2).all(|w| w[0].0 <= w[1].0),
+        "samples in time order"
+    );
+    let first_user = parsed
+        .iter()
+        .position(|s| s.2 == 3)
+        .expect("a user-mode sample");
+    assert!(
+        parsed[..first_user]
+            .iter()
+            .filter(|s| s.1 >= 0xffff_ffff_8000_0000)
+            .count()
+            > 1000,
+        "over a second of samples in the guest kernel's text before init"
+    );
+    let report = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/profile.sh"))
+        .arg(&samples)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("before init; init at"), "{report}");
+    assert!(report.contains("memmap_init_range"), "{report}");
     let o = root.run_vm(&["vcompare/probe", "/bin/sh", "-c", "kill -9 $$"]);
     assert_eq!(o.status.code(), Some(137), "{}", text(&o));
 }
