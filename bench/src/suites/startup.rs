@@ -204,9 +204,9 @@ pub fn definition(subject: &str) -> &'static str {
         "vm" => "spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (CLI preparation, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off)",
         "crun" => "spawn `crun run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
         "runc" => "spawn `runc run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
-        "qemu" => "spawn `qemu-system-x86_64 -M microvm,acpi=off` (same kernel and kernel arguments, 256 MiB, 1 vCPU; the conventional boot: `-initrd` with vcompare's init as /init, and a copy of the image's VM disk as virtio-blk) → the init's first write to the boot-timer port (an `isa-debugcon` there; launch → init; QEMU is stopped there)",
-        "qemu-reference" => "the same QEMU boot as `qemu` (initramfs), but of the kernel named by $VCOMPARE_QEMU_REFERENCE_KERNEL (see the notes) → the init's first boot-timer report",
-        "qemu-rootdisk" => "the same QEMU, booted as vcompare's VMM boots: no initramfs, the kernel mounts the disk copy as root and starts the init stored on it (same arguments plus vcompare's root arguments) → the init's first boot-timer write",
+        "qemu" => "spawn `qemu-system-x86_64 -M microvm,acpi=off` (same kernel and kernel arguments, 256 MiB, 1 vCPU; the conventional boot: `-initrd` with vcompare's init as /init, and a copy of the image's VM disk as virtio-blk) → the init's first phase report on the console (`ESC _ vcompare:1 ESC \\`, the report vcompare's VMM timestamps as init start; launch → init; QEMU is stopped there)",
+        "qemu-reference" => "the same QEMU boot as `qemu` (initramfs), but of the kernel named by $VCOMPARE_QEMU_REFERENCE_KERNEL (see the notes) → the init's first phase report",
+        "qemu-rootdisk" => "the same QEMU, booted as vcompare's VMM boots: no initramfs, the kernel mounts the disk copy as root and starts the init stored on it (same arguments plus vcompare's root arguments) → the init's first phase report",
         _ => "",
     }
 }
@@ -447,7 +447,7 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         results.memory.push(MemorySeries {
             subject: "qemu".into(),
             metric: "vmm_overhead_rss".into(),
-            definition: "QEMU process RSS − RSS of its guest-RAM mapping, sampled when the kernel prints \"Run /init\"".into(),
+            definition: "QEMU process RSS − RSS of its guest-RAM mapping, sampled at the init's first phase report".into(),
             samples_bytes: qemu_mem.iter().map(|m| m.0).collect(),
         });
         results.memory.push(MemorySeries {
