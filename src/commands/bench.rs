@@ -151,14 +151,24 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
         vm_runs,
     )?;
     h.kernel = crate::backend::vm::find_kernel().map_err(|e| format!("{e:#}"));
-    h.vm_disk = crate::artifacts::find_static("vcompare-init")
-        .map_err(anyhow::Error::from)
-        .and_then(|init| {
-            let disk =
-                vcompare_vmm::disk::image_disk(&ctx.root, &image.record.digest, &h.rootfs, &init)?;
-            Ok((disk, init))
-        })
-        .map_err(|e| format!("{e:#}"));
+    // The QEMU peer boots copies of the image's VM disk: look it up (or build it) only then.
+    let qemu_runs = plan.peers.iter().any(|p| p == "qemu") && plan.modes.iter().any(|m| m == "vm");
+    h.vm_disk = if !qemu_runs {
+        Err("no QEMU peer in this run".into())
+    } else {
+        crate::artifacts::find_static("vcompare-init")
+            .map_err(anyhow::Error::from)
+            .and_then(|init| {
+                let disk = vcompare_vmm::disk::image_disk(
+                    &ctx.root,
+                    &image.record.digest,
+                    &h.rootfs,
+                    &init,
+                )?;
+                Ok((disk, init))
+            })
+            .map_err(|e| format!("{e:#}"))
+    };
     let config = RunConfig {
         modes: plan.modes.clone(),
         peers: plan.peers.clone(),

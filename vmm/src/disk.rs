@@ -1,7 +1,7 @@
 //! The VM's root disk. Per image: an ext4 file system built from the image's unpacked rootfs
 //! with `mkfs.ext4 -d`, plus vcompare's guest init at [`INIT_PATH`], followed by a
 //! [`SPEC_AREA_BYTES`] area for the per-boot spec; cached under
-//! `<data_root>/disks/<digest>-init<hash>.ext4` (built through a temp file + rename, so a
+//! `<data_root>/disks/<digest>-init<init id>.ext4` (built through a temp file + rename, so a
 //! crash never leaves a half-made cache entry). Per VM: its own copy in the instance
 //! directory — a reflink when the host file system can share blocks, else a sparse copy. That
 //! copy is the VM's exclusive disk; `rm` deletes it. Before each boot [`write_spec`] puts the
@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::guest_spec::{INIT_PATH, SPEC_AREA_BYTES, SPEC_MAGIC};
+use crate::guest_spec::{spec_area, INIT_PATH, SPEC_AREA_BYTES};
 
 /// File name of the per-instance disk inside the instance directory.
 pub const INSTANCE_DISK: &str = "disk.ext4";
@@ -102,15 +102,16 @@ pub fn image_disk(
     init: &Path,
 ) -> Result<PathBuf, DiskError> {
     let dir = data_root.join("disks");
-    let init_bytes = std::fs::read(init).map_err(io("cannot read", init))?;
-    let init_id = {
-        use sha2::Digest;
-        let h = sha2::Sha256::digest(&init_bytes);
-        h[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    // Keyed by the init's size, modification time and inode, as a rebuilt init changes them:
+    // no 1–2 MB read and hash on every VM start.
+    let m = std::fs::metadata(init).map_err(io("cannot read", init))?;
+    let init_id = format!(
+        "{:x}-{:x}-{:x}-{:x}",
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino()
+    );
     // The store removes `<hex>*` with the image, so the digest's hex comes first.
     let name = format!("{}-init{init_id}", digest.trim_start_matches("sha256:"));
     let path = dir.join(format!("{name}.ext4"));
@@ -157,7 +158,7 @@ pub fn image_disk(
         }
         Ok(_) => {}
     }
-    if let Err(msg) = add_init(&tmp, init, init_bytes.len() as u64) {
+    if let Err(msg) = add_init(&tmp, init, m.len()) {
         return Err(fail(msg));
     }
     // The spec area after the file system (the guest sees it as the device's last bytes).
@@ -315,19 +316,12 @@ fn add_init(image: &Path, init: &Path, size: u64) -> Result<(), String> {
 /// u32 length, JSON. The guest init reads it from the raw device before it runs anything.
 pub fn write_spec(disk: &Path, json: &[u8]) -> Result<(), DiskError> {
     use std::os::unix::fs::FileExt;
-    let need = SPEC_MAGIC.len() as u64 + 4 + json.len() as u64;
-    if need > SPEC_AREA_BYTES {
-        return Err(DiskError::SpecTooBig(json.len()));
-    }
+    let area = spec_area::encode(json).ok_or(DiskError::SpecTooBig(json.len()))?;
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(disk)
         .map_err(io("cannot open", disk))?;
     let len = f.metadata().map_err(io("cannot stat", disk))?.len();
-    let mut area = vec![0u8; SPEC_AREA_BYTES as usize];
-    area[..8].copy_from_slice(SPEC_MAGIC);
-    area[8..12].copy_from_slice(&(json.len() as u32).to_le_bytes());
-    area[12..12 + json.len()].copy_from_slice(json);
     let at = len
         .checked_sub(SPEC_AREA_BYTES)
         .ok_or_else(|| DiskError::Corrupt(disk.display().to_string()))?;
@@ -437,9 +431,11 @@ mod tests {
         write_spec(&inst, b"{\"args\":[\"true\"]}").unwrap();
         let bytes = std::fs::read(&inst).unwrap();
         let area = &bytes[bytes.len() - SPEC_AREA_BYTES as usize..];
-        assert_eq!(&area[..8], SPEC_MAGIC);
+        assert_eq!(&area[..8], crate::guest_spec::SPEC_MAGIC);
         assert_eq!(u32::from_le_bytes(area[8..12].try_into().unwrap()), 17);
         assert_eq!(&area[12..29], b"{\"args\":[\"true\"]}");
+        assert_eq!(spec_area::decode(area), Ok(&b"{\"args\":[\"true\"]}"[..]));
+        assert!(spec_area::decode(&[0u8; 64]).is_err(), "no magic, no spec");
         assert!(matches!(
             write_spec(&inst, &vec![b' '; SPEC_AREA_BYTES as usize]),
             Err(DiskError::SpecTooBig(_))

@@ -8,6 +8,37 @@ pub const INIT_PATH: &str = "/.vcompare/init";
 pub const SPEC_AREA_BYTES: u64 = 64 * 1024;
 /// First bytes of the spec area; a little-endian u32 length and the JSON follow.
 pub const SPEC_MAGIC: &[u8; 8] = b"VCSPEC01";
+/// The spec area for `json`: magic, little-endian u32 length, JSON, zero padding to
+/// [`SPEC_AREA_BYTES`]; `None` if it does not fit. The VMM side writes it ([`encode`]), the
+/// init reads it ([`decode`]): one definition of the format for both.
+pub mod spec_area {
+    use super::{SPEC_AREA_BYTES, SPEC_MAGIC};
+
+    const HEADER: usize = 8 + 4;
+
+    /// The whole area for `json`, or `None` if it is too large.
+    pub fn encode(json: &[u8]) -> Option<Vec<u8>> {
+        if HEADER + json.len() > SPEC_AREA_BYTES as usize {
+            return None;
+        }
+        let mut area = vec![0u8; SPEC_AREA_BYTES as usize];
+        area[..8].copy_from_slice(SPEC_MAGIC);
+        area[8..HEADER].copy_from_slice(&(json.len() as u32).to_le_bytes());
+        area[HEADER..HEADER + json.len()].copy_from_slice(json);
+        Some(area)
+    }
+
+    /// The JSON in an area, or why there is none.
+    pub fn decode(area: &[u8]) -> Result<&[u8], &'static str> {
+        if area.get(..8) != Some(&SPEC_MAGIC[..]) {
+            return Err("no spec (magic missing)");
+        }
+        let len = u32::from_le_bytes(area[8..HEADER].try_into().expect("4 bytes")) as usize;
+        area.get(HEADER..HEADER + len)
+            .ok_or("spec length out of range")
+    }
+}
+
 /// Optional kernel command-line variable (the kernel hands it to the init as environment)
 /// naming the block device whose spec area the init reads; `/dev/vda` without it.
 pub const SPEC_DEVICE_VAR: &str = "vcompare_spec";

@@ -75,8 +75,6 @@ impl BootMethod {
 pub struct QemuSetup {
     /// The startup subject these boots are reported under.
     pub subject: String,
-    /// How the init is found.
-    pub method: BootMethod,
     /// The ELF vmlinux (PVH entry).
     pub kernel: PathBuf,
     /// The initramfs, for [`BootMethod::Initramfs`].
@@ -140,7 +138,6 @@ pub fn prepare(
     let cmdline = vcompare_vmm::machine::kernel_cmdline(backend, tsc_khz(), 0, false, &extra);
     Ok(QemuSetup {
         subject: name.to_string(),
-        method,
         kernel: kernel.to_path_buf(),
         initrd,
         cmdline,

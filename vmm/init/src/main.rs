@@ -187,7 +187,7 @@ fn mount_kernel_filesystems() -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the spec from the last [`SPEC_AREA_BYTES`] of `device`: magic, u32 length, JSON.
+/// Reads the spec from the last [`SPEC_AREA_BYTES`] of `device` (see [`spec_area`]).
 fn read_spec(device: &str) -> Result<GuestSpec, String> {
     use std::io::Seek;
     use std::os::unix::fs::FileExt;
@@ -201,11 +201,7 @@ fn read_spec(device: &str) -> Result<GuestSpec, String> {
         .ok_or("device too small")?;
     f.read_exact_at(&mut area, at)
         .map_err(|e| format!("read {device}: {e}"))?;
-    if &area[..8] != SPEC_MAGIC {
-        return Err(format!("no spec on {device}"));
-    }
-    let len = u32::from_le_bytes(area[8..12].try_into().unwrap()) as usize;
-    let json = area.get(12..12 + len).ok_or("spec length out of range")?;
+    let json = spec_area::decode(&area).map_err(|e| format!("{e} on {device}"))?;
     serde_json::from_slice(json).map_err(|e| e.to_string())
 }
 
