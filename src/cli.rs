@@ -293,6 +293,10 @@ pub struct BenchArgs {
     /// Runs per VM measurement (each boot is slow on a nested host; default min(runs, 3)).
     #[arg(long)]
     pub vm_runs: Option<usize>,
+    /// Skip the untimed warm-up boot of each VM subject (a smoke run's shortcut; the report
+    /// says the first timed boots were cold).
+    #[arg(long)]
+    pub no_vm_warm_up: bool,
     /// Image to measure.
     #[arg(long, default_value = crate::default_image::REFERENCE)]
     pub image: String,

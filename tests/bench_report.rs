@@ -46,6 +46,7 @@ fn with_vm() -> Results {
             },
         ],
         marks: BTreeMap::from([("init".to_string(), total / 2 + 3_000_000)]),
+        remove_ns: Some(40_000_000),
     };
     r.startup.push(StartupSeries {
         subject: "vm".into(),
@@ -59,6 +60,7 @@ fn with_vm() -> Results {
             wall_ns: 25_000_000_000,
             phases: vec![],
             marks: BTreeMap::from([("init".to_string(), 24_000_000_000)]),
+            remove_ns: None,
         }],
     });
     r.memory.push(MemorySeries {
@@ -119,6 +121,49 @@ fn vm_numbers_carry_the_backend_caveat() {
     assert_eq!(t[1].met, Some(true));
     assert_eq!(t[2].met, Some(true));
     assert_eq!(t[3].met, Some(true), "{}", t[3].measured);
+}
+
+#[test]
+fn markdown_states_the_shared_definitions() {
+    let mut r = with_vm();
+    r.startup
+        .retain(|s| s.subject != "container" && s.subject != "crun");
+    r.startup.push(StartupSeries {
+        subject: "container".into(),
+        definition: vcompare_bench::suites::startup::definition("container"),
+        runs: vec![StartupRun {
+            wall_ns: 8_000_000,
+            phases: vec![],
+            marks: BTreeMap::new(),
+            remove_ns: Some(2_000_000),
+        }],
+    });
+    r.startup.push(StartupSeries {
+        subject: "crun".into(),
+        definition: vcompare_bench::suites::startup::definition("crun"),
+        runs: vec![StartupRun {
+            wall_ns: 15_000_000,
+            phases: vec![],
+            marks: BTreeMap::new(),
+            remove_ns: None,
+        }],
+    });
+    let md = markdown::render(&r, &[]);
+    for needle in [
+        "run + removal (median)",
+        "| 10.0 ms |",
+        "= median (delete inside `run`)",
+        "pidfd",
+        "one untimed boot",
+        "same start event as vcompare's",
+        "timed in the child and subtracted",
+    ] {
+        assert!(md.contains(needle), "missing {needle:?}");
+    }
+    // The container target compares run + removal with crun's run (which deletes).
+    let t = markdown::targets(&r);
+    assert!(t[0].measured.contains("10.0 ms"), "{}", t[0].measured);
+    assert_eq!(t[0].met, Some(true));
 }
 
 #[test]

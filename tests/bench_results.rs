@@ -8,8 +8,10 @@ use vcompare_bench::results::{
     CpuSeries, Environment, PhaseSpan, Results, RunConfig, StartupRun, StartupSeries,
     SCHEMA_VERSION,
 };
-use vcompare_bench::suites::cpu::{per_op, script};
-use vcompare_bench::suites::startup::{marks_from_inspect, phase_spans, TAIL_SPAN};
+use vcompare_bench::suites::cpu::{per_op, reference_workload, script, IO_ROOTFS};
+use vcompare_bench::suites::startup::{
+    base_minus_spawn, marks_from_inspect, phase_spans, PHASE_BASE_FIELD, TAIL_SPAN,
+};
 
 fn sample() -> Results {
     let mut r = Results::new(
@@ -38,6 +40,7 @@ fn sample() -> Results {
                 duration_ns: 4,
             }],
             marks: BTreeMap::from([("exec".to_string(), 4)]),
+            remove_ns: Some(3),
         }],
     });
     r.cpu.push(CpuSeries {
@@ -132,9 +135,36 @@ fn probe_lines_become_per_operation_costs() {
         Some(2000.0)
     );
     assert_eq!(per_op(&json!({"workload": "sleep"})), None);
-    let s = script("/bin/probe", "/data", true);
+    let s = script("/bin/probe", &["/io", "/"], true);
     assert!(
-        s.contains("/bin/probe io /data 4") && s.contains("/bin/probe syscalls 2000"),
+        s.contains("/bin/probe io /io 2 && /bin/probe io / 2")
+            && s.contains("/bin/probe syscalls 2000"),
         "{s}"
     );
+    // The instance's own root fs is a separate row, referenced to the host's `io`.
+    assert_eq!(reference_workload(IO_ROOTFS), "io");
+    assert_eq!(reference_workload("io"), "io");
+}
+
+#[test]
+fn removal_is_optional_in_the_schema() {
+    let run = StartupRun {
+        wall_ns: 10,
+        phases: vec![],
+        marks: BTreeMap::new(),
+        remove_ns: None,
+    };
+    let text = serde_json::to_string(&run).unwrap();
+    assert!(!text.contains("remove_ns"), "{text}");
+    let back: StartupRun = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.with_removal_ns(), 10);
+    let with: StartupRun = serde_json::from_str(r#"{"wall_ns": 10, "remove_ns": 5}"#).unwrap();
+    assert_eq!(with.with_removal_ns(), 15);
+}
+
+#[test]
+fn marks_are_rebased_on_the_spawn_when_the_record_says_when_main_was() {
+    let rec = json!({ PHASE_BASE_FIELD: 1_000_500u64, "phases": [] });
+    assert_eq!(base_minus_spawn(&rec, 1_000_000), Some(500));
+    assert_eq!(base_minus_spawn(&json!({}), 1_000_000), None);
 }

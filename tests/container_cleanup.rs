@@ -1,56 +1,42 @@
 //! Reliability through the CLI: 100 `run --rm` in container mode, a third of them failing on
-//! purpose (bad command, bad -v, OOM, bad user), leave nothing behind: no mount, no
-//! `vcompare-*` cgroup dir, no instance dir, no container process. Its own test binary, so no
-//! other test of this crate runs containers at the same time. Needs root and /bin/busybox.
+//! purpose (bad command, bad -v, OOM, bad user), leave nothing behind: no mount, no container
+//! cgroup dir (v1 `vcompare-<id>` or v2 `vcompare/<id>`), no instance dir, no container
+//! process. Each failure must be the specific exit code and message for its cause. Runs alone
+//! (`threads-required` in .config/nextest.toml). Needs root and /bin/busybox.
 
-use std::path::Path;
+mod common;
+
+#[path = "../container/tests/common/cgroup_dirs.rs"]
+mod cgroup_dirs;
+
 use std::process::{Command, Stdio};
 
-fn cgroup_dirs() -> Vec<String> {
-    fn walk(p: &Path, out: &mut Vec<String>, depth: usize) {
-        if depth > 6 {
-            return;
-        }
-        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                if e.file_name().to_string_lossy().starts_with("vcompare-") {
-                    out.push(e.path().display().to_string());
-                }
-                walk(&e.path(), out, depth + 1);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), &mut out, 0);
-    out.sort();
-    out
-}
+use cgroup_dirs::container_cgroup_dirs;
 
-/// Host processes running as the container root's host uid (100000): container processes.
-fn container_processes() -> usize {
+/// Direct children of this test process, zombies included. With this process as the child
+/// subreaper, a container the CLI failed to reap is reparented here instead of to init, so it
+/// is counted however it was orphaned (and whichever uid it runs as).
+fn children_of_me() -> Vec<String> {
+    let me = std::process::id().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("Uid:"))
-                        .map(|l| l.split_whitespace().nth(1) == Some("100000"))
-                })
-                .unwrap_or(false)
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (ppid == me).then_some(stat)
         })
-        .count()
+        .collect()
 }
 
 #[test]
 fn one_hundred_cli_runs_leave_nothing_behind() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    crate::require_root!();
+    // SAFETY: prctl with constant arguments only changes this process's own attribute.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        0
+    );
     let root = tempfile::Builder::new()
         .prefix("vcompare-cleanup-test-")
         .tempdir()
@@ -81,7 +67,8 @@ fn one_hundred_cli_runs_leave_nothing_behind() {
     .status
     .success());
 
-    let (c0, p0) = (cgroup_dirs(), container_processes());
+    let (c0, p0) = (container_cgroup_dirs(), children_of_me());
+    assert!(p0.is_empty(), "children before the runs: {p0:?}");
     let root_s = root.path().display().to_string();
     for i in 0..100 {
         let o = match i % 6 {
@@ -126,15 +113,22 @@ fn one_hundred_cli_runs_leave_nothing_behind() {
             ]),
             _ => vc(&["run", "--rm", "--mode", "container", "c/bb:1", "echo", "ok"]),
         };
-        let expect_ok = i % 6 >= 4;
-        assert_eq!(
-            o.status.success(),
-            expect_ok,
-            "run {i}: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let (code, stderr_needle) = match i % 6 {
+            0 => (127, "vcompare: command \"no-such-command\" was not found in the image's PATH"),
+            1 => (125, "vcompare: error: bad -v `/nonexistent/vcompare:/x`: the host path /nonexistent/vcompare does not exist"),
+            2 => (137, "vcompare: the instance was killed for exceeding its --memory limit (out of memory); raise --memory"),
+            3 => (125, "vcompare: error: invalid container configuration: user 70000:0 is outside the user namespace's mapped range 0-65535"),
+            _ => (0, ""),
+        };
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
         );
-        if i % 6 == 2 {
-            assert_eq!(o.status.code(), Some(137));
+        assert_eq!(o.status.code(), Some(code), "run {i}: {stderr}");
+        if code == 0 {
+            assert_eq!(stdout, "ok\n", "run {i}: {stderr}");
+        } else {
+            assert!(stderr.contains(stderr_needle), "run {i}: {stderr}");
         }
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -142,8 +136,9 @@ fn one_hundred_cli_runs_leave_nothing_behind() {
         !mountinfo.contains(&root_s),
         "a mount under the data root leaked"
     );
-    assert_eq!(cgroup_dirs(), c0, "cgroup dirs leaked");
-    assert_eq!(container_processes(), p0, "container processes leaked");
+    assert_eq!(container_cgroup_dirs(), c0, "cgroup dirs leaked");
+    let left = children_of_me();
+    assert!(left.is_empty(), "container processes leaked: {left:?}");
     // Hidden entries (the lifecycle's lock file) are not instances.
     let left: Vec<_> = std::fs::read_dir(root.path().join("instances"))
         .map(|d| {

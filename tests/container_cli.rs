@@ -1,108 +1,28 @@
 //! End-to-end tests of the `vcompare` binary in container mode: the lifecycle commands drive our
-//! runtime through `backend::container`. They need root and /bin/busybox (busybox-static);
-//! without root they are skipped with a message.
+//! runtime through `backend::container`. They need root (a missing capability is a skip through
+//! tests/common/skip.rs) and /bin/busybox (busybox-static; missing = failure).
 
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use common::{text, wait_for, Env, BUSYBOX};
 
-/// A private data root with a busybox image `test/busybox:1` built from a directory.
-struct Env {
-    root: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let root = tempfile::Builder::new()
-            .prefix("vcompare-cli-test-")
-            .tempdir()
-            .unwrap();
-        let dir = root.path().join("bbdir");
-        for d in ["bin", "etc", "tmp", "root"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
-            .expect("needs /bin/busybox (busybox-static)");
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for name in String::from_utf8_lossy(&list.stdout)
-            .lines()
-            .filter(|n| *n != "busybox")
-        {
-            std::os::unix::fs::symlink("busybox", dir.join("bin").join(name)).unwrap();
-        }
-        std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        let env = Env { root };
-        let o = env.cmd(&[
-            "image",
-            "build",
-            dir.to_str().unwrap(),
-            "--tag",
-            "test/busybox:1",
-            "--env",
-            "PATH=/bin",
-            "--cmd",
-            "sh",
-        ]);
-        assert!(
-            o.status.success(),
-            "image build failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        env
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vcompare"));
-        c.env("VCOMPARE_ROOT", self.root.path())
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// `vcompare run --rm --mode container test/busybox:1 EXTRA... sh -c SCRIPT`.
-    fn run_sh(&self, flags: &[&str], script: &str) -> Output {
-        let mut a = vec!["run", "--rm", "--mode", "container"];
-        a.extend_from_slice(flags);
-        a.extend_from_slice(&["test/busybox:1", "sh", "-c", script]);
-        self.cmd(&a)
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
+/// The sentence `run` prints when the cgroup's OOM killer ended the instance.
+const OOM_SENTENCE: &str = "vcompare: the instance was killed for exceeding its --memory limit (out of memory); raise --memory";
 
 #[test]
 fn run_rm_shows_isolation_and_exit_code() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let o = env.run_sh(
         &[],
         "echo $$; hostname; id -u; cat /proc/self/uid_map; ls /sys/class/net; exit 7",
     );
-    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], "1");
     assert_eq!(l[1].len(), 12, "hostname should be the short id: {out}");
@@ -114,14 +34,14 @@ fn run_rm_shows_isolation_and_exit_code() {
     );
     assert_eq!(l[4], "lo");
     // --rm: nothing listed afterwards.
-    let ps = env.cmd(&["ps", "-a", "-q"]);
-    assert_eq!(stdout(&ps).trim(), "");
+    let ps = env.run(&["ps", "-a", "-q"]);
+    assert_eq!(text(&ps.stdout).trim(), "");
 }
 
 #[test]
 fn flags_env_workdir_user_hostname_userns() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let o = env.run_sh(
         &[
             "-e",
@@ -135,83 +55,81 @@ fn flags_env_workdir_user_hostname_userns() {
         ],
         "echo $FOO; pwd; id -u; id -g; hostname",
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "bar\n/srv/app\n1000\n1001\nmyhost\n");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "bar\n/srv/app\n1000\n1001\nmyhost\n");
     let o = env.run_sh(&["--userns", "host"], "cat /proc/self/uid_map");
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(
-        stdout(&o).split_whitespace().collect::<Vec<_>>(),
+        text(&o.stdout).split_whitespace().collect::<Vec<_>>(),
         ["0", "0", "4294967295"]
     );
 }
 
 #[test]
 fn signal_death_is_128_plus_n_and_bad_command_is_127() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let o = env.run_sh(&["--init"], "kill -KILL $$");
-    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
-    let o = env.cmd(&[
-        "run",
-        "--rm",
-        "--mode",
-        "container",
-        "test/busybox:1",
-        "no-such-cmd",
-    ]);
-    assert_eq!(o.status.code(), Some(127));
-    assert!(stderr(&o).contains("no-such-cmd"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o.stderr));
+    let o = env.run(&["run", "--rm", "--mode", "container", BUSYBOX, "no-such-cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        "vcompare: command \"no-such-cmd\" was not found in the image's PATH; check the command name or use an absolute path\n"
+    );
 }
 
 #[test]
 fn memory_limit_oom_is_reported() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let o = env.run_sh(
         &["--memory", "24m"],
         "awk 'BEGIN{s=\"x\"; for(i=0;i<40;i++) s=s s}'",
     );
-    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
-    assert!(
-        stderr(&o).to_lowercase().contains("memory"),
-        "{}",
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr), format!("{OOM_SENTENCE}\n"));
 }
 
 #[test]
 fn volumes_ro_is_enforced_and_missing_host_path_is_an_error() {
-    require_root!();
-    let env = Env::new();
-    let data = env.root.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    crate::require_root!();
+    let env = Env::with_busybox();
+    let data = env.scratch("data");
     std::fs::write(data.join("f"), "hello").unwrap();
     let spec = format!("{}:/data:ro", data.display());
     let o = env.run_sh(
         &["-v", &spec],
         "cat /data/f; (echo x > /data/g) 2>/dev/null && echo wrote || echo refused",
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "hellorefused\n");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "hellorefused\n");
     assert!(!data.join("g").exists());
-    let missing = format!("{}:/data", env.root.path().join("missing").display());
+    let host = env.dir.path().join("missing");
+    let missing = format!("{}:/data", host.display());
     let o = env.run_sh(&["-v", &missing], "true");
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "vcompare: error: bad -v `{missing}`: the host path {} does not exist; create it or fix the path\n",
+            host.display()
+        )
+    );
 }
 
 /// SIGTERM sent to a foreground `vcompare run` reaches the container's PID 1.
 #[test]
 fn sigterm_is_forwarded() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let mut child = env
-        .command(&[
+        .cmd(&[
             "run",
             "--rm",
             "--mode",
             "container",
-            "test/busybox:1",
+            BUSYBOX,
             "sh",
             "-c",
             "trap 'exit 42' TERM; echo ready; while true; do sleep 0.05; done",
@@ -256,9 +174,9 @@ fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
 
 #[test]
 fn detached_exec_inspect_stop_rm() {
-    require_root!();
-    let env = Env::new();
-    let o = env.cmd(&[
+    crate::require_root!();
+    let env = Env::with_busybox();
+    let o = env.run(&[
         "run",
         "-d",
         "--mode",
@@ -267,27 +185,32 @@ fn detached_exec_inspect_stop_rm() {
         "web",
         "--memory",
         "64m",
-        "test/busybox:1",
+        BUSYBOX,
         "sh",
         "-c",
         "echo hi > /tmp/m; sleep 60",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let id = stdout(&o).trim().to_string();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = text(&o.stdout).trim().to_string();
     assert_eq!(id.len(), 64);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The script's write lands in the instance's copy-on-write layer on the host.
+    let marker = env.root().join("instances").join(&id).join("upper/tmp/m");
+    wait_for("the detached script to write /tmp/m", || {
+        (std::fs::read_to_string(&marker).ok()? == "hi\n").then_some(())
+    });
+    env.wait_status(&id, "running");
 
-    let o = env.cmd(&["exec", "web", "sh", "-c", "cat /tmp/m; echo $$; hostname"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
+    let o = env.run(&["exec", "web", "sh", "-c", "cat /tmp/m; echo $$; hostname"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], "hi");
     assert_ne!(l[1], "1");
     assert_eq!(l[2], &id[..12]);
 
-    let o = env.cmd(&["inspect", "--format", "json", "web"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let full: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let o = env.run(&["inspect", "--format", "json", "web"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let full: serde_json::Value = serde_json::from_str(&text(&o.stdout)).unwrap();
     // The lifecycle record wraps the backend's host-vs-container view under "view".
     let v = &full["view"];
     assert_eq!(v["pid"]["container"], 1);
@@ -301,14 +224,13 @@ fn detached_exec_inspect_stop_rm() {
     assert_eq!(v["cgroup"]["memory_limit_bytes"], 64u64 << 20);
     assert!(!cgroup_dirs_named(&id).is_empty());
 
-    let o = env.cmd(&["stop", "-t", "1", "web"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = env.cmd(&["rm", "web"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.run(&["stop", "-t", "1", "web"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = env.run(&["rm", "web"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(cgroup_dirs_named(&id).is_empty(), "cgroup left behind");
     assert!(!env
-        .root
-        .path()
+        .root()
         .join("instances")
         .join(&id)
         .join("upper")
@@ -317,18 +239,18 @@ fn detached_exec_inspect_stop_rm() {
 
 #[test]
 fn parallel_runs_are_independent() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let children: Vec<_> = (0..10)
         .map(|i| {
-            env.command(&[
+            env.cmd(&[
                 "run",
                 "--rm",
                 "--mode",
                 "container",
                 "--memory",
                 "64m",
-                "test/busybox:1",
+                BUSYBOX,
                 "sh",
                 "-c",
                 &format!("echo $$ $(hostname) {i}"),
@@ -342,8 +264,8 @@ fn parallel_runs_are_independent() {
     let mut hosts = std::collections::BTreeSet::new();
     for (i, c) in children.into_iter().enumerate() {
         let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "run {i}: {}", stderr(&o));
-        let out = stdout(&o);
+        assert!(o.status.success(), "run {i}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
         let f: Vec<&str> = out.split_whitespace().collect();
         assert_eq!(f[0], "1");
         assert_eq!(f[2], i.to_string());
@@ -354,8 +276,8 @@ fn parallel_runs_are_independent() {
 
 #[test]
 fn network_host_shares_the_host_interfaces() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     let mut host: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
         .flatten()
@@ -363,25 +285,28 @@ fn network_host_shares_the_host_interfaces() {
         .collect();
     host.sort();
     let o = env.run_sh(&["--network", "host"], "ls /sys/class/net");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let mut inside: Vec<String> = stdout(&o).split_whitespace().map(String::from).collect();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut inside: Vec<String> = text(&o.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     inside.sort();
     assert_eq!(inside, host);
 }
 
 #[test]
 fn workloads_get_default_sigpipe_and_a_closed_stdout_ends_quietly() {
-    require_root!();
-    let env = Env::new();
+    crate::require_root!();
+    let env = Env::with_busybox();
     // The entrypoint must not inherit Rust's ignored SIGPIPE: a producer in a pipeline whose
     // reader exits dies of SIGPIPE (141 in the shell), as under Docker.
     let o = env.run_sh(
         &[],
         "grep SigIgn /proc/self/status; (yes; echo rc=$? >&2) | true",
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     // SigIgn is a hex mask, bit N-1 for signal N; other bits depend on who started the test.
-    let ignored = stdout(&o)
+    let ignored = text(&o.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("SigIgn:"))
         .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
@@ -390,21 +315,26 @@ fn workloads_get_default_sigpipe_and_a_closed_stdout_ends_quietly() {
         ignored & (1 << (libc::SIGPIPE - 1)),
         0,
         "SIGPIPE ignored: {}",
-        stdout(&o)
+        text(&o.stdout)
     );
-    assert!(stderr(&o).contains("rc=141"), "{}", stderr(&o));
-    // `vcompare image ls | head -0`: the reader is gone before we print; no panic message.
-    let mut child = env
-        .command(&["image", "ls"])
-        .stdout(Stdio::piped())
+    assert!(text(&o.stderr).contains("rc=141"), "{}", text(&o.stderr));
+    // `vcompare image ls | head -0`: the reader is gone before we print. With the default
+    // SIGPIPE disposition restored, the first write kills vcompare quietly (as for every Unix
+    // tool): death by SIGPIPE, nothing on stderr (no panic, no error line).
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let out = env
+        .cmd(&["image", "ls"])
+        .stdout(Stdio::from(write_end))
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {}",
+        out.status,
+        text(&out.stderr)
     );
+    assert_eq!(text(&out.stderr), "");
 }

@@ -2,10 +2,13 @@
 //! (OCI bundle written here with oci-spec) and through `vcompare run --mode container`; the
 //! probe must see the same isolation: PID 1, the hostname, the visible PIDs, uid 0 inside.
 //!
-//! Needs root, `crun`, `unshare`, /bin/busybox and the static probe
-//! (`scripts/build-static.sh`, or `VCOMPARE_PROBE=/path/to/probe`); skipped otherwise.
+//! Needs root (without it: a recorded skip, tests/common/skip.rs), and `crun`, `unshare`,
+//! /bin/busybox and the static probe (`scripts/build-static.sh`, or
+//! `VCOMPARE_PROBE=/path/to/probe`): those are installed or built, so missing = failure.
 //! On hybrid cgroup hosts crun must not see /sys/fs/cgroup/unified, so it runs in a private
 //! mount namespace with that mount removed.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,11 +118,7 @@ fn parse(out: &[u8], who: &str) -> serde_json::Value {
 
 #[test]
 fn probe_sees_the_same_isolation_under_crun_and_vcompare() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    crate::require_root!();
     // Installed packages and build products are not machine capabilities: missing = failure.
     assert!(
         which("crun") && which("unshare"),

@@ -420,8 +420,14 @@ fn oci_layout_gzip_and_zstd_compress_the_same_content() {
         let d = env.scratch(&format!("c{i}"));
         // A bare tag as ref name is combined with the layout's directory name (`c0:latest`).
         let md = oci_layout(&d, &[(tar.clone(), c)], "latest", &["/x/y"]);
-        assert!(!compress(&tar, c).0.is_empty());
         env.ok(&["image", "import", d.to_str().unwrap()]);
+        // The store keeps the layer blob as imported (compressed, content-addressed).
+        let (blob, _) = compress(&tar, c);
+        let stored = env
+            .root()
+            .join("blobs/sha256")
+            .join(sha(&blob).trim_start_matches("sha256:"));
+        assert_eq!(fs::read(&stored).unwrap(), blob, "{}", stored.display());
         let r = rootfs_of(&env, &md.trim_start_matches("sha256:")[..12]);
         assert_eq!(fs::read(r.join("x/y")).unwrap(), b"payload");
         assert_eq!(rootfs_of(&env, &format!("c{i}:latest")), r);
@@ -481,4 +487,138 @@ fn matches_umoci_unpack() {
     let theirs = bundle.join("rootfs");
     assert_eq!(describe_tree(&theirs), describe_tree(&ours));
     assert!(!ours.join("etc/removed").exists());
+}
+
+/// The host's static busybox as a fixture file (leaked: fixtures hold `'static` data).
+fn busybox_bytes() -> &'static [u8] {
+    Box::leak(
+        fs::read("/bin/busybox")
+            .expect("needs /bin/busybox (apt-get install busybox-static)")
+            .into_boxed_slice(),
+    )
+}
+
+/// A layer with busybox as /bin/sh, /bin/cat, /bin/stat.
+fn busybox_layer() -> Vec<u8> {
+    layer(&[
+        E::Dir("bin/", 0o755),
+        E::File("bin/busybox", busybox_bytes(), 0o755),
+        E::Symlink("bin/sh", "busybox"),
+        E::Symlink("bin/cat", "busybox"),
+        E::Symlink("bin/stat", "busybox"),
+    ])
+}
+
+/// Layer entries owned by non-root ids keep their owners in the unpacked rootfs (on the host),
+/// and a container sees the image's ids (through the idmapped lower layer).
+#[test]
+fn layer_ownership_is_kept_and_seen_inside() {
+    crate::require_root!();
+    let env = Env::new();
+    let src = env.scratch("owned");
+    oci_layout(
+        &src,
+        &[
+            (busybox_layer(), Comp::Gzip),
+            (
+                layer(&[
+                    E::Dir("home/", 0o755),
+                    E::Dir("home/app/", 0o750).owned(1000, 1000),
+                    E::File("home/app/data", b"mine", 0o640).owned(1000, 1001),
+                    E::Symlink("home/app/link", "data").owned(1002, 1003),
+                    E::File("srv", b"nobody's", 0o644).owned(65534, 65534),
+                    E::File("rootfile", b"root's", 0o644),
+                ]),
+                Comp::None,
+            ),
+        ],
+        "owners:1",
+        &["/bin/sh"],
+    );
+    env.ok(&["image", "import", src.to_str().unwrap()]);
+    let rootfs = rootfs_of(&env, "owners:1");
+    let owner = |p: &str| {
+        let md = fs::symlink_metadata(rootfs.join(p)).unwrap();
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner("home/app"), (1000, 1000));
+    assert_eq!(owner("home/app/data"), (1000, 1001));
+    assert_eq!(owner("home/app/link"), (1002, 1003));
+    assert_eq!(owner("srv"), (65534, 65534));
+    assert_eq!(owner("rootfile"), (0, 0));
+    assert_eq!(owner("bin/busybox"), (0, 0));
+    let o = env.run(&[
+        "run",
+        "--rm",
+        "--mode",
+        "container",
+        "owners:1",
+        "/bin/stat",
+        "-c",
+        "%u:%g %n",
+        "/home/app",
+        "/home/app/data",
+        "/srv",
+        "/rootfile",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "1000:1000 /home/app\n1000:1001 /home/app/data\n65534:65534 /srv\n0:0 /rootfile\n"
+    );
+}
+
+/// An OCI layout whose layers are gzip and zstd, as an archive that is itself plain, gzip or
+/// zstd compressed (the README: "OCI archive (tar of a layout, plain, gzip or zstd)"): each
+/// imports into a fresh store with identical content, and runs.
+#[test]
+fn compressed_oci_archives_import_and_run() {
+    crate::require_root!();
+    let work = Env::new();
+    let lay = work.scratch("layout");
+    oci_layout(
+        &lay,
+        &[
+            (busybox_layer(), Comp::Gzip),
+            (
+                layer(&[
+                    E::Dir("data/", 0o755),
+                    E::File("data/hello", b"from a zstd layer\n", 0o644),
+                ]),
+                Comp::Zstd,
+            ),
+        ],
+        "packed/img:1",
+        &["/bin/cat", "/data/hello"],
+    );
+    let plain = work.dir.path().join("img.tar");
+    tar_dir(&lay, &plain);
+    let tar_bytes = fs::read(&plain).unwrap();
+    let mut trees = Vec::new();
+    for (name, c) in [
+        ("img.tar", Comp::None),
+        ("img.tar.gz", Comp::Gzip),
+        ("img.tar.zst", Comp::Zstd),
+    ] {
+        let archive = work.dir.path().join(name);
+        fs::write(&archive, compress(&tar_bytes, c).0).unwrap();
+        let env = Env::new();
+        let out = env.ok(&["image", "import", archive.to_str().unwrap()]);
+        assert!(out.ends_with(" packed/img:1\n"), "{name}: {out}");
+        let rootfs = rootfs_of(&env, "packed/img:1");
+        assert_eq!(
+            fs::read(rootfs.join("data/hello")).unwrap(),
+            b"from a zstd layer\n"
+        );
+        trees.push(describe_tree(&rootfs));
+        let o = env.run(&["run", "--rm", "--mode", "container", "packed/img:1"]);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "from a zstd layer\n");
+    }
+    assert_eq!(trees[0], trees[1]);
+    assert_eq!(trees[0], trees[2]);
 }

@@ -1,45 +1,20 @@
 //! End-to-end tests of the instance lifecycle through the real binary, in container mode
 //! (fast): ids and names, `run -d`, `ps`, `logs`, `stop`, `kill`, `start`, `rm`, `--rm`, exit
-//! status propagation, state that survives a killed vcompare, and concurrent use.
+//! status propagation, state that survives a killed vcompare, and concurrent use. Containers
+//! need root: without it each test is a recorded skip (tests/common/skip.rs).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{find, process_alive, wait_for, Env};
 use serde_json::Value;
 
 const IMG: &str = "vcompare/probe";
 
-fn ps_json(env: &Env) -> Vec<Value> {
-    serde_json::from_str::<Value>(&env.ok(&["ps", "-a", "--format", "json"]))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn find<'a>(list: &'a [Value], id: &str) -> &'a Value {
-    list.iter()
-        .find(|v| v["id"].as_str().unwrap().starts_with(id))
-        .unwrap_or_else(|| panic!("{id} not in ps"))
-}
-
-fn wait_status(env: &Env, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = ps_json(env);
-        let v = find(&list, id).clone();
-        if v["status"] == status {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{id} never became {status}: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn exit_codes_and_signals_propagate() {
+    crate::require_root!();
     let env = Env::new();
     // With --init the probe is not PID 1, so its own SIGTERM kills it: 128+15.
     for (args, code) in [
@@ -64,11 +39,12 @@ fn exit_codes_and_signals_propagate() {
     let o = env.run(&["run", "--rm", IMG, "/bin/sh", "-c", "/bin/probe kill 9"]);
     assert_eq!(o.status.code(), Some(137));
     // Nothing is left behind by --rm.
-    assert!(ps_json(&env).is_empty());
+    assert!(env.ps_json().is_empty());
 }
 
 #[test]
 fn detached_run_ps_logs_stop_start_rm() {
+    crate::require_root!();
     let env = Env::new();
     let id = env
         .ok(&[
@@ -84,7 +60,7 @@ fn detached_run_ps_logs_stop_start_rm() {
         .trim()
         .to_string();
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
-    let v = wait_status(&env, &id, "running");
+    let v = env.wait_status(&id, "running");
     assert!(v["pid"].as_i64().unwrap() > 1);
     let table = env.ok(&["ps"]);
     assert!(
@@ -92,11 +68,9 @@ fn detached_run_ps_logs_stop_start_rm() {
         "{table}"
     );
     // The name and a prefix both resolve.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !env.ok(&["logs", "sleeper"]).contains("started") {
-        assert!(Instant::now() < deadline, "log never showed output");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the log to show the output", || {
+        (env.ok(&["logs", "sleeper"]) == "started\n").then_some(())
+    });
     let insp: Value =
         serde_json::from_str(&env.ok(&["inspect", &id[..8], "--format", "json"])).unwrap();
     assert_eq!(insp["id"], id.as_str());
@@ -107,7 +81,7 @@ fn detached_run_ps_logs_stop_start_rm() {
         t.elapsed() >= Duration::from_millis(900),
         "stop waited for the grace period"
     );
-    let v = wait_status(&env, &id, "exited");
+    let v = env.wait_status(&id, "exited");
     assert_eq!(v["exit_code"], 137, "{v}");
     assert!(
         !env.ok(&["ps"]).contains(&id[..12]),
@@ -116,15 +90,15 @@ fn detached_run_ps_logs_stop_start_rm() {
     assert!(env.ok(&["ps", "-a"]).contains("Exited (137)"));
     // start again (detached), then kill with an explicit signal.
     env.ok(&["start", "sleeper"]);
-    wait_status(&env, &id, "running");
+    env.wait_status(&id, "running");
     env.ok(&["kill", "-s", "KILL", "sleeper"]);
-    let v = wait_status(&env, &id, "exited");
+    let v = env.wait_status(&id, "exited");
     assert_eq!(v["exit_code"], 137);
     // kill on an exited instance is an error.
     let err = env.fails(&["kill", "sleeper"]);
     assert!(err.contains("not running"), "{err}");
     env.ok(&["rm", "sleeper"]);
-    assert!(ps_json(&env).is_empty());
+    assert!(env.ps_json().is_empty());
     assert!(!env.root().join("instances").join(&id).exists());
     let err = env.fails(&["logs", "sleeper"]);
     assert!(err.contains("no instance matches"), "{err}");
@@ -132,30 +106,30 @@ fn detached_run_ps_logs_stop_start_rm() {
 
 #[test]
 fn rm_refuses_running_without_force_and_rm_flag_cleans_up() {
+    crate::require_root!();
     let env = Env::new();
     let id = env
         .ok(&["run", "-d", IMG, "/bin/probe", "sleep", "30"])
         .trim()
         .to_string();
-    wait_status(&env, &id, "running");
+    env.wait_status(&id, "running");
     let err = env.fails(&["rm", &id[..12]]);
     assert!(err.contains("is running") && err.contains("rm -f"), "{err}");
     env.ok(&["rm", "-f", &id[..12]]);
-    assert!(ps_json(&env).is_empty());
+    assert!(env.ps_json().is_empty());
     // -d --rm: the monitor removes the instance when it exits.
     let id = env
         .ok(&["run", "-d", "--rm", IMG, "/bin/probe", "sleep", "0.2"])
         .trim()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while env.root().join("instances").join(&id).exists() {
-        assert!(Instant::now() < deadline, "--rm instance was not removed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the --rm instance to be removed", || {
+        (!env.root().join("instances").join(&id).exists()).then_some(())
+    });
 }
 
 #[test]
 fn start_reuses_the_rw_layer() {
+    crate::require_root!();
     let env = Env::new();
     let script = "cat /counter 2>/dev/null; echo x >> /counter";
     let o = env.run(&["run", "--name", "keeper", IMG, "/bin/sh", "-c", script]);
@@ -181,6 +155,7 @@ fn start_reuses_the_rw_layer() {
 
 #[test]
 fn names_are_unique_and_bad_ids_are_clear() {
+    crate::require_root!();
     let env = Env::new();
     env.ok(&["run", "--name", "same", IMG, "/bin/probe", "true"]);
     let err = env.fails(&["run", "--name", "same", IMG, "/bin/probe", "true"]);
@@ -201,17 +176,18 @@ fn names_are_unique_and_bad_ids_are_clear() {
     ]);
     assert!(err.contains("does not exist"), "{err}");
     // Only the one good instance exists: failed runs leave no records.
-    assert_eq!(ps_json(&env).len(), 1);
+    assert_eq!(env.ps_json().len(), 1);
 }
 
 #[test]
 fn state_survives_a_killed_vcompare() {
+    crate::require_root!();
     let env = Env::new();
     let id = env
         .ok(&["run", "-d", IMG, "/bin/probe", "sleep", "60"])
         .trim()
         .to_string();
-    let v = wait_status(&env, &id, "running");
+    let v = env.wait_status(&id, "running");
     let pid = v["pid"].as_i64().unwrap() as i32;
     let state: Value = serde_json::from_slice(
         &std::fs::read(env.root().join("instances").join(&id).join("state.json")).unwrap(),
@@ -220,18 +196,32 @@ fn state_survives_a_killed_vcompare() {
     let monitor = state["monitor_pid"].as_i64().unwrap() as i32;
     // SIGKILL the monitor: the container itself is still running, and ps must say so.
     unsafe { libc::kill(monitor, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(find(&ps_json(&env), &id)["status"], "running");
+    wait_for("the killed monitor to be gone", || {
+        (!process_alive(monitor)).then_some(())
+    });
+    let v = env.instance(&id);
+    assert_eq!(
+        (&v["status"], &v["pid"]),
+        (&"running".into(), &pid.into()),
+        "{v}"
+    );
     // Now the container dies too, with nobody to record it: the next command tells the truth.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let v = wait_status(&env, &id, "exited");
-    assert_eq!(v["status"], "exited");
+    let v = env.wait_status(&id, "exited");
+    // Nobody saw how it ended: no outcome, and `ps -a` shows 125 ("vanished"), not a guess.
+    assert_eq!(
+        (&v["exit_code"], &v["outcome"]),
+        (&125.into(), &Value::Null),
+        "{v}"
+    );
+    assert!(env.ok(&["ps", "-a"]).contains("Exited (125)"));
     env.ok(&["rm", &id]);
     assert!(!env.root().join("instances").join(&id).exists());
 }
 
 #[test]
 fn concurrent_detached_runs_and_ps_keep_state_consistent() {
+    crate::require_root!();
     let env = Env::new();
     env.ok(&["image", "ls"]); // create the data dir
     env.ok(&["run", "--rm", IMG, "/bin/probe", "true"]); // build the default image once
@@ -284,7 +274,7 @@ fn concurrent_detached_runs_and_ps_keep_state_consistent() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(watcher.join().unwrap() > 0);
-    let list = ps_json(&env);
+    let list = env.ps_json();
     assert_eq!(list.len(), 20);
     for id in &ids {
         find(&list, id);
@@ -308,11 +298,12 @@ fn concurrent_detached_runs_and_ps_keep_state_consistent() {
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     env.ok(&args);
-    assert!(ps_json(&env).is_empty());
+    assert!(env.ps_json().is_empty());
 }
 
 #[test]
 fn managed_volumes_outlive_instances_and_refuse_removal_in_use() {
+    crate::require_root!();
     let env = Env::new();
     env.ok(&["volume", "create", "shared"]);
     let err = env.fails(&["volume", "create", "shared"]);

@@ -43,6 +43,13 @@ pub struct Harness {
     /// The image's cached VM disk and the init on it (the QEMU peer boots copies), or why
     /// there is none.
     pub vm_disk: Result<(PathBuf, PathBuf), String>,
+    /// The QEMU peer's once-per-run preparation, made on first use (startup and memory share
+    /// it); `None` until then.
+    pub qemu_setups: Option<Vec<crate::peers::qemu::QemuSetup>>,
+    /// VM subjects that had their untimed warm-up boot in this run (one per subject).
+    pub warmed: Vec<String>,
+    /// Whether VM subjects get that warm-up boot (off only for smoke runs: `--no-vm-warm-up`).
+    pub vm_warm_up: bool,
     counter: u64,
 }
 
@@ -72,6 +79,9 @@ impl Harness {
             vm_broken: None,
             kernel: Err("not looked up".into()),
             vm_disk: Err("not looked up".into()),
+            qemu_setups: None,
+            warmed: Vec::new(),
+            vm_warm_up: true,
             counter: 0,
         })
     }
@@ -242,9 +252,6 @@ pub struct Timed {
     pub child: Child,
     /// CLOCK_MONOTONIC (ns) taken immediately before `spawn`.
     pub spawn_mono_ns: u64,
-    /// The child's own start time on CLOCK_MONOTONIC, from /proc/PID/stat (tick resolution,
-    /// computed the same way vcompare computes the base of its phase marks).
-    pub child_base_mono_ns: Option<u64>,
     started: Instant,
 }
 
@@ -275,24 +282,6 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Process start of `pid` on CLOCK_MONOTONIC: starttime ticks (BOOTTIME) shifted by the
-/// current MONOTONIC−BOOTTIME offset.
-pub fn process_start_mono_ns(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks: u64 = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mono = clock_ns(libc::CLOCK_MONOTONIC);
-    let boot = clock_ns(libc::CLOCK_BOOTTIME);
-    Some((ticks * 1_000_000_000 / hz + mono).saturating_sub(boot))
-}
-
 /// Spawns `cmd` with stdout/stderr piped and notes the spawn instant.
 pub fn spawn_timed(mut cmd: Command, label: &str) -> Result<Timed> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -302,18 +291,17 @@ pub fn spawn_timed(mut cmd: Command, label: &str) -> Result<Timed> {
         cmd: label.to_string(),
         source,
     })?;
-    let child_base_mono_ns = process_start_mono_ns(child.id());
     Ok(Timed {
         child,
         spawn_mono_ns,
-        child_base_mono_ns,
         started,
     })
 }
 
 impl Timed {
     /// Waits for exit (reading output concurrently so a chatty child cannot block), with a
-    /// timeout after which the child is killed.
+    /// timeout after which the child is killed. The end instant comes from [`wait_exit`], the
+    /// one exit detector every subject shares.
     pub fn finish(mut self, label: &str, timeout: Duration) -> Result<TimedOutput> {
         let mut so = self.child.stdout.take();
         let mut se = self.child.stderr.take();
@@ -331,31 +319,77 @@ impl Timed {
             }
             b
         });
-        let status = loop {
-            if let Some(st) = self.child.try_wait().map_err(|source| BenchError::Spawn {
+        let left = timeout.saturating_sub(self.started.elapsed());
+        let exited = wait_exit(&mut self.child, left).map_err(|source| BenchError::Spawn {
+            cmd: label.to_string(),
+            source,
+        })?;
+        let Some((status, ended)) = exited else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return Err(BenchError::Timeout {
                 cmd: label.to_string(),
-                source,
-            })? {
-                break st;
-            }
-            if self.started.elapsed() > timeout {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err(BenchError::Timeout {
-                    cmd: label.to_string(),
-                    secs: timeout.as_secs(),
-                    detail: "no exit".into(),
-                });
-            }
-            std::thread::sleep(Duration::from_micros(200));
+                secs: timeout.as_secs(),
+                detail: "no exit".into(),
+            });
         };
-        let wall_ns = self.started.elapsed().as_nanos() as u64;
+        let wall_ns = ended.duration_since(self.started).as_nanos() as u64;
         Ok(TimedOutput {
             wall_ns,
             status,
             stdout: t_out.join().unwrap_or_default(),
             stderr: t_err.join().unwrap_or_default(),
         })
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit and returns its status with the instant the exit
+/// was seen, or `None` if it still runs. The end event of every timed subject: the child's
+/// pidfd (`pidfd_open`) becomes readable when the process exits and `poll` wakes at once, so
+/// the instant is exact instead of up to one polling interval late (a 200 µs `try_wait` loop
+/// added up to 15 % to the ≈1.3 ms host floor). The child is reaped afterwards, so the clock
+/// is read before `wait`'s own cost.
+pub fn wait_exit(
+    child: &mut Child,
+    timeout: Duration,
+) -> std::io::Result<Option<(std::process::ExitStatus, Instant)>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if let Some(st) = child.try_wait()? {
+        return Ok(Some((st, Instant::now())));
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; `child` is not yet
+    // reaped (we hold it), so its pid cannot have been reused.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0u32) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Round up so a sub-millisecond remainder still waits instead of spinning.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        let now = Instant::now();
+        if n > 0 {
+            return Ok(Some((child.wait()?, now)));
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        if now >= deadline {
+            return Ok(child.try_wait()?.map(|st| (st, now)));
+        }
     }
 }
 
@@ -454,58 +488,239 @@ pub fn dir_usage(dir: &Path) -> (u64, u64) {
     (alloc, apparent)
 }
 
-/// (Size, Rss) in bytes of the largest mapping of `pid` that is at least `min_size` bytes: a
-/// VMM's guest RAM, so that "VMM overhead" = total RSS − this mapping's RSS.
-pub fn largest_mapping(pid: u32, min_size: u64) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
-    let mut best: Option<(u64, u64)> = None;
-    let mut cur: Option<(u64, u64)> = None;
-    let flush = |c: Option<(u64, u64)>, best: &mut Option<(u64, u64)>| {
-        if let Some((size, rss)) = c {
-            if size >= min_size && best.is_none_or(|b| size > b.0) {
-                *best = Some((size, rss));
-            }
-        }
-    };
-    for l in text.lines() {
-        let first = l.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && !first.ends_with(':') {
-            flush(cur.take(), &mut best);
-            cur = Some((0, 0));
-        } else if let Some(c) = cur.as_mut() {
-            if let Some(v) = proc_kb_field(l, "Size") {
-                c.0 = v;
-            } else if let Some(v) = proc_kb_field(l, "Rss") {
-                c.1 = v;
-            }
-        }
-    }
-    flush(cur, &mut best);
-    best
+/// One mapping of `/proc/PID/smaps`: what [`guest_ram`] needs to tell guest RAM apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// First host address.
+    pub start: u64,
+    /// One past the last host address.
+    pub end: u64,
+    /// Permissions as smaps prints them, e.g. `rw-p`.
+    pub perms: String,
+    /// The mapped file, `[heap]`-style name, or empty for anonymous memory.
+    pub path: String,
+    /// Resident bytes.
+    pub rss: u64,
+    /// Proportional set size in bytes (shared pages divided among their sharers).
+    pub pss: u64,
 }
 
-/// RSS in bytes of `pid`'s mappings that overlap the given (host address, length) ranges —
-/// the guest RAM a VMM reports it mapped — so VMM overhead = total RSS − this.
-pub fn rss_in_ranges(pid: u32, ranges: &[(u64, u64)]) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
-    let mut total = 0;
-    let mut inside = false;
-    let mut found = false;
+impl Mapping {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.end - self.start
+    }
+}
+
+/// Parses the text of `/proc/PID/smaps` into mappings (pure, so it can be tested on a fixture).
+pub fn parse_smaps(text: &str) -> Vec<Mapping> {
+    let mut out: Vec<Mapping> = Vec::new();
     for l in text.lines() {
-        let first = l.split_whitespace().next().unwrap_or("");
+        let mut f = l.split_whitespace();
+        let first = f.next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
-            else {
-                inside = false;
+            if let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                let perms = f.next().unwrap_or("").to_string();
+                // offset, device, inode, then the (possibly space-containing) path.
+                let path = f.skip(3).collect::<Vec<_>>().join(" ");
+                out.push(Mapping {
+                    start,
+                    end,
+                    perms,
+                    path,
+                    rss: 0,
+                    pss: 0,
+                });
                 continue;
-            };
-            inside = ranges.iter().any(|&(s, len)| start < s + len && s < end);
-            found |= inside;
-        } else if inside {
+            }
+        }
+        if let Some(m) = out.last_mut() {
             if let Some(v) = proc_kb_field(l, "Rss") {
-                total += v;
+                m.rss = v;
+            } else if let Some(v) = proc_kb_field(l, "Pss") {
+                m.pss = v;
             }
         }
     }
-    found.then_some(total)
+    out
+}
+
+/// The mappings that hold a VMM's guest RAM of `ram_bytes`, as an index range into `maps`:
+/// ONE rule for every VMM (ours, QEMU, Firecracker), so "VMM overhead" means the same thing
+/// for all of them. Guest RAM is the run of address-contiguous private writable mappings
+/// (`rw-p`: anonymous memory, or a private file mapping placed inside guest RAM — our VMM maps
+/// the kernel's ELF segments copy-on-write there) whose sizes add up to exactly `ram_bytes`;
+/// where several runs qualify, the one holding the largest single mapping. If none adds up
+/// (the kernel merged guest RAM with a neighbouring mapping of the same flags), the smallest
+/// private writable mapping at least `ram_bytes` large.
+pub fn guest_ram(maps: &[Mapping], ram_bytes: u64) -> Option<std::ops::Range<usize>> {
+    let rw = |m: &Mapping| m.perms == "rw-p";
+    let mut best: Option<(u64, std::ops::Range<usize>)> = None;
+    for i in 0..maps.len() {
+        if !rw(&maps[i]) {
+            continue;
+        }
+        let (mut sum, mut largest) = (0u64, 0u64);
+        for j in i..maps.len() {
+            if !rw(&maps[j]) || (j > i && maps[j].start != maps[j - 1].end) {
+                break;
+            }
+            sum += maps[j].size();
+            largest = largest.max(maps[j].size());
+            if sum == ram_bytes {
+                if best.as_ref().is_none_or(|b| largest > b.0) {
+                    best = Some((largest, i..j + 1));
+                }
+                break;
+            }
+            if sum > ram_bytes {
+                break;
+            }
+        }
+    }
+    best.map(|b| b.1).or_else(|| {
+        maps.iter()
+            .enumerate()
+            .filter(|(_, m)| rw(m) && m.size() >= ram_bytes)
+            .min_by_key(|(_, m)| m.size())
+            .map(|(i, _)| i..i + 1)
+    })
+}
+
+/// A VMM process's memory, split by [`guest_ram`]: the one VMM-overhead measurement every VM
+/// subject gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmmMemory {
+    /// Total RSS of the VMM process (smaps_rollup), bytes.
+    pub rss: u64,
+    /// Total PSS, bytes (shared libraries divided among the processes that map them).
+    pub pss: u64,
+    /// RSS of the guest-RAM mappings: guest pages touched so far, bytes.
+    pub guest_rss: u64,
+    /// PSS of the guest-RAM mappings, bytes.
+    pub guest_pss: u64,
+}
+
+impl VmmMemory {
+    /// VMM overhead by RSS: everything resident that is not guest RAM.
+    pub fn overhead_rss(&self) -> u64 {
+        self.rss.saturating_sub(self.guest_rss)
+    }
+    /// VMM overhead by PSS (shared libraries counted by share, not in full).
+    pub fn overhead_pss(&self) -> u64 {
+        self.pss.saturating_sub(self.guest_pss)
+    }
+}
+
+/// Reads `pid`'s smaps_rollup and smaps and splits them with [`guest_ram`] for `ram_bytes` of
+/// guest RAM; `None` if the process is gone or no guest-RAM mapping was found.
+pub fn vmm_memory(pid: u32, ram_bytes: u64) -> Option<VmmMemory> {
+    let (rss, pss) = rss_pss(pid)?;
+    let maps = parse_smaps(&std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?);
+    let r = guest_ram(&maps, ram_bytes)?;
+    Some(VmmMemory {
+        rss,
+        pss,
+        guest_rss: maps[r.clone()].iter().map(|m| m.rss).sum(),
+        guest_pss: maps[r].iter().map(|m| m.pss).sum(),
+    })
+}
+
+/// Prose of the rule in [`guest_ram`] and [`VmmMemory`], carried by every VMM-overhead
+/// series so the report states it.
+pub const VMM_OVERHEAD_RULE: &str = "guest RAM = the address-contiguous private writable mappings in /proc/PID/smaps whose sizes add up to exactly the guest RAM size (anonymous memory, or a private file mapping inside it: our VMM maps the kernel's ELF segments copy-on-write into guest RAM, QEMU copies the kernel into it), else the smallest private writable mapping at least that large; overhead = process total (smaps_rollup) − those mappings";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mapping header line plus its Size/Rss/Pss lines, as smaps prints them.
+    fn entry(
+        start: u64,
+        size_kb: u64,
+        perms: &str,
+        path: &str,
+        rss_kb: u64,
+        pss_kb: u64,
+    ) -> String {
+        format!(
+            "{start:x}-{:x} {perms} 00000000 00:00 0    {path}\nSize:  {size_kb} kB\nRss:  {rss_kb} kB\nPss:  {pss_kb} kB\nVmFlags: rd wr mr mw me dc dd\n",
+            start + size_kb * 1024
+        )
+    }
+
+    const MIB_KB: u64 = 1024;
+
+    #[test]
+    fn guest_ram_includes_a_file_mapped_kernel_inside_it() {
+        // Our VMM: 256 MiB of anonymous RAM with the kernel's segments mapped over part of it,
+        // next to an unrelated anonymous mapping and a shared library.
+        let base = 0x7f00_0000_0000u64;
+        let mut t = entry(base - 4096 * 4, 16, "rw-p", "", 16, 16);
+        t += &entry(base, 16 * MIB_KB, "rw-p", "", 100, 100);
+        t += &entry(
+            base + (16 << 20),
+            20 * MIB_KB,
+            "rw-p",
+            "/k/vmlinux",
+            8000,
+            4000,
+        );
+        t += &entry(base + (36 << 20), 220 * MIB_KB, "rw-p", "", 900, 900);
+        t += &entry(
+            base + (256 << 20),
+            2048,
+            "r-xp",
+            "/usr/lib/libc.so.6",
+            1500,
+            150,
+        );
+        let maps = parse_smaps(&t);
+        assert_eq!(maps.len(), 5);
+        assert_eq!(maps[2].path, "/k/vmlinux");
+        let r = guest_ram(&maps, 256 << 20).unwrap();
+        assert_eq!(r, 1..4);
+        let rss: u64 = maps[r].iter().map(|m| m.rss).sum();
+        assert_eq!(rss, 9000 * 1024);
+    }
+
+    #[test]
+    fn guest_ram_is_one_anonymous_mapping_for_qemu_and_falls_back_when_merged() {
+        let base = 0x7f00_0000_0000u64;
+        let mut t = entry(base, 64 * MIB_KB, "rw-p", "", 10, 10);
+        t += &entry(base + (80 << 20), 256 * MIB_KB, "rw-p", "", 300, 300);
+        t += &entry(base + (336 << 20), 4, "---p", "", 0, 0);
+        let maps = parse_smaps(&t);
+        assert_eq!(guest_ram(&maps, 256 << 20), Some(1..2));
+        // Merged with a neighbour: the smallest private writable mapping that is large enough.
+        let t = entry(base, 300 * MIB_KB, "rw-p", "", 10, 10)
+            + &entry(base + (400 << 20), 1024 * MIB_KB, "rw-p", "", 1, 1);
+        assert_eq!(guest_ram(&parse_smaps(&t), 256 << 20), Some(0..1));
+        assert_eq!(guest_ram(&parse_smaps(&t), 2048 << 20), None);
+    }
+
+    #[test]
+    fn vmm_overhead_subtracts_guest_ram_from_both_rss_and_pss() {
+        let m = VmmMemory {
+            rss: 100,
+            pss: 60,
+            guest_rss: 30,
+            guest_pss: 30,
+        };
+        assert_eq!((m.overhead_rss(), m.overhead_pss()), (70, 30));
+    }
+
+    #[test]
+    fn wait_exit_sees_an_exit_and_honours_its_timeout() {
+        let mut c = Command::new("true").spawn().unwrap();
+        let (st, _) = wait_exit(&mut c, Duration::from_secs(10)).unwrap().unwrap();
+        assert!(st.success());
+        let mut c = Command::new("sleep").arg("5").spawn().unwrap();
+        assert!(wait_exit(&mut c, Duration::from_millis(20))
+            .unwrap()
+            .is_none());
+        c.kill().unwrap();
+        let (st, _) = wait_exit(&mut c, Duration::from_secs(10)).unwrap().unwrap();
+        assert!(!st.success());
+    }
 }

@@ -47,7 +47,8 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
-/// The machine and software the numbers come from (DESIGN §3: recorded in every report).
+/// The machine and software the numbers come from (recorded in every report: VM figures mean
+/// little without the KVM backend next to them).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Environment {
     /// UTC start of the run, RFC 3339.
@@ -115,6 +116,20 @@ pub struct StartupRun {
     /// Named instants (ns since spawn) the subject exposes, e.g. a peer VM's "init" line.
     #[serde(default)]
     pub marks: BTreeMap<String, u64>,
+    /// Removal of the finished instance, timed separately (spawn of `vcompare rm -f NAME` →
+    /// its exit) for subjects whose timed command leaves the instance behind (vcompare's
+    /// container and VM); `None` where the timed command removes it itself (crun/runc `run`
+    /// delete the container before exiting) or there is nothing to remove (host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_ns: Option<u64>,
+}
+
+impl StartupRun {
+    /// Run plus removal: the like-for-like figure against crun/runc, whose `run` includes the
+    /// delete (crun 1.8 has no `--keep` to leave it out).
+    pub fn with_removal_ns(&self) -> u64 {
+        self.wall_ns + self.remove_ns.unwrap_or(0)
+    }
 }
 
 /// All startup runs of one subject.

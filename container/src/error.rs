@@ -17,7 +17,9 @@ pub enum Error {
     VolumeSourceMissing(PathBuf),
 
     /// The image's root filesystem directory is missing.
-    #[error("image root filesystem {0} does not exist; pull or import the image again")]
+    #[error(
+        "image root filesystem {0} does not exist (the image was removed); import the image again"
+    )]
     RootfsMissing(PathBuf),
 
     /// A host-side file operation failed (instance dir, cgroup file, /proc entry…).

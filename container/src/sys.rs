@@ -194,17 +194,26 @@ pub fn openat_in_root(root: RawFd, path: &CStr, flags: i32) -> SysResult<RawFd> 
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    // SAFETY: `how` lives across the call and its size is passed.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    })
-    .map(|fd| fd as RawFd)
+    // The kernel answers EAGAIN when a `..` step raced with a mount or rename anywhere on the
+    // host (openat2(2): "the caller should retry"); a bounded retry keeps that from failing a
+    // container start on a busy host. No allocation: this also runs in the forked child.
+    let mut tries = 0;
+    loop {
+        // SAFETY: `how` lives across the call and its size is passed.
+        let ret = check(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        });
+        match ret {
+            Err(libc::EAGAIN) if tries < 100 => tries += 1,
+            other => return other.map(|fd| fd as RawFd),
+        }
+    }
 }
 
 /// A fork that also creates the namespaces in `flags` (`CLONE_NEW*`): returns 0 in the child and

@@ -5,20 +5,28 @@ mod common;
 use common::*;
 use vcompare_container::*;
 
-struct Tx(std::sync::mpsc::Sender<i32>);
-impl Observer for Tx {
-    fn started(&mut self, pid: i32) {
-        self.0.send(pid).unwrap();
+/// What `/proc/self/cgroup` shows inside the container's cgroup namespace: its own cgroup as
+/// the root. v2: the single unified line `0::/`. v1 (and hybrid): one line per hierarchy, each
+/// `/` (the namespace was unshared after joining), including the memory controller's.
+fn assert_cgroup_namespace_view(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    if host_is_cgroup_v2() {
+        assert_eq!(lines, ["0::/"], "cgroup v2 view: {text}");
+    } else {
+        assert!(
+            lines.iter().all(|l| l.ends_with(":/")),
+            "cgroup v1 view: {text}"
+        );
+        assert!(
+            lines.iter().any(|l| l.split(':').nth(1) == Some("memory")),
+            "cgroup v1 view has no memory hierarchy: {text}"
+        );
     }
-    fn phase(&mut self, _: Phase, _: u64) {}
 }
 
 #[test]
 fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("echo main > /tmp/marker; sleep 30");
     cfg.resources.memory_bytes = Some(64 << 20);
@@ -26,11 +34,16 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || run(&cfg, &mut Tx(tx)));
     let pid = rx.recv().unwrap();
+    // The main process has written its marker (seen from the host through its root).
+    let marker = format!("/proc/{pid}/root/tmp/marker");
+    wait_until("the container's /tmp/marker", || {
+        std::fs::read_to_string(&marker).is_ok_and(|m| m == "main\n")
+    });
 
     // exec: same hostname, same filesystem (sees /tmp/marker written by the main process),
     // not PID 1 but a small pid in the container's PID namespace, same cgroup (seen as "/").
     let e = exec::ExecConfig {
-        args: vec!["/bin/sh".into(), "-c".into(), "sleep 0.2; exec > /out/exec 2>&1; echo $$; hostname; cat /tmp/marker; id -u; grep memory /proc/self/cgroup; exit 3".into()],
+        args: vec!["/bin/sh".into(), "-c".into(), "exec > /out/exec 2>&1; echo $$; hostname; cat /tmp/marker; id -u; cat /proc/self/cgroup; exit 3".into()],
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
         uid: 0,
@@ -47,7 +60,7 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
     assert_eq!(lines[1], "c0ffee123456");
     assert_eq!(lines[2], "main");
     assert_eq!(lines[3], "0");
-    assert!(lines[4].ends_with(":memory:/"), "{out}");
+    assert_cgroup_namespace_view(&lines[4..].join("\n"));
 
     // exec -t: a pty from the container's devpts.
     let mut t = e.clone();
@@ -62,10 +75,10 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
     // exec of a missing command is a clear error.
     let mut bad = e.clone();
     bad.args = vec!["nope".into()];
-    assert!(matches!(
-        exec::exec(pid, &bad),
-        Err(Error::CommandNotFound(_))
-    ));
+    match exec::exec(pid, &bad) {
+        Err(Error::CommandNotFound(c)) => assert_eq!(c, "nope"),
+        other => panic!("expected CommandNotFound(\"nope\"), got {other:?}"),
+    }
 
     let v = inspect::inspect(pid).unwrap();
     assert_eq!(v["pid"]["host"], pid);
@@ -83,11 +96,59 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
     assert_eq!(v["cgroup"]["memory_limit_bytes"], 64u64 << 20);
     assert!(v["cgroup"]["memory_bytes"].as_u64().unwrap() > 0);
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill9(pid);
     assert_eq!(h.join().unwrap().unwrap(), ExitStatus::Signaled(9));
-    assert!(matches!(inspect::inspect(pid), Err(Error::NotRunning(_))));
+    match inspect::inspect(pid) {
+        Err(Error::NotRunning(p)) => assert_eq!(p, pid),
+        other => panic!("expected NotRunning({pid}), got {other:?}"),
+    }
+}
+
+/// `inspect`'s host view of a user namespace (`user_ns::read_uid_map`) on a namespace with a
+/// known map, made here: it holds in the initial user namespace and inside a container alike,
+/// because the map is written and read from this test's own namespace (our euid there as the
+/// host side of a one-id map).
+#[test]
+fn read_uid_map_shows_a_child_namespace_map() {
+    let (mut ready, mut release) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe/fork; the child only calls async-signal-safe functions and _exits.
+    let pid = unsafe {
+        assert_eq!(libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        assert_eq!(libc::pipe2(release.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // Only the parent may hold the write end, or the read below never sees EOF.
+            libc::close(release[1]);
+            let ok: u8 = (libc::unshare(libc::CLONE_NEWUSER) == 0).into();
+            libc::write(ready[1], (&ok as *const u8).cast(), 1);
+            let mut b = 0u8;
+            libc::read(release[0], (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+        libc::close(ready[1]);
+        libc::close(release[0]);
+        pid
+    };
+    let mut ok = 0u8;
+    // SAFETY: reads one byte into a local from our own pipe.
+    let n = unsafe { libc::read(ready[0], (&mut ok as *mut u8).cast(), 1) };
+    let euid = nix::unistd::geteuid().as_raw();
+    let map = if n == 1 && ok == 1 {
+        std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {euid} 1\n"))
+            .map(|()| vcompare_container::user_ns::read_uid_map(pid))
+    } else {
+        Err(std::io::Error::other("unshare(CLONE_NEWUSER) failed"))
+    };
+    // SAFETY: closing our pipe ends releases the child; then reap it.
+    unsafe {
+        libc::close(release[1]);
+        libc::close(ready[0]);
+    }
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    crate::skip_unless!(
+        n == 1 && ok == 1,
+        "creating a user namespace is not allowed here (user.max_user_namespaces or a seccomp policy)"
+    );
+    assert_eq!(map.unwrap(), Some((0, euid, 1)));
 }

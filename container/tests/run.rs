@@ -5,18 +5,9 @@ mod common;
 use common::*;
 use vcompare_container::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 #[test]
 fn pid1_hostname_and_mapped_root() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let cfg =
         sb.config("echo pid=$$; hostname; id -u; cat /proc/self/uid_map; cat /proc/self/gid_map");
@@ -38,17 +29,10 @@ fn pid1_hostname_and_mapped_root() {
 
 #[test]
 fn root_in_container_is_not_root_on_host() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("sleep 30");
     let (tx, rx) = std::sync::mpsc::channel();
-    struct Tx(std::sync::mpsc::Sender<i32>);
-    impl Observer for Tx {
-        fn started(&mut self, pid: i32) {
-            self.0.send(pid).unwrap();
-        }
-        fn phase(&mut self, _: Phase, _: u64) {}
-    }
     cfg.timeout = Some(std::time::Duration::from_secs(20));
     let h = std::thread::spawn(move || run(&cfg, &mut Tx(tx)));
     let pid = rx.recv().unwrap();
@@ -58,17 +42,13 @@ fn root_in_container_is_not_root_on_host() {
         uid_line.split_whitespace().skip(1).all(|u| u == "100000"),
         "{uid_line}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill9(pid);
     assert_eq!(h.join().unwrap().unwrap(), ExitStatus::Signaled(9));
 }
 
 #[test]
 fn userns_host_means_no_mapping() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("cat /proc/self/uid_map");
     cfg.userns = None;
@@ -82,7 +62,7 @@ fn userns_host_means_no_mapping() {
 
 #[test]
 fn host_processes_are_invisible() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let (st, out) = run_capture(
         &sb,
@@ -96,7 +76,7 @@ fn host_processes_are_invisible() {
 
 #[test]
 fn only_loopback_and_it_is_up() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let (st, out) = run_capture(
         &sb,
@@ -112,7 +92,7 @@ fn only_loopback_and_it_is_up() {
 
 #[test]
 fn exit_code_and_signal() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     assert_eq!(
         run_capture(&sb, &sb.config("exit 42")).0,
@@ -126,7 +106,7 @@ fn exit_code_and_signal() {
 
 #[test]
 fn init_reaper_is_pid1() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("echo $$; cat /proc/1/comm; (sleep 0.1 &) ; exit 5");
     cfg.init = true;
@@ -139,10 +119,19 @@ fn init_reaper_is_pid1() {
 
 #[test]
 fn memory_limit_is_enforced_and_oom_reported() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("awk 'BEGIN{s=\"x\"; for(i=0;i<40;i++) s=s s; print length(s)}'");
     cfg.resources.memory_bytes = Some(32 << 20);
+    // The OOM kill is read from the real counter of the host's cgroup version.
+    eprintln!(
+        "real OOM path: {}",
+        if host_is_cgroup_v2() {
+            "cgroup v2 (memory.max, memory.events)"
+        } else {
+            "cgroup v1 (memory.limit_in_bytes, memory.oom_control)"
+        }
+    );
     let (st, out) = run_capture(&sb, &cfg);
     assert_eq!(st, ExitStatus::OomKilled, "{out}");
     // Below the limit it runs fine.
@@ -151,62 +140,92 @@ fn memory_limit_is_enforced_and_oom_reported() {
     assert_eq!(run_capture(&sb, &cfg).0, ExitStatus::Exited(0));
 }
 
-/// cpu and pids limits land in the container's cgroup (checked from the host while it runs),
-/// and the pids limit makes fork fail inside.
+/// The cgroup version the runtime used for a running container, checked against the host's
+/// (independently detected) and named in the output: this hybrid host runs the v1 path for
+/// real, a v2-only host the v2 path (the v2 code also runs everywhere against a fake cgroupfs,
+/// in the unit tests of `cgroups.rs`).
+fn cgroup_of_running(pid: i32) -> cgroups::Cgroup {
+    let cg = cgroups::Cgroup::of_pid(pid).unwrap();
+    let want = if host_is_cgroup_v2() {
+        cgroups::Version::V2
+    } else {
+        cgroups::Version::V1
+    };
+    assert_eq!(
+        cg.version, want,
+        "the runtime picked the wrong cgroup version"
+    );
+    eprintln!("checked the real cgroup {want:?} path: {:?}", cg.dirs);
+    cg
+}
+
+/// Reads one interface file of a controller's directory (`unified` on v2), trimmed.
+fn cgroup_file(cg: &cgroups::Cgroup, controller: &str, file: &str) -> String {
+    let dir = &cg
+        .dirs
+        .iter()
+        .find(|(c, _)| *c == controller)
+        .unwrap_or_else(|| panic!("no {controller} cgroup in {:?}", cg.dirs))
+        .1;
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+        .trim()
+        .to_string()
+}
+
+/// --memory, --cpus and --pids-limit land in the files of the host's cgroup version (read from
+/// the host while the container runs), and the pids limit makes fork fail inside.
 #[test]
-fn cpu_and_pids_limits() {
-    require_root!();
+fn limits_land_in_the_hosts_cgroup_version_and_pids_stop_fork() {
+    crate::require_root!();
     let sb = Sandbox::new();
-    let mut cfg =
-        sb.config("sleep 1; for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait; echo done");
+    // Holds until the host has checked the files, then forks more than the limit allows.
+    let mut cfg = sb.config(
+        "while [ ! -e /out/go ]; do sleep 0.01; done; \
+         for i in 1 2 3 4 5 6 7 8; do sleep 30 & done; wait; echo done",
+    );
+    cfg.resources.memory_bytes = Some(64 << 20);
     cfg.resources.cpus = Some(0.5);
     cfg.resources.pids_limit = Some(4);
     let (tx, rx) = std::sync::mpsc::channel();
-    struct Tx(std::sync::mpsc::Sender<i32>);
-    impl Observer for Tx {
-        fn started(&mut self, pid: i32) {
-            self.0.send(pid).unwrap();
-        }
-        fn phase(&mut self, _: Phase, _: u64) {}
-    }
     let h = std::thread::spawn(move || run(&cfg, &mut Tx(tx)));
+    let go = ReleaseOnDrop(sb.out.join("go"));
     let pid = rx.recv().unwrap();
-    let cg = vcompare_container::cgroups::Cgroup::of_pid(pid).unwrap();
-    if cg.version == cgroups::Version::V1 {
-        let cpu = cg.dirs.iter().find(|(c, _)| *c == "cpu").unwrap().1.clone();
-        assert_eq!(
-            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
-                .unwrap()
-                .trim(),
-            "50000",
-            "{}",
-            cpu.display()
-        );
-        let pids = cg
-            .dirs
-            .iter()
-            .find(|(c, _)| *c == "pids")
-            .unwrap()
-            .1
-            .clone();
-        assert_eq!(
-            std::fs::read_to_string(pids.join("pids.max"))
-                .unwrap()
-                .trim(),
-            "4"
-        );
+    let cg = cgroup_of_running(pid);
+    match cg.version {
+        cgroups::Version::V1 => {
+            assert_eq!(
+                cgroup_file(&cg, "memory", "memory.limit_in_bytes"),
+                "67108864"
+            );
+            assert_eq!(cgroup_file(&cg, "cpu", "cpu.cfs_period_us"), "100000");
+            assert_eq!(cgroup_file(&cg, "cpu", "cpu.cfs_quota_us"), "50000");
+            assert_eq!(cgroup_file(&cg, "pids", "pids.max"), "4");
+        }
+        cgroups::Version::V2 => {
+            assert_eq!(cgroup_file(&cg, "unified", "memory.max"), "67108864");
+            assert_eq!(cgroup_file(&cg, "unified", "cpu.max"), "50000 100000");
+            assert_eq!(cgroup_file(&cg, "unified", "pids.max"), "4");
+        }
     }
+    drop(go);
     let st = h.join().unwrap().unwrap();
     let out = sb.stdout();
-    assert!(
-        out.contains("fork"),
-        "the pids limit did not stop fork: {st:?} {out}"
+    // sh plus three `sleep`s fill the limit of 4; the fourth fork fails, which ends the
+    // non-interactive shell with status 2 (and, as it is PID 1, the whole container).
+    assert_eq!(
+        (st, out.as_str()),
+        (
+            ExitStatus::Exited(2),
+            "/bin/sh: can't fork: Resource temporarily unavailable\n"
+        ),
+        "the pids limit did not stop fork"
     );
 }
 
 #[test]
 fn volumes_rw_ro_and_missing() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let data = sb.dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -243,7 +262,7 @@ fn volumes_rw_ro_and_missing() {
 /// the container is a clear error, never a host path.
 #[test]
 fn no_escape_through_symlinks_or_dotdot() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let marker = format!("/tmp/vcompare-escape-{}", std::process::id());
     let _ = std::fs::remove_dir_all(&marker);
@@ -280,7 +299,7 @@ fn no_escape_through_symlinks_or_dotdot() {
 
 #[test]
 fn lower_layer_is_never_written_and_upper_persists() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let cfg = sb.config("rm /bin/ls && echo changed > /etc/passwd && echo new > /root/file");
     assert_eq!(run_capture(&sb, &cfg).0, ExitStatus::Exited(0));
@@ -303,7 +322,7 @@ fn lower_layer_is_never_written_and_upper_persists() {
 
 #[test]
 fn bad_command_is_a_clear_error() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("");
     cfg.args = vec!["no-such-command".into()];
@@ -320,7 +339,7 @@ fn bad_command_is_a_clear_error() {
 
 #[test]
 fn user_and_workdir() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("id -u; id -g; pwd");
     cfg.uid = 1000;
@@ -333,18 +352,31 @@ fn user_and_workdir() {
 
 #[test]
 fn timeout_kills() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
-    let mut cfg = sb.config("sleep 30");
+    // Only the timeout can end this command before its 10 minutes are up.
+    let mut cfg = sb.config("echo started; sleep 600; echo finished");
     cfg.timeout = Some(std::time::Duration::from_secs(1));
-    let t = std::time::Instant::now();
-    assert_eq!(run_capture(&sb, &cfg).0, ExitStatus::TimedOut);
-    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    let id = cfg.id.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(run(&cfg, &mut NoObserver)));
+    // A guard against a hang if the timeout never fires, not a timing assertion.
+    let st = rx
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the 1 s timeout did not end a 600 s command");
+    assert_eq!(st.unwrap(), ExitStatus::TimedOut);
+    assert_eq!(sb.stdout(), "started\n");
+    // Killed and cleaned up: the container's cgroup (and so every process in it) is gone.
+    let left: Vec<_> = common::cgroup_dirs::container_cgroup_dirs()
+        .into_iter()
+        .filter(|d| d.id == id)
+        .collect();
+    assert!(left.is_empty(), "cgroup left after the timeout: {left:?}");
 }
 
 #[test]
 fn dev_and_masked_paths() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let script =
         "echo x > /dev/null && head -c 4 /dev/zero | wc -c; test -c /dev/urandom && echo urandom; \
@@ -359,7 +391,7 @@ fn dev_and_masked_paths() {
 
 #[test]
 fn phases_are_reported_in_order() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut rec = Recorder::default();
     run(&sb.config("true"), &mut rec).unwrap();
@@ -376,7 +408,7 @@ fn phases_are_reported_in_order() {
 
 #[test]
 fn tty_gives_a_pty_from_the_container_devpts() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("");
     cfg.args = vec!["/bin/sh".into(), "-c".into(), "t=no; test -t 0 && test -t 1 && t=tty; { echo $t; readlink /proc/self/fd/0; test -e $(readlink /proc/self/fd/0) && echo exists; } > /out/stdout 2>&1".into()];
@@ -390,7 +422,7 @@ fn tty_gives_a_pty_from_the_container_devpts() {
 /// default capabilities: no CAP_SYS_ADMIN, so it cannot mount its way out.
 #[test]
 fn capabilities_are_limited_to_the_default_set() {
-    require_root!();
+    crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("grep -E '^Cap(Eff|Bnd|Inh)' /proc/self/status; mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo refused");
     cfg.userns = None;
@@ -411,7 +443,7 @@ fn capabilities_are_limited_to_the_default_set() {
 /// hierarchy exists (on this hybrid host the nearly empty /sys/fs/cgroup/unified).
 #[test]
 fn clone_into_cgroup_v2_places_the_child() {
-    require_root!();
+    crate::require_root!();
     let base = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
         .into_iter()
         .find(|p| {
@@ -419,10 +451,11 @@ fn clone_into_cgroup_v2_places_the_child() {
                 .map(|s| s.filesystem_type().0 == 0x6367_7270)
                 .unwrap_or(false)
         });
-    let Some(base) = base else {
-        eprintln!("skipped: no cgroup2 hierarchy");
-        return;
-    };
+    crate::skip_unless!(
+        base.is_some(),
+        "no cgroup2 hierarchy is mounted (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)"
+    );
+    let base = base.unwrap();
     let dir =
         std::path::Path::new(base).join(format!("vcompare-clone3-test-{}", std::process::id()));
     std::fs::create_dir(&dir).unwrap();

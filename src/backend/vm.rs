@@ -20,14 +20,50 @@ pub const KERNEL_ENV: &str = "VCOMPARE_KERNEL";
 pub const BOOTLOG_ENV: &str = "VCOMPARE_VM_BOOTLOG";
 /// Environment variable with extra guest kernel arguments (experiments: `initcall_debug`, …).
 pub const CMDLINE_ENV: &str = "VCOMPARE_VM_CMDLINE";
-/// Environment variable: `1` runs the VMM inside this process instead of `vcompare-vmm`.
+/// Environment variable: `1` runs the VMM inside this process instead of `vcompare-vmm`, for
+/// debugging the VMM in one process. It is loud (a warning on every run) and recorded in the
+/// instance (`inspect` shows `vmm_process`), because the VMM's pid, RSS and overhead figures
+/// are then the whole CLI's; never chosen silently.
 pub const INPROCESS_ENV: &str = "VCOMPARE_VMM_INPROCESS";
+/// The dedicated VMM executable, installed next to `vcompare`.
+const VMM_BIN: &str = "vcompare-vmm";
 /// Guest RAM's host address ranges (JSON), written by the VMM for `inspect`.
 const RAM_RANGES: &str = "vm-ram.json";
 /// The guest's own view (from the guest init) for `inspect`, written when it arrives.
 const GUEST_STATE: &str = "guest.json";
 /// The instance's VMM facts for `inspect`, written at start.
 const VM_STATE: &str = "vm.json";
+
+/// Errors of the VM backend that are about how vcompare is installed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmBackendError {
+    /// `vcompare-vmm` is not next to the running `vcompare`. Falling back to an in-process
+    /// VMM would make the benchmarks report the CLI's memory as VMM overhead.
+    #[error("vcompare-vmm not found next to vcompare at {}; build it with cargo build --release --workspace", exe.display())]
+    VmmMissing {
+        /// The running `vcompare` executable.
+        exe: PathBuf,
+    },
+}
+
+/// Where the VMM of a run lives: its own process (the product) or, on explicit request, this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VmmPlacement {
+    /// `vcompare-vmm` at this path, spawned per VM.
+    Process(PathBuf),
+    /// `VCOMPARE_VMM_INPROCESS=1`: inside the CLI process (debugging only).
+    InProcess,
+}
+
+impl VmmPlacement {
+    /// What `inspect` shows as `vmm_process`.
+    fn describe(&self) -> String {
+        match self {
+            VmmPlacement::Process(p) => p.display().to_string(),
+            VmmPlacement::InProcess => format!("in-process ({INPROCESS_ENV}=1)"),
+        }
+    }
+}
 
 /// The kernel build script of this source tree.
 fn build_script() -> PathBuf {
@@ -39,7 +75,11 @@ fn build_script() -> PathBuf {
 pub fn find_kernel() -> anyhow::Result<PathBuf> {
     if let Some(k) = std::env::var_os(KERNEL_ENV) {
         let k = PathBuf::from(k);
-        anyhow::ensure!(k.is_file(), "{KERNEL_ENV}={} does not exist", k.display());
+        anyhow::ensure!(
+            k.is_file(),
+            "{KERNEL_ENV}={} does not exist; point it at a guest vmlinux or unset it to use the built kernel",
+            k.display()
+        );
         return Ok(k);
     }
     let script = build_script();
@@ -120,6 +160,10 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     let cpus = vcpus(spec)?;
     let mem = memory_mib(spec);
     machine::validate(mem, cpus)?;
+    let placement = vmm_placement()?;
+    if placement == VmmPlacement::InProcess {
+        eprintln!("vcompare: warning: {INPROCESS_ENV}=1: the VMM runs inside this vcompare process, so its pid and memory figures are the CLI's (debugging only)");
+    }
     // Fail fast on a missing/inaccessible /dev/kvm, before any disk work.
     if let Err(e) = std::fs::OpenOptions::new()
         .read(true)
@@ -180,6 +224,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         "cpus": cpus,
         "disk": root_disk,
         "backend": vcompare_vmm::KvmBackend::detect(),
+        "vmm_process": placement.describe(),
     });
     let _ = std::fs::write(
         spec.instance_dir.join(VM_STATE),
@@ -215,13 +260,13 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         guest_info_path: Some(spec.instance_dir.join(GUEST_STATE)),
         result_path: spec.instance_dir.join("vm-result.json"),
     };
-    let result = match vmm_binary() {
-        Some(bin) => {
-            let r = run_child(&bin, &job, &spec.instance_dir, hooks);
+    let result = match &placement {
+        VmmPlacement::Process(bin) => {
+            let r = run_child(bin, &job, &spec.instance_dir, hooks);
             let _ = std::fs::remove_file(&job.result_path);
             r?
         }
-        None => {
+        VmmPlacement::InProcess => {
             hooks.started(std::process::id() as i32);
             process::execute(&job, Instant::now())
         }
@@ -267,6 +312,9 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         .ok_or_else(|| anyhow::anyhow!("the VMM ended without a result"))?;
     Ok(match exit {
         GuestExit::Exited(c) => Outcome::Exited(c),
+        GuestExit::Signaled(s) if s == libc::SIGKILL && guest_reported_oom(spec) => {
+            Outcome::OomKilled
+        }
         GuestExit::Signaled(s) => Outcome::Signaled(s),
         GuestExit::TimedOut => {
             eprintln!("vcompare: the VM did not finish within --timeout; last console lines:");
@@ -285,17 +333,28 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     })
 }
 
-/// The dedicated VMM binary next to this executable, unless `VCOMPARE_VMM_INPROCESS=1`.
-fn vmm_binary() -> Option<PathBuf> {
+/// True if the guest init said the guest kernel's OOM killer ended the entrypoint (it sends
+/// its view again with `entrypoint_oom_killed` before it reports the exit): `--memory` is
+/// the guest's RAM, and running out of it is reported as on the container side.
+fn guest_reported_oom(spec: &RunSpec) -> bool {
+    std::fs::read(spec.instance_dir.join(GUEST_STATE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|g| g["entrypoint_oom_killed"] == true)
+}
+
+/// Where this run's VMM goes: `vcompare-vmm` next to this executable (the only place looked
+/// at, so a stale copy elsewhere is never picked up), or in-process on explicit request.
+fn vmm_placement() -> Result<VmmPlacement, VmBackendError> {
     if std::env::var(INPROCESS_ENV).is_ok_and(|v| v == "1") {
-        return None;
+        return Ok(VmmPlacement::InProcess);
     }
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    // target/{debug,release}/vcompare, or target/debug/deps/<test binary>.
-    [dir.join("vcompare-vmm"), dir.parent()?.join("vcompare-vmm")]
-        .into_iter()
-        .find(|p| p.is_file())
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vcompare"));
+    exe.parent()
+        .map(|dir| dir.join(VMM_BIN))
+        .filter(|p| p.is_file())
+        .map(VmmPlacement::Process)
+        .ok_or(VmBackendError::VmmMissing { exe })
 }
 
 /// Runs the VMM process for `job`, publishes its pid, waits, and reads its result.
@@ -422,6 +481,7 @@ pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::V
         .into();
     host["disk"] = state.get("disk").cloned().unwrap_or_default();
     host["kvm_backend"] = state.get("backend").cloned().unwrap_or_default();
+    host["vmm_process"] = state.get("vmm_process").cloned().unwrap_or_default();
     // The guest's own report (sent by our init at boot) when there is one; else the configuration.
     let guest = match std::fs::read(spec.instance_dir.join(GUEST_STATE))
         .ok()

@@ -98,6 +98,8 @@ fn short_bench(ctx: &Ctx, out: Option<PathBuf>, vm: bool) -> anyhow::Result<i32>
         suite: "startup,memory".into(),
         runs: 5,
         vm_runs: Some(1),
+        // One boot per VM figure keeps the demo to minutes; the report notes the cold boots.
+        no_vm_warm_up: true,
         share: Default::default(),
         image: REFERENCE.into(),
         out: Some(out.unwrap_or_else(|| {

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::table;
 use super::Ctx;
 use crate::cli::{Format, ImageCommand};
+use crate::instance::Status;
 use crate::store::build::{build, parse_command, BuildOptions};
 use crate::store::import::import;
 
@@ -58,12 +59,14 @@ pub fn image(ctx: &Ctx, cmd: &ImageCommand) -> anyhow::Result<i32> {
         ImageCommand::Ls { format, quiet } => ls(ctx, *format, *quiet),
         ImageCommand::Rm { force, images } => {
             for r in images {
-                let users = |digest: &str| -> Vec<String> {
+                // The instances that block removal: all users, or with -f the running ones.
+                let users = |digest: &str, running_only: bool| -> Vec<String> {
                     ctx.instances
                         .list()
                         .unwrap_or_default()
                         .into_iter()
                         .filter(|i| i.spec.image_digest == digest)
+                        .filter(|i| !running_only || i.status() == Status::Running)
                         .map(|i| i.short_id().to_string())
                         .collect()
                 };

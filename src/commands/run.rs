@@ -11,6 +11,8 @@ use crate::instance::Status;
 
 /// `vcompare run`: returns the process exit status.
 pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
+    // Before the image is resolved (or the default one built): a refused flag changes nothing.
+    spec::refuse_container_only_flags(args)?;
     let image = crate::default_image::resolve_or_build(&ctx.store, &args.image)?;
     let config = ctx.store.config(&image.record)?;
     let rootfs = ctx.store.rootfs_path(&image.record);

@@ -41,6 +41,65 @@ pub enum SpecError {
         value: String,
         allowed: &'static str,
     },
+    /// A container-side knob given with `--mode vm`: accepting and ignoring it would make a
+    /// VM run look like the container run it is compared with while it is not.
+    #[error("{flag} is not supported in --mode vm: {why}; {fix}")]
+    NotInVm {
+        /// The flag as the user typed it.
+        flag: &'static str,
+        /// Why the VM side has no such knob.
+        why: &'static str,
+        /// What to do instead.
+        fix: &'static str,
+    },
+}
+
+/// Refuses the container-only flags of `run` in `--mode vm` (the first one given, in a fixed
+/// order). The lesson is which knob exists on which side: a microVM is sized by `--memory`
+/// and `--cpus` and has its own kernel, PID 1, user ids, network stack and a serial console,
+/// so these five flags have nothing to act on there. `-i` is not here: it is accepted with
+/// a warning (stdin is /dev/null in the guest). The one place that decides, called before
+/// anything is created.
+pub fn refuse_container_only_flags(args: &RunArgs) -> Result<(), SpecError> {
+    if args.mode != crate::backend::Mode::Vm {
+        return Ok(());
+    }
+    let refusals = [
+        (
+            args.pids_limit.is_some(),
+            "--pids-limit",
+            "the guest has its own kernel and PID space",
+            "use --memory/--cpus to size the VM, or --mode container",
+        ),
+        (
+            args.init,
+            "--init",
+            "vcompare's guest init is already PID 1 and forwards SIGTERM to the entrypoint",
+            "drop --init, or use --mode container",
+        ),
+        (
+            args.network == "host",
+            "--network host",
+            "the guest has its own kernel and no network device that could share the host's network stack",
+            "drop --network host, or use --mode container",
+        ),
+        (
+            args.userns == "host",
+            "--userns host",
+            "the guest has its own kernel and user ids, there is no host user namespace to join",
+            "drop --userns host, or use --mode container",
+        ),
+        (
+            args.tty,
+            "-t",
+            "the guest's console is a serial line, not a pseudo-terminal",
+            "drop -t, or use --mode container",
+        ),
+    ];
+    match refusals.into_iter().find(|r| r.0) {
+        Some((_, flag, why, fix)) => Err(SpecError::NotInVm { flag, why, fix }),
+        None => Ok(()),
+    }
 }
 
 /// Parses `256m`, `1g`, `1048576`, `512k`, `2G` into bytes.
@@ -167,7 +226,8 @@ pub fn parse_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), SpecE
         None => (u, None),
     };
     let (uid, primary) = match user_part.parse::<u32>() {
-        Ok(n) => (n, lookup_by_uid(rootfs, n).unwrap_or(n)),
+        // A uid the image's /etc/passwd does not know gets group 0, as with Docker and runc.
+        Ok(n) => (n, lookup_by_uid(rootfs, n).unwrap_or(0)),
         Err(_) => lookup(rootfs, "passwd", user_part).ok_or_else(|| SpecError::User(u.into()))?,
     };
     let gid = match group_part {
@@ -207,6 +267,7 @@ pub struct SpecInputs<'a> {
 
 /// Builds the spec from flags and image; validates everything before anything is created.
 pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> {
+    refuse_container_only_flags(args)?;
     let cfg = inp.config.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &args.entrypoint {
         Some(e) => crate::store::build::parse_command(e),
@@ -376,6 +437,8 @@ mod tests {
         assert_eq!(parse_user(Some("1000"), d.path()).unwrap(), (1000, 1001));
         assert_eq!(parse_user(Some("app:staff"), d.path()).unwrap(), (1000, 50));
         assert_eq!(parse_user(Some("5:6"), d.path()).unwrap(), (5, 6));
+        // Unknown to /etc/passwd: group 0, as with Docker and runc.
+        assert_eq!(parse_user(Some("4242"), d.path()).unwrap(), (4242, 0));
         assert!(parse_user(Some("ghost"), d.path()).is_err());
     }
 }

@@ -66,6 +66,7 @@ pub fn supervise(instances: &Instances, inst: &Instance) -> anyhow::Result<Outco
         s.status = Status::Exited;
         s.finished_at = Some(now_unix());
         s.phases = phases;
+        s.phases_base_mono_ns = Some(crate::backend::process_start_ns());
         match &result {
             Ok(o) => s.outcome = Some(*o),
             Err(e) => s.error = Some(format!("{e:#}")),

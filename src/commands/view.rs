@@ -64,6 +64,7 @@ fn summary(i: &Instance) -> Value {
         "started_at": i.state.started_at,
         "finished_at": i.state.finished_at,
         "phases": i.state.phases,
+        "phases_base_mono_ns": i.state.phases_base_mono_ns,
     })
 }
 

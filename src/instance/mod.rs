@@ -80,6 +80,10 @@ pub struct State {
     pub error: Option<String>,
     /// Startup phases of the last run.
     pub phases: Vec<PhaseMark>,
+    /// CLOCK_MONOTONIC ns at which the phase marks start (the `vcompare` process's `main`), so a
+    /// benchmark can re-base them onto the instant it spawned that process.
+    #[serde(default)]
+    pub phases_base_mono_ns: Option<u64>,
     /// How many times it was started.
     pub runs: u32,
 }
@@ -97,6 +101,7 @@ impl State {
             outcome: None,
             error: None,
             phases: Vec::new(),
+            phases_base_mono_ns: None,
             runs: 0,
         }
     }

@@ -63,6 +63,13 @@ pub enum StoreError {
         reference: String,
         instances: String,
     },
+    /// `-f` removes an image under exited instances, never under a running one: its files are
+    /// the running container's root filesystem (Docker refuses this too).
+    #[error("image {reference} is used by running instance(s) {instances}; stop them first (`image rm -f` does not remove an image under a running instance)")]
+    InUseRunning {
+        reference: String,
+        instances: String,
+    },
     #[error("{0} contains vcompare's own data directory, so the image would contain itself; build from a directory outside it")]
     BuildContainsStore(PathBuf),
     #[error("{context}: {source}")]

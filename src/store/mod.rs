@@ -255,13 +255,14 @@ impl Store {
     }
 
     /// Removes `reference`: by tag, only that tag (and the image once no tag is left); by id,
-    /// the image and all its tags. `in_use` lists instances using the image; non-empty
-    /// refuses unless `force`. Returns the digest removed, if the image itself went.
+    /// the image and all its tags. `in_use(digest, running_only)` lists the instances using the
+    /// image (with `force`, only the running ones); any refuses the removal. Returns the digest
+    /// removed, if the image itself went.
     pub fn remove(
         &self,
         reference: &str,
         force: bool,
-        in_use: &dyn Fn(&str) -> Vec<String>,
+        in_use: &dyn Fn(&str, bool) -> Vec<String>,
     ) -> Result<Option<String>> {
         let _lock = self.lock()?;
         let resolved = self.resolve(reference)?;
@@ -273,12 +274,20 @@ impl Store {
             .filter(|(r, d)| **d == digest && **r != resolved.reference)
             .count();
         let removes_image = !by_tag || other_tags == 0;
-        if removes_image && !force {
-            let users = in_use(&digest);
+        if removes_image {
+            let users = in_use(&digest, force);
             if !users.is_empty() {
-                return Err(StoreError::InUse {
-                    reference: resolved.reference,
-                    instances: users.join(", "),
+                let (reference, instances) = (resolved.reference, users.join(", "));
+                return Err(if force {
+                    StoreError::InUseRunning {
+                        reference,
+                        instances,
+                    }
+                } else {
+                    StoreError::InUse {
+                        reference,
+                        instances,
+                    }
                 });
             }
         }

@@ -1,6 +1,6 @@
 //! Which KVM implementation serves /dev/kvm. On PVM (nested, software-assisted: guest kernel
 //! code runs in KVM's instruction emulator) a stock guest dies, so the VMM hides CPU features
-//! the emulator cannot execute and passes the kernel arguments DESIGN §4 found necessary.
+//! the emulator cannot execute and passes the kernel arguments kernels/README.md explains.
 
 use std::path::Path;
 

@@ -19,7 +19,7 @@ pub struct FeatureBit {
     pub name: &'static str,
 }
 
-/// Features hidden from the guest on PVM hosts (DESIGN §4): those the instruction emulator
+/// Features hidden from the guest on PVM hosts (see kernels/README.md): those the instruction emulator
 /// cannot execute at CPL0, plus the invariant TSC: a guest that sees it moves its clock from
 /// kvm-clock to the TSC during boot, work that cost ~1 s of emulated boot (10 alternating
 /// pairs of boots: 18.73 → 17.60 s median) while kvm-clock serves the guest as well.

@@ -5,11 +5,15 @@
 //! - [`BootMethod::RootDisk`] (subject `qemu-rootdisk`): exactly how vcompare's VMM boots —
 //!   no initramfs, the kernel mounts a copy of the same image disk (init on it, spec after it).
 //!
-//! Measured per boot, from spawning qemu: `init` = the init's first phase report on the
-//! console (`ESC _ vcompare:1 ESC \`, written and drained as its first action), the same
-//! report vcompare's VMM timestamps as init start. QEMU is killed there, so its "wall" figure
-//! equals launch → init; memory at that moment: QEMU RSS − guest-RAM mapping RSS (its VMM
-//! overhead).
+//! Timed exactly as vcompare's VM mode: the clock starts before the per-boot preparation that
+//! vcompare's CLI also does inside its timed span (a fresh copy of the image's VM disk and the
+//! run's spec written onto it), then qemu is spawned; `init` = the init's first phase report on
+//! the console (`ESC _ vcompare:1 ESC \`, written and drained as its first action), the same
+//! report vcompare's VMM timestamps as init start. What is built once per run (the initramfs)
+//! corresponds to vcompare's cached per-image disk and stays untimed for both. For the startup
+//! suite QEMU is killed at init ([`Until::Init`]); for the memory suite it runs the idle probe and
+//! is sampled, with the same function as vcompare's VMM, once the probe has printed its line
+//! ([`Until::Line`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,7 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{io_at, BenchError, Result};
-use crate::harness::{largest_mapping, rss_pss};
+use crate::harness::{vmm_memory, wait_exit, VmmMemory};
 
 /// Guest RAM given to QEMU (vcompare's VM default is the same 256 MiB).
 pub const MEMORY_MIB: u64 = 256;
@@ -70,7 +74,7 @@ impl BootMethod {
     }
 }
 
-/// What one QEMU boot needs.
+/// What one QEMU boot needs (built once per run, untimed).
 #[derive(Debug, Clone)]
 pub struct QemuSetup {
     /// The startup subject these boots are reported under.
@@ -81,7 +85,9 @@ pub struct QemuSetup {
     pub initrd: Option<PathBuf>,
     /// Full kernel command line.
     pub cmdline: String,
-    /// A copy of the image's VM disk, attached as virtio-blk in both methods (so the same
+    /// vcompare's cached VM disk of the image (init on it): each boot copies it.
+    pub image_disk: PathBuf,
+    /// Where each boot's fresh copy goes, attached as virtio-blk in both methods (so the same
     /// block driver probes the same device).
     pub disk: PathBuf,
 }
@@ -97,10 +103,10 @@ fn failed(cmd: &str, e: impl std::fmt::Display) -> BenchError {
     }
 }
 
-/// Prepares a boot in `scratch`: copies `image_disk` (vcompare's cached disk for the image,
-/// with `init` on it), writes a spec running `true` after it, and for the initramfs method
-/// builds an archive with `init` as `/init`. The command line is the one vcompare's VMM
-/// passes on this host (its virtio-mmio device list aside: QEMU adds its own).
+/// Prepares the once-per-run part of a boot in `scratch`: for the initramfs method an archive
+/// with `init` as `/init`, and the kernel command line vcompare's VMM passes on this host (its
+/// virtio-mmio device list aside: QEMU adds its own). The per-boot part (disk copy, spec) is
+/// done by [`boot`] inside the timed span, as vcompare's CLI does it inside its own.
 pub fn prepare(
     scratch: &Path,
     kernel: &Path,
@@ -109,18 +115,6 @@ pub fn prepare(
     method: BootMethod,
 ) -> Result<QemuSetup> {
     let name = method.subject();
-    let disk = scratch.join(format!("{name}-disk.ext4"));
-    let _ = std::fs::remove_file(&disk);
-    vcompare_vmm::disk::clone_or_copy(image_disk, &disk)
-        .map_err(|e| failed("copy the VM disk for QEMU", e))?;
-    let spec = vcompare_vmm::GuestSpec {
-        args: vec!["/bin/probe".into(), "true".into()],
-        boot_timer_port: vcompare_vmm::machine::BOOT_TIMER_PORT,
-        ..Default::default()
-    };
-    let json = serde_json::to_vec(&spec).map_err(|e| failed("encode the spec", e))?;
-    vcompare_vmm::disk::write_spec(&disk, &json)
-        .map_err(|e| failed("write the spec for QEMU", e))?;
     let (initrd, extra) = match method {
         BootMethod::Initramfs => {
             let init_bytes = std::fs::read(init).map_err(io_at(init))?;
@@ -141,8 +135,26 @@ pub fn prepare(
         kernel: kernel.to_path_buf(),
         initrd,
         cmdline,
-        disk,
+        image_disk: image_disk.to_path_buf(),
+        disk: scratch.join(format!("{name}-disk.ext4")),
     })
+}
+
+/// The per-boot preparation vcompare's CLI also does for every VM: a fresh copy of the image's
+/// VM disk (reflink or sparse copy, the same function) and the run's spec (`args`) written
+/// onto it.
+fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
+    let _ = std::fs::remove_file(&setup.disk);
+    vcompare_vmm::disk::clone_or_copy(&setup.image_disk, &setup.disk)
+        .map_err(|e| failed("copy the VM disk for QEMU", e))?;
+    let spec = vcompare_vmm::GuestSpec {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        boot_timer_port: vcompare_vmm::machine::BOOT_TIMER_PORT,
+        ..Default::default()
+    };
+    let json = serde_json::to_vec(&spec).map_err(|e| failed("encode the spec", e))?;
+    vcompare_vmm::disk::write_spec(&setup.disk, &json)
+        .map_err(|e| failed("write the spec for QEMU", e))
 }
 
 /// TSC frequency guess from /proc/cpuinfo (for `lpj=`; only skips a calibration loop).
@@ -170,18 +182,40 @@ enum ConsoleEvent {
 /// One QEMU boot's figures.
 #[derive(Debug, Clone, Default)]
 pub struct QemuBoot {
-    /// Spawn → init start (QEMU is stopped there), ns.
+    /// Start (before the per-boot preparation) → init start, or → the stop for
+    /// [`Until::Line`], ns.
     pub wall_ns: u64,
-    /// Spawn → the init's first boot-timer report, ns.
+    /// Start → the init's first boot-timer report, ns.
     pub init_ns: Option<u64>,
-    /// QEMU RSS minus guest RAM RSS when init starts, bytes.
-    pub vmm_overhead_rss: Option<u64>,
-    /// RSS of the guest RAM mapping at that moment, bytes.
-    pub guest_touched: Option<u64>,
+    /// The VMM memory split at the [`Until::Line`] instant.
+    pub memory: Option<VmmMemory>,
 }
 
-/// Boots once; fails if QEMU exits before the init starts or takes longer than `timeout`.
-pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
+/// When a boot is stopped.
+#[derive(Debug, Clone, Copy)]
+pub enum Until<'a> {
+    /// At the init's first phase report (launch → init; the rest takes seconds and is part of
+    /// no figure).
+    Init,
+    /// When a console line contains this text; the VMM memory is sampled then.
+    Line(&'a str),
+}
+
+/// QEMU's `-cpu` value: the host CPU, except that on a PVM host the IA32_ARCH_CAPABILITIES
+/// feature is left out — PVM's KVM refuses QEMU's write of that MSR and QEMU aborts at start
+/// ("failed to set MSR 0x10a"). vcompare's VMM never writes it; the feature only tells the
+/// guest which CPU vulnerabilities need mitigating, and our guest kernel is built without
+/// mitigations (CPU_MITIGATIONS off), so both guests boot the same code.
+pub fn cpu_model(backend: vcompare_vmm::KvmBackend) -> &'static str {
+    match backend {
+        vcompare_vmm::KvmBackend::Pvm => "host,-arch-capabilities",
+        vcompare_vmm::KvmBackend::Hardware => "host",
+    }
+}
+
+/// Boots once running `args` in the guest, stopped as `until` says; fails if QEMU exits
+/// before that or takes longer than `timeout`.
+pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -> Result<QemuBoot> {
     let label = "qemu-system-x86_64 -M microvm";
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
@@ -192,7 +226,7 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
         "microvm,acpi=off",
         "-enable-kvm",
         "-cpu",
-        "host",
+        cpu_model(vcompare_vmm::KvmBackend::detect()),
         "-smp",
         "1",
         "-nodefaults",
@@ -225,15 +259,18 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    // The start event: before the per-boot preparation, as for `vcompare run` (whose CLI
+    // copies the disk and writes the spec after the harness spawned it).
     let t0 = Instant::now();
+    fresh_disk(setup, args)?;
     let mut child = cmd.spawn().map_err(|source| BenchError::Spawn {
         cmd: label.into(),
         source,
     })?;
     let pid = child.id();
     let mut stdout = child.stdout.take().expect("piped");
-    // Console bytes → (complete lines for error messages, the instant the init marker was
-    // read). Bytes, not lines: the marker is not followed by a newline.
+    // Console bytes → (complete lines, the instant the init marker was read). Bytes, not
+    // lines: the marker is not followed by a newline.
     let (tx, rx) = mpsc::channel::<ConsoleEvent>();
     let reader = std::thread::spawn(move || {
         let (mut acc, mut line, mut found) = (Vec::new(), Vec::new(), false);
@@ -268,36 +305,39 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
         }
     });
     let mut boot = QemuBoot::default();
+    let mut stopped_at: Option<u64> = None;
     let mut last_lines: Vec<String> = Vec::new();
+    let io_err = |source| BenchError::Spawn {
+        cmd: label.into(),
+        source,
+    };
     let status = loop {
         while let Ok(ev) = rx.try_recv() {
             match ev {
                 ConsoleEvent::Line(line) => {
+                    let hit = matches!(until, Until::Line(n) if line.contains(n));
                     last_lines.push(line);
                     if last_lines.len() > 5 {
                         last_lines.remove(0);
                     }
+                    if hit && stopped_at.is_none() {
+                        boot.memory = vmm_memory(pid, MEMORY_MIB << 20);
+                        stopped_at = Some(t0.elapsed().as_nanos() as u64);
+                        let _ = child.kill();
+                    }
                 }
                 ConsoleEvent::Init(at) if boot.init_ns.is_none() => {
                     boot.init_ns = Some(at);
-                    let mem_bytes = MEMORY_MIB << 20;
-                    if let (Some((rss, _)), Some((_, guest))) =
-                        (rss_pss(pid), largest_mapping(pid, mem_bytes))
-                    {
-                        boot.vmm_overhead_rss = Some(rss.saturating_sub(guest));
-                        boot.guest_touched = Some(guest);
+                    if matches!(until, Until::Init) {
+                        stopped_at = Some(at);
+                        let _ = child.kill();
                     }
-                    // Stop here: what follows (the init's work, power-off) is not part of any
-                    // target and takes seconds in the emulator.
-                    let _ = child.kill();
                 }
                 ConsoleEvent::Init(_) => {}
             }
         }
-        if let Some(st) = child.try_wait().map_err(|source| BenchError::Spawn {
-            cmd: label.into(),
-            source,
-        })? {
+        // The shared exit detector (pidfd), 1 ms at a time so console events are handled.
+        if let Some((st, _)) = wait_exit(&mut child, Duration::from_millis(1)).map_err(io_err)? {
             break st;
         }
         if t0.elapsed() > timeout {
@@ -309,11 +349,7 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
                 detail: format!("last console lines: {}", last_lines.join(" | ")),
             });
         }
-        std::thread::sleep(Duration::from_millis(1));
     };
-    boot.wall_ns = boot
-        .init_ns
-        .unwrap_or_else(|| t0.elapsed().as_nanos() as u64);
     let _ = reader.join();
     while let Ok(ev) = rx.try_recv() {
         match ev {
@@ -323,7 +359,9 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
             }
         }
     }
-    if boot.init_ns.is_none() {
+    let _ = std::fs::remove_file(&setup.disk);
+    boot.wall_ns = stopped_at.unwrap_or_else(|| t0.elapsed().as_nanos() as u64);
+    if stopped_at.is_none() {
         let mut err = Vec::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = std::io::Read::read_to_end(&mut e, &mut err);
@@ -336,14 +374,14 @@ pub fn boot_once(setup: &QemuSetup, timeout: Duration) -> Result<QemuBoot> {
             .cloned()
             .collect::<Vec<_>>()
             .join(" | ");
+        let what = match until {
+            Until::Init => "the init never reported its start on the console".to_string(),
+            Until::Line(n) => format!("no console line with {n:?}"),
+        };
         return Err(BenchError::Failed {
             cmd: label.into(),
             status: status.to_string(),
-            detail: format!(
-                "the init never reported its start on the console; {} {}",
-                String::from_utf8_lossy(&err).trim(),
-                tail
-            ),
+            detail: format!("{what}; {} {}", String::from_utf8_lossy(&err).trim(), tail),
         });
     }
     Ok(boot)

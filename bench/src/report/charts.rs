@@ -357,7 +357,9 @@ fn cpu_overhead<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) 
         median(
             &r.cpu
                 .iter()
-                .find(|s| s.subject == "host" && s.workload == w)?
+                .find(|s| {
+                    s.subject == "host" && s.workload == crate::suites::cpu::reference_workload(w)
+                })?
                 .samples,
         )
     };

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::harness::VMM_OVERHEAD_RULE;
 use crate::results::{is_vm_subject, Results, ShareSeries};
 use crate::stats::{linear_fit, median, ratio, summarize, summarize_u64, Summary};
 use crate::suites::startup::TAIL_SPAN;
@@ -82,6 +83,29 @@ pub fn vm_caveat(r: &Results) -> String {
 pub fn startup_median(r: &Results, subject: &str) -> Option<f64> {
     let s = r.startup.iter().find(|s| s.subject == subject)?;
     median(&s.runs.iter().map(|x| x.wall_ns as f64).collect::<Vec<_>>())
+}
+
+/// Median of run + removal (see [`crate::results::StartupRun::with_removal_ns`]), ns: the
+/// figure compared with crun/runc, whose `run` deletes the container itself.
+pub fn startup_with_removal_median(r: &Results, subject: &str) -> Option<f64> {
+    let s = r.startup.iter().find(|s| s.subject == subject)?;
+    median(
+        &s.runs
+            .iter()
+            .map(|x| x.with_removal_ns() as f64)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Median of the timed removal alone, ns (subjects whose run leaves the instance behind).
+pub fn removal_median(r: &Results, subject: &str) -> Option<f64> {
+    let s = r.startup.iter().find(|s| s.subject == subject)?;
+    median(
+        &s.runs
+            .iter()
+            .filter_map(|x| x.remove_ns.map(|v| v as f64))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Median duration of the phase span whose name contains one of `names`, ns.
@@ -235,13 +259,25 @@ pub struct Target {
 /// The five targets, evaluated from one run's medians.
 pub fn targets(r: &Results) -> Vec<Target> {
     let mut t = Vec::new();
-    let (c, crun) = (startup_median(r, "container"), startup_median(r, "crun"));
+    // Like for like: crun's `run` deletes the container, so ours counts `vcompare rm` too.
+    let (c, crun) = (
+        startup_with_removal_median(r, "container"),
+        startup_median(r, "crun"),
+    );
+    let run_only = startup_median(r, "container");
     t.push(Target {
-        what: "container startup median ≤ crun's",
+        what: "container startup median ≤ crun's (run + removal vs `crun run`, which deletes)",
         measured: match (c, crun) {
-            (Some(c), Some(k)) => {
-                format!("{} vs crun {} → ratio {:.2}", fmt_ns(c), fmt_ns(k), c / k)
-            }
+            (Some(c), Some(k)) => format!(
+                "{} (run {} + `vcompare rm` {}) vs crun {} → ratio {:.2}",
+                fmt_ns(c),
+                run_only.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                removal_median(r, "container")
+                    .map(fmt_ns)
+                    .unwrap_or_else(|| "–".into()),
+                fmt_ns(k),
+                c / k
+            ),
             _ => "not measured (needs container and crun startup)".into(),
         },
         met: ratio(c, crun).map(|x| x <= 1.0),
@@ -260,23 +296,28 @@ pub fn targets(r: &Results) -> Vec<Target> {
         met: setup.map(|s| s <= 5e6),
     });
     let ov = memory_median(r, "vm", "vmm_overhead_rss");
-    let qov = memory_median(r, "qemu", "vmm_overhead_rss");
+    let pss = |subject: &str| {
+        memory_median(r, subject, "vmm_overhead_pss")
+            .map(|p| format!(", PSS {}", fmt_bytes(p)))
+            .unwrap_or_default()
+    };
+    let qov = memory_median(r, "qemu", "vmm_overhead_rss")
+        .map(|q| format!("QEMU {}{}", fmt_bytes(q), pss("qemu")));
     t.push(Target {
-        what: "VMM memory overhead ≤ 3 MiB RSS",
+        what: "VMM memory overhead ≤ 3 MiB RSS (same rule and instant for every VMM)",
         measured: ov
             .map(|o| {
                 format!(
-                    "{}{}",
+                    "{}{}{}",
                     fmt_bytes(o),
-                    qov.map(|q| format!(" (QEMU {})", fmt_bytes(q)))
-                        .unwrap_or_default()
+                    pss("vm"),
+                    qov.as_ref().map(|q| format!(" ({q})")).unwrap_or_default()
                 )
             })
             .unwrap_or_else(|| {
                 format!(
                     "not measured (no VM memory sample){}",
-                    qov.map(|q| format!("; QEMU {}", fmt_bytes(q)))
-                        .unwrap_or_default()
+                    qov.as_ref().map(|q| format!("; {q}")).unwrap_or_default()
                 )
             }),
         met: ov.map(|o| o <= 3.0 * 1024.0 * 1024.0),
@@ -297,7 +338,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
         "QEMU booting the reference kernel named in the notes (initramfs)",
     );
     t.push(Target {
-        what: "launch → init ≤ 0.8 × QEMU microvm's (same kernel, initramfs boot)",
+        what: "launch → init ≤ 0.8 × QEMU microvm's (same kernel, initramfs boot; start: the harness starts the instance, incl. the per-boot disk copy and spec; end: the init's first phase report)",
         measured: match (vi, qi) {
             (Some(v), Some(q)) => {
                 format!(
@@ -486,7 +527,7 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     let _ = writeln!(md, "## Method\n");
     let _ = writeln!(
         md,
-        "- One run of `vcompare bench` (suites: {}; modes: {}; peers: {}; image `{}`), {:.0} s in total.\n- {} timed runs per host/container/peer figure after one untimed warm-up round; {} per VM figure (each VM boot takes tens of seconds on this host).\n- Subjects alternate order every round (A B, B A, …) so drift hits all of them. Headline figures are **medians**; p90, min, max and mean are shown alongside; every raw sample is in `results.json`.\n",
+        "- One run of `vcompare bench` (suites: {}; modes: {}; peers: {}; image `{}`), {:.0} s in total.\n- {} timed runs per host/container/peer figure; {} per VM figure (each VM boot takes tens of seconds on this host).\n- Warm-up, the same for every subject: host, container, crun and runc get one untimed round (or sample) in every suite before the measured ones; every VM subject (vcompare's VM and each QEMU subject) gets one untimed boot before its first measured boot of the run (a boot costs 10–25 s here; the image's VM disk is built before any of them).\n- Subjects alternate order every round (A B, B A, …), and so do the places inside one instance (share suite, the two I/O rows of the cpu suite), so drift hits all of them. Exits are seen through a pidfd (`pidfd_open` + `poll`) for every subject, so an end instant is exact, not late by a polling interval. Headline figures are **medians**; p90, min, max and mean are shown alongside; every raw sample is in `results.json`.\n",
         r.config.suites.join(", "), r.config.modes.join(", "), r.config.peers.join(", "), r.config.image, r.config.duration_secs, r.config.runs, r.config.vm_runs
     );
     let _ = writeln!(
@@ -504,18 +545,28 @@ pub fn render(r: &Results, charts: &[String]) -> String {
         }
     };
     if !r.startup.is_empty() {
-        let _ = writeln!(md, "## Startup\n\nWall time from spawning the command to observing its exit (trivial command `/bin/probe true`).\n");
+        let _ = writeln!(md, "## Startup\n\nWall time from spawning the command to observing its exit (trivial command `/bin/probe true`; exit seen through a pidfd). crun and runc delete the container inside `run`; vcompare's `run` leaves the instance for `inspect`, so its removal (`vcompare rm -f`, spawn → exit) is timed separately: the **run + removal** column is the like-for-like figure against crun/runc (and the one the container target uses); the table's median is the run alone.\n");
         let _ = writeln!(
             md,
-            "| subject | n | median | p90 | min | max | mean |\n|---|---|---|---|---|---|---|"
+            "| subject | n | median | p90 | min | max | mean | run + removal (median) |\n|---|---|---|---|---|---|---|---|"
         );
         for s in &r.startup {
             let label = footnoted(&s.subject, &s.subject);
-            md.push_str(&summary_row(
+            let row = summary_row(
                 &label,
                 summarize_u64(&s.runs.iter().map(|x| x.wall_ns).collect::<Vec<_>>()),
                 &fmt_ns,
-            ));
+            );
+            let both = if s.runs.iter().any(|x| x.remove_ns.is_some()) {
+                startup_with_removal_median(r, &s.subject)
+                    .map(fmt_ns)
+                    .unwrap_or_else(|| "–".into())
+            } else if s.subject == "crun" || s.subject == "runc" {
+                "= median (delete inside `run`)".into()
+            } else {
+                "–".into()
+            };
+            md.push_str(&format!("{} {both} |\n", row.trim_end()));
         }
         md.push('\n');
         for s in &r.startup {
@@ -524,7 +575,7 @@ pub fn render(r: &Results, charts: &[String]) -> String {
         if vm {
             let _ = writeln!(md, "\n¹ {}.", vm_caveat(r));
         }
-        let _ = writeln!(md, "\n### Phase breakdown (medians)\n\nEach span ends at the backend's phase mark of that name and starts at the previous mark (the first at the spawn); `{TAIL_SPAN}` runs from the last mark to the exit. Marks are recorded by vcompare in ns since its process entered `main`, so the ≈1 ms from spawn to `main` (exec, loader) is counted in `{TAIL_SPAN}`. Spans follow the order the marks arrived in each run; where that order varies (the container's `cgroup` and `namespaces` steps overlap), a span's median mixes both orders. Container marks: `cgroup` (cgroup created, limits written; the first span also holds CLI start-up and the image lookup), `namespaces` (clone with all namespace flags, id maps written), `rootfs` (overlay built), `mounts` (/proc, /sys, /dev, pivot_root — timestamped in the child), `exec` (execve succeeded; for containers `{TAIL_SPAN}` is the workload plus teardown). VM marks: `disk` (instance disk ready; includes CLI start-up), `vmm_launch` (the `vcompare-vmm` process entered `main`: the span is the CLI's preparation — the run's spec written onto the disk, job file — and the spawn/exec), `vmm_setup` (vCPU 0's first KVM_RUN: the span is VMM launch → first guest instruction, i.e. KVM VM/memory/irqchip/vCPU creation, kernel mapping; issue #4's ≤ 5 ms target), `kernel_boot` (the guest's init started; the kernel has mounted the root disk by then), `root_mounted`, `exec` (entrypoint exec'd), `workload` (entrypoint exited), `teardown` (VMM finished); `{TAIL_SPAN}` is then the vcompare process exiting. QEMU subjects: one span, launch → init.\n");
+        let _ = writeln!(md, "\n### Phase breakdown (medians)\n\nEach span ends at the backend's phase mark of that name and starts at the previous mark (the first at the spawn); `{TAIL_SPAN}` runs from the last mark to the exit. Marks are recorded by vcompare in ns since its process entered `main` and re-based on the harness's spawn instant with the `main` clock reading the instance record carries, so the first span includes exec and loader (where a record lacks that reading, the notes say so and the ≈1 ms before `main` is in `{TAIL_SPAN}` instead). Spans follow the order the marks arrived in each run; where that order varies (the container's `cgroup` and `namespaces` steps overlap), a span's median mixes both orders. Container marks: `cgroup` (cgroup created, limits written; the first span also holds CLI start-up and the image lookup), `namespaces` (clone with all namespace flags, id maps written), `rootfs` (overlay built), `mounts` (/proc, /sys, /dev, pivot_root — timestamped in the child), `exec` (execve succeeded; for containers `{TAIL_SPAN}` is the workload plus teardown). VM marks: `disk` (instance disk ready; includes CLI start-up), `vmm_launch` (the `vcompare-vmm` process entered `main`: the span is the CLI's preparation — the run's spec written onto the disk, job file — and the spawn/exec), `vmm_setup` (vCPU 0's first KVM_RUN: the span is VMM launch → first guest instruction, i.e. KVM VM/memory/irqchip/vCPU creation, kernel mapping; issue #4's ≤ 5 ms target), `kernel_boot` (the guest's init started; the kernel has mounted the root disk by then), `root_mounted`, `exec` (entrypoint exec'd), `workload` (entrypoint exited), `teardown` (VMM finished); `{TAIL_SPAN}` is then the vcompare process exiting. QEMU subjects: one span, launch → init, with the same start event as vcompare's (the harness starts the instance; the per-boot disk copy and spec are inside) and the same end event (the init's first phase report).\n");
         for s in r
             .startup
             .iter()
@@ -583,7 +634,7 @@ pub fn render(r: &Results, charts: &[String]) -> String {
                 .find(|s| s.workload == w)
                 .map(|s| s.unit.clone())
                 .unwrap_or_default();
-            let h = cpu_median(r, "host", w);
+            let h = cpu_median(r, "host", crate::suites::cpu::reference_workload(w));
             let cell = |sub: &str| match cpu_median(r, sub, w) {
                 Some(v) => format!(
                     "{}{}",
@@ -600,10 +651,15 @@ pub fn render(r: &Results, charts: &[String]) -> String {
                 .filter(|s| s.workload == w)
                 .map(|s| format!("{}: `probe {}`", s.subject, s.args.join(" ")))
                 .collect();
+            let host_cell = match (h, w == crate::suites::cpu::IO_ROOTFS) {
+                (Some(v), true) => format!("{} (the `io` row)", fmt_num(v)),
+                (Some(v), false) => fmt_num(v),
+                (None, _) => "–".into(),
+            };
             let _ = writeln!(
                 md,
                 "| {w} | {unit} | {} | {} | {} |",
-                h.map(fmt_num).unwrap_or_else(|| "–".into()),
+                host_cell,
                 cell("container"),
                 cell("vm")
             );
@@ -621,7 +677,7 @@ pub fn render(r: &Results, charts: &[String]) -> String {
                 if s.samples.len() == 1 { "" } else { "s" }
             );
         }
-        let _ = writeln!(md, "\n`DIR` for `io`: on the host a directory on the data root's file system; in the container `/` (overlay upper dir); in the VM `/` (ext4 on virtio-blk). The host runs the probe from the image's rootfs with the image's environment, so the binary and environment size are identical.");
+        let _ = writeln!(md, "\n`DIR` for `io` (like for like): {}. `DIR` for `{}` (a separate row, not like for like): {}. In an instance the two I/O runs alternate their order per round. The host runs the probe from the image's rootfs with the image's environment, so the binary and environment size are identical.", crate::suites::cpu::io_definition("io"), crate::suites::cpu::IO_ROOTFS, crate::suites::cpu::io_definition(crate::suites::cpu::IO_ROOTFS));
         md.push('\n');
         if vm {
             let _ = writeln!(md, "¹ {}.\n", vm_caveat(r));
@@ -643,11 +699,18 @@ pub fn render(r: &Results, charts: &[String]) -> String {
                 f(sm.map(|x| x.min)),
                 f(sm.map(|x| x.max)),
                 s.definition
+                    .replace(VMM_OVERHEAD_RULE, "guest RAM and overhead as in ²")
             );
         }
         md.push('\n');
         if r.memory.iter().any(|s| is_vm_subject(&s.subject)) {
             let _ = writeln!(md, "¹ {}.\n", vm_caveat(r));
+        }
+        if r.memory
+            .iter()
+            .any(|s| s.definition.contains(VMM_OVERHEAD_RULE))
+        {
+            let _ = writeln!(md, "² One rule for every VMM (vcompare's, QEMU's; Firecracker's once measured), one function, the same instant: {VMM_OVERHEAD_RULE}. PSS counts shared pages (libraries) by share; RSS in full.\n");
         }
     }
     if !r.density.is_empty() {

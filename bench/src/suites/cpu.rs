@@ -3,13 +3,20 @@
 //! All workloads of one run execute in one shell (`sh -c "probe cpu …; probe syscalls …"`), so
 //! a VM pays one boot per run. VM sizes are smaller for syscalls / page faults / I/O (each costs
 //! ~0.3–2.5 ms in a nested PVM guest); per-operation figures stay comparable.
+//!
+//! File I/O is measured like for like: `io` writes into the same host directory (on the data
+//! root's file system) everywhere — directly on the host, bind-mounted into the container
+//! (`-v DIR:/io`), shared into the VM over virtio-9p (`-v DIR:/io`). The instance's own root
+//! file system is a separate, labelled row, `io-rootfs` (container: `/` on overlay, whose upper
+//! dir lies on the same host file system; VM: `/` on ext4 on virtio-blk), with the host
+//! directory as its reference. In an instance the two runs alternate their order per round.
 
 use serde_json::Value;
 
 use super::{
     alternating_rounds, cost, host_command, instance_timeout, run_instance, vm_failed, Plan,
 };
-use crate::error::Result;
+use crate::error::{io_at, Result};
 use crate::harness::{json_lines, output, Harness};
 use crate::results::{CpuSeries, Results};
 
@@ -48,10 +55,35 @@ pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "io",
         args: &["{dir}", "16"],
-        vm_args: &["{dir}", "4"],
+        // 2 MiB per place in a VM: a boot measures two places (shared dir, root fs) and every
+        // MiB costs seconds in a nested guest; the per-MiB figure stays comparable.
+        vm_args: &["{dir}", "2"],
         unit: "µs/MiB (write+fsync+read)",
     },
 ];
+
+/// Where the shared host I/O directory appears inside instances.
+pub const IO_PATH: &str = "/io";
+/// The workload row of I/O on an instance's own root file system.
+pub const IO_ROOTFS: &str = "io-rootfs";
+
+/// What each I/O row measures, stated in the report.
+pub fn io_definition(workload: &str) -> &'static str {
+    if workload == IO_ROOTFS {
+        "the instance's own root file system: container `/` (overlay; upper dir on the data root's file system), VM `/` (ext4 on virtio-blk, the instance's disk copy); ratio to the host's `io` row (host directory)"
+    } else {
+        "one host directory on the data root's file system, the same for every subject: host: the directory itself; container: bind-mounted at /io (`-v DIR:/io`); VM: shared at /io over virtio-9p (`-v DIR:/io`)"
+    }
+}
+
+/// The reference row a workload's ratio is taken against (the host has no instance root fs).
+pub fn reference_workload(workload: &str) -> &str {
+    if workload == IO_ROOTFS {
+        "io"
+    } else {
+        workload
+    }
+}
 
 /// Per-operation cost from one probe JSON line.
 pub fn per_op(line: &Value) -> Option<f64> {
@@ -65,23 +97,33 @@ pub fn per_op(line: &Value) -> Option<f64> {
     }
 }
 
-/// The shell script running every workload with `probe` at `probe_path`, I/O under `dir`.
-pub fn script(probe_path: &str, dir: &str, vm: bool) -> String {
+/// The shell script running every workload with `probe` at `probe_path`, I/O under each of
+/// `io_dirs` in that order (one `probe io` per directory).
+pub fn script(probe_path: &str, io_dirs: &[&str], vm: bool) -> String {
     WORKLOADS
         .iter()
-        .map(|w| {
-            let args: Vec<String> = (if vm { w.vm_args } else { w.args })
-                .iter()
-                .map(|a| a.replace("{dir}", dir))
-                .collect();
-            format!("{probe_path} {} {}", w.name, args.join(" "))
+        .flat_map(|w| {
+            let dirs: Vec<&str> = if w.name == "io" {
+                io_dirs.to_vec()
+            } else {
+                vec![""]
+            };
+            dirs.into_iter().map(move |dir| {
+                let args: Vec<String> = (if vm { w.vm_args } else { w.args })
+                    .iter()
+                    .map(|a| a.replace("{dir}", dir))
+                    .collect();
+                format!("{probe_path} {} {}", w.name, args.join(" "))
+            })
         })
         .collect::<Vec<_>>()
         .join(" && ")
 }
 
 fn args_of(name: &str, vm: bool) -> Vec<String> {
-    let w = WORKLOADS.iter().find(|w| w.name == name);
+    let w = WORKLOADS
+        .iter()
+        .find(|w| w.name == reference_workload(name));
     w.map(|w| {
         std::iter::once(w.name.to_string())
             .chain(
@@ -94,39 +136,65 @@ fn args_of(name: &str, vm: bool) -> Vec<String> {
     .unwrap_or_default()
 }
 
-fn once(h: &mut Harness, subject: &str) -> Result<Vec<Value>> {
+/// The host directory every subject's `io` row writes into, world-writable (a container's
+/// root maps to an unprivileged host uid).
+fn io_dir(h: &Harness) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = h.scratch.join("io");
+    std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).map_err(io_at(&dir))?;
+    Ok(dir)
+}
+
+fn once(h: &mut Harness, subject: &str, round: usize) -> Result<Vec<Value>> {
+    let dir = io_dir(h)?;
     match subject {
         "host" => {
             let probe = h.rootfs.join("bin/probe");
-            let dir = h.scratch.join("io");
-            std::fs::create_dir_all(&dir).ok();
-            let s = script(&probe.to_string_lossy(), &dir.to_string_lossy(), false);
+            let s = script(&probe.to_string_lossy(), &[&dir.to_string_lossy()], false);
             let mut c = host_command("/bin/sh");
             c.arg("-c").arg(&s);
             Ok(json_lines(&output(c, "host workloads")?.stdout))
         }
         mode => {
-            let s = script("/bin/probe", "/", mode == "vm");
+            let mut dirs = vec![IO_PATH, "/"];
+            dirs.rotate_left(round % 2);
+            let s = script("/bin/probe", &dirs, mode == "vm");
             let cmd = ["/bin/sh", "-c", &s];
-            let out = run_instance(h, mode, &[], &cmd, "workloads", instance_timeout(mode))?;
+            let vol = format!("{}:{IO_PATH}", dir.display());
+            let out = run_instance(
+                h,
+                mode,
+                &["-v", &vol],
+                &cmd,
+                "workloads",
+                instance_timeout(mode),
+            )?;
             Ok(json_lines(&out))
         }
     }
 }
 
+/// The row of a probe line: `io` lines written under `/` in an instance are `io-rootfs`.
+fn workload_of(subject: &str, line: &Value) -> Option<String> {
+    let w = line.get("workload")?.as_str()?;
+    let path = line.get("path").and_then(Value::as_str).unwrap_or("");
+    Some(if w == "io" && subject != "host" && path == "/" {
+        IO_ROOTFS.to_string()
+    } else {
+        w.to_string()
+    })
+}
+
 fn record(results: &mut Results, subject: &str, lines: Vec<Value>) {
     for line in lines {
-        let Some(w) = line
-            .get("workload")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
+        let Some(w) = workload_of(subject, &line) else {
             continue;
         };
         let Some(v) = per_op(&line) else { continue };
         let unit = WORKLOADS
             .iter()
-            .find(|x| x.name == w)
+            .find(|x| x.name == reference_workload(&w))
             .map(|x| x.unit)
             .unwrap_or("ns/op");
         let i = match results
@@ -158,7 +226,8 @@ pub fn vm_boots(vm_runs: usize) -> usize {
     vm_runs.div_ceil(3).max(1)
 }
 
-/// Runs the CPU suite: `runs` alternating host/container rounds, then `vm_runs` VM boots.
+/// Runs the CPU suite: a warm-up and `runs` alternating host/container rounds, then (after
+/// the VM warm-up boot) ⌈vm_runs / 3⌉ VM boots.
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     alternating_rounds(
         h,
@@ -166,8 +235,8 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         results,
         "cpu",
         |_| cost::CPU_SCRIPT,
-        |h, subject, _, results| {
-            record(results, subject, once(h, subject)?);
+        |h, subject, round, results| {
+            record(results, subject, once(h, subject, round)?);
             Ok(())
         },
     );
@@ -179,8 +248,9 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         vm_boots(h.vm_runs) as u64 * cost::VM,
     ) {
         let boots = vm_boots(h.vm_runs);
+        super::vm_warm_up(h, results, "vm");
         for round in 0..boots {
-            let r = once(h, "vm");
+            let r = once(h, "vm", round);
             h.advance(cost::VM, &format!("cpu vm {}/{boots}", round + 1));
             match r {
                 Ok(lines) => record(results, "vm", lines),

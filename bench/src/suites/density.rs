@@ -117,9 +117,13 @@ fn series(
     Ok(s)
 }
 
-/// Runs the density suite for containers and (if usable) VMs.
+/// Runs the density suite for containers and (if usable) VMs, each after its warm-up (one
+/// untimed idle container; the run's VM warm-up boot).
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     if plan.mode("container") {
+        if let Ok((name, _)) = memory::start_idle(h, "container") {
+            h.remove(&[name]);
+        }
         match series(h, "container", CONTAINER_STEPS, results, false) {
             Ok(s) => results.density.push(s),
             Err(e) => results.skip("density container", e.to_string()),
@@ -132,6 +136,7 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         "density",
         super::density::VM_STEPS.iter().sum::<u32>() as u64 * cost::VM,
     ) {
+        super::vm_warm_up(h, results, "vm");
         match series(h, "vm", VM_STEPS, results, plan.suite("memory")) {
             Ok(s) => results.density.push(s),
             Err(e) => vm_failed(h, results, "density", &e),

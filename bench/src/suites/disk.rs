@@ -26,7 +26,7 @@ pub fn instance_usage(record: &Value) -> Option<(u64, u64)> {
     p.is_dir().then(|| dir_usage(p))
 }
 
-/// Stand-alone disk suite (when startup is not selected): two instances per mode.
+/// Stand-alone disk suite (when startup is not selected): a warm-up, then two instances per mode.
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     let mut modes = Vec::new();
     if plan.mode("container") {
@@ -36,6 +36,13 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         modes.push("vm");
     }
     for mode in modes {
+        // The same warm-up as every suite: an untimed container run; the run's VM warm-up boot.
+        if mode == "vm" {
+            super::vm_warm_up(h, results, "vm");
+        } else {
+            let image = h.image.clone();
+            let _ = h.vcompare_ok(&["run", "--rm", "--mode", mode, &image, "/bin/probe", "true"]);
+        }
         let mut s = DiskSeries {
             subject: mode.into(),
             definition: definition(mode).into(),

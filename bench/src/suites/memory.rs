@@ -3,9 +3,11 @@
 //! - host: RSS and PSS of the probe process (the floor);
 //! - container: PSS of the container's process, its memory cgroup usage, and the RSS of the
 //!   `vcompare` monitor process that supervises it (the runtime's own resident cost);
-//! - vm: VMM overhead = VMM process RSS − RSS of its guest-RAM mappings (Firecracker's
-//!   definition; the host ranges come from the instance's `vm-ram.json`), and guest-touched RAM =
-//!   RSS of those mappings. When the density suite runs too, its one-VM step is the sample.
+//! - vm and every VM peer (QEMU; Firecracker once driven): VMM overhead = VMM process total −
+//!   its guest-RAM mappings, by RSS and by PSS, with ONE function for all VMMs
+//!   ([`crate::harness::vmm_memory`]), sampled at the same phase: the guest's probe has printed
+//!   its line and holds 1 MiB (guest idle). When the density suite runs too, its one-VM step is
+//!   vcompare's sample; QEMU boots once for it, the way vcompare boots (root disk, no initramfs).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -16,8 +18,10 @@ use serde_json::Value;
 use super::{cost, vm_failed, Plan};
 use crate::error::{BenchError, Result};
 use crate::harness::{
-    cgroup_memory_usage, largest_mapping, parent_and_comm, rss_in_ranges, rss_pss, Harness,
+    cgroup_memory_usage, parent_and_comm, rss_pss, vmm_memory, Harness, VmmMemory,
+    VMM_OVERHEAD_RULE,
 };
+use crate::peers::qemu;
 use crate::results::{MemorySeries, Results};
 
 /// Guest RAM given to measured VMs (the VM default), MiB.
@@ -163,34 +167,6 @@ fn container_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
     Ok(())
 }
 
-/// (size, RSS) of the VMM's guest RAM: the host ranges the VMM recorded in the instance's
-/// `vm-ram.json`, else the largest mapping of at least half the guest RAM size.
-fn guest_ram_rss(h: &Harness, name: &str, pid: u32) -> Option<(u64, u64)> {
-    let rec = h.inspect(name).ok()?;
-    let dir = rec.get("spec")?.get("instance_dir")?.as_str()?.to_string();
-    let read = |f: &str| -> Option<Value> {
-        std::fs::read(std::path::Path::new(&dir).join(f))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-    };
-    // `vm-ram.json` ([[host address, length], …]); older layouts kept it in `vm.json`.
-    let list = read("vm-ram.json")
-        .or_else(|| read("vm.json").and_then(|v| v.get("guest_ram_host_ranges").cloned()));
-    let ranges: Vec<(u64, u64)> = list
-        .as_ref()
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| Some((r.get(0)?.as_u64()?, r.get(1)?.as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let size = ranges.iter().map(|r| r.1).sum();
-    rss_in_ranges(pid, &ranges)
-        .map(|rss| (size, rss))
-        .or_else(|| largest_mapping(pid, VM_MEMORY_MIB << 19))
-}
-
 /// One VM sample from a fresh idle VM.
 fn vm_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
     let (name, pid) = start_idle(h, "vm")?;
@@ -199,32 +175,54 @@ fn vm_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
     r
 }
 
+/// The instant every VMM is sampled at, stated next to its figures.
+pub const VMM_INSTANT: &str = "sampled when the guest's `probe alloc 1 600` has printed its line (it then holds 1 MiB and sleeps: guest idle)";
+
+/// Records one VMM memory sample of `subject` (vm, qemu, …): the same metrics and definitions
+/// for every VMM, so the figures compare like for like.
+pub fn record_vmm(results: &mut Results, subject: &str, how: &str, m: Option<VmmMemory>) {
+    let def = |what: &str| format!("{what}; {how}; {VMM_INSTANT}; {VMM_OVERHEAD_RULE}");
+    push(
+        results,
+        subject,
+        "vmm_overhead_rss",
+        &def("VMM process RSS − RSS of its guest-RAM mappings"),
+        m.map(|m| m.overhead_rss()),
+    );
+    push(
+        results,
+        subject,
+        "vmm_overhead_pss",
+        &def("VMM process PSS − PSS of its guest-RAM mappings (shared libraries counted by share)"),
+        m.map(|m| m.overhead_pss()),
+    );
+    push(
+        results,
+        subject,
+        "guest_touched",
+        &def("RSS of the guest-RAM mappings (guest pages touched so far)"),
+        m.map(|m| m.guest_rss),
+    );
+    push(
+        results,
+        subject,
+        "rss",
+        &def("VMM process RSS, guest RAM included"),
+        m.map(|m| m.rss),
+    );
+}
+
 /// Records the memory figures of the running idle VM `name` (VMM pid `pid`); the density suite
 /// calls this for its one-VM step so the memory suite needs no boot of its own.
-pub fn record_vm(h: &mut Harness, results: &mut Results, name: &str, pid: u32) -> Result<()> {
-    let name = name.to_string();
-    let total = rss_pss(pid);
-    let guest = guest_ram_rss(h, &name, pid);
-    let overhead = match (total, guest) {
-        (Some((rss, _)), Some((_, g))) => Some(rss.saturating_sub(g)),
-        _ => None,
-    };
-    push(results, "vm", "vmm_overhead_rss", "VMM process RSS − RSS of its guest-RAM mappings (host ranges from the instance's vm-ram.json), while the guest's probe holds 1 MiB", overhead);
-    push(
+pub fn record_vm(_h: &mut Harness, results: &mut Results, _name: &str, pid: u32) -> Result<()> {
+    let m = vmm_memory(pid, VM_MEMORY_MIB << 20);
+    record_vmm(
         results,
         "vm",
-        "guest_touched",
-        "RSS of the VMM's guest-RAM mappings (guest pages touched so far)",
-        guest.map(|g| g.1),
+        "`vcompare-vmm` process of `vcompare run -d --mode vm --memory 256m`",
+        m,
     );
-    push(
-        results,
-        "vm",
-        "rss",
-        "VMM process RSS (guest RAM included)",
-        total.map(|t| t.0),
-    );
-    if overhead.is_none() {
+    if m.is_none() {
         return Err(BenchError::Parse {
             what: format!("/proc/{pid}/smaps"),
             detail: "no guest-RAM mapping found".into(),
@@ -233,16 +231,52 @@ pub fn record_vm(h: &mut Harness, results: &mut Results, name: &str, pid: u32) -
     Ok(())
 }
 
-/// Runs the memory suite: 3 host and container samples, one VM sample.
+/// One QEMU sample at the same phase as vcompare's: QEMU boots the way vcompare boots (root
+/// disk, no initramfs, same kernel, arguments and 256 MiB) running the same idle probe, and is
+/// sampled with the same function once the probe's line appears on its console.
+fn qemu_sample(h: &mut Harness, plan: &Plan, results: &mut Results) {
+    let setups = super::qemu_setups(h, plan, results);
+    let Some(setup) = setups
+        .iter()
+        .find(|s| s.subject == qemu::BootMethod::RootDisk.subject())
+    else {
+        return;
+    };
+    super::vm_warm_up(h, results, &setup.subject.clone());
+    let r = qemu::boot(
+        setup,
+        &["/bin/probe", "alloc", "1", "600"],
+        qemu::Until::Line("\"alloc\""),
+        Duration::from_secs(300),
+    );
+    h.advance(cost::QEMU, "memory qemu");
+    match r {
+        Ok(b) => {
+            let how = "`qemu-system-x86_64 -M microvm` booted as vcompare boots (root disk, no initramfs, 256 MiB)";
+            record_vmm(results, "qemu", how, b.memory);
+            if b.memory.is_none() {
+                results.skip("memory qemu", "no guest-RAM mapping found in QEMU's smaps");
+            }
+        }
+        Err(e) => results.skip("memory qemu", e.to_string()),
+    }
+}
+
+/// Runs the memory suite: one untimed warm-up then 3 host and container samples, one VM
+/// sample (after the VM warm-up boot), one QEMU sample at the same phase.
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
-    for _ in 0..3 {
+    // Round 0 is the warm-up every suite gets: measured the same way, then discarded.
+    let mut warm = Results::new(results.environment.clone(), results.config.clone());
+    for round in 0..=3 {
+        let sink = if round == 0 { &mut warm } else { &mut *results };
         if plan.mode("host") {
-            if let Err(e) = host_sample(h, results) {
+            if let Err(e) = host_sample(h, sink) {
                 results.skip("memory host", e.to_string());
             }
         }
+        let sink = if round == 0 { &mut warm } else { &mut *results };
         if plan.mode("container") {
-            let r = container_sample(h, results);
+            let r = container_sample(h, sink);
             h.advance(cost::CONTAINER * 3, "memory container");
             if let Err(e) = r {
                 results.skip("memory container", e.to_string());
@@ -252,10 +286,14 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     }
     // With the density suite selected, its one-VM step provides the VM memory sample.
     if !plan.suite("density") && super::vm_usable(h, plan, results, "memory", cost::VM) {
+        super::vm_warm_up(h, results, "vm");
         let r = vm_sample(h, results);
         h.advance(cost::VM, "memory vm");
         if let Err(e) = r {
             vm_failed(h, results, "memory", &e);
         }
+    }
+    if plan.peer("qemu") && plan.mode("vm") {
+        qemu_sample(h, plan, results);
     }
 }

@@ -1,5 +1,10 @@
-//! The measurements, one module per suite (DESIGN §3). Each suite alternates the order of
-//! subjects from run to run (A B, B A, …) so slow drift on the shared machine hits all of them.
+//! The measurements, one module per suite. Each suite alternates the order of
+//! subjects from run to run (A B, B A, …) so slow drift on the shared machine hits all of them,
+//! and every subject gets the same warm-up before its first measured sample: host and
+//! container subjects one untimed round per suite ([`alternating_rounds`]), VM subjects (ours
+//! and each QEMU subject) one untimed boot per run ([`vm_warm_up`]) — a boot costs 10–25 s on a
+//! nested host, and what a warm-up warms (page cache of kernel, disk image, VMM binary) is
+//! shared by every later suite of the run.
 
 pub mod cpu;
 pub mod density;
@@ -13,6 +18,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::harness::{failed, spawn_timed, Harness, IMAGE_PATH};
+use crate::peers::qemu;
 use crate::results::Results;
 
 /// What to measure, parsed from `vcompare bench` flags.
@@ -70,14 +76,19 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
             * (plan.mode("host") as u64 * cost::HOST
                 + plan.mode("container") as u64 * cost::CONTAINER);
         t += (r + 1) * (plan.peer("crun") as u64 + plan.peer("runc") as u64) * cost::PEER_CONTAINER;
-        t += v * (vm * cost::VM + plan.peer("qemu") as u64 * cost::QEMU);
+        t += v * (vm * cost::VM + 2 * vm * plan.peer("qemu") as u64 * cost::QEMU);
     }
+    // The VM warm-up boots: one per VM subject (ours, two QEMU subjects) once per run.
+    t += vm * (cost::VM + 2 * plan.peer("qemu") as u64 * cost::QEMU);
     if plan.suite("cpu") {
-        t += r * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT
-            + cpu::vm_boots(h.vm_runs) as u64 * vm * cost::VM;
+        t +=
+            (r + 1) * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT
+                + cpu::vm_boots(h.vm_runs) as u64 * vm * cost::VM;
     }
     if plan.suite("memory") {
-        t += 3 * cost::CONTAINER * 3 + vm * (!plan.suite("density")) as u64 * cost::VM;
+        t += 4 * cost::CONTAINER * 3
+            + vm * (!plan.suite("density")) as u64 * cost::VM
+            + vm * plan.peer("qemu") as u64 * cost::QEMU;
     }
     if plan.suite("density") {
         t += density::CONTAINER_STEPS.iter().sum::<u32>() as u64
@@ -162,9 +173,11 @@ pub fn run_instance(
     Ok(out.stdout)
 }
 
-/// `h.runs` rounds over the selected host and container subjects, alternating their order;
-/// `once(h, subject, round, results)` measures and records one subject. A subject that fails
-/// is recorded as skipped under `suite` and not retried; `cost_ms(subject)` advances the bar.
+/// One untimed warm-up round, then `h.runs` rounds over the selected host and container
+/// subjects, alternating their order; `once(h, subject, round, results)` measures and records
+/// one subject (the warm-up round records into a scratch `Results` that is dropped). A subject
+/// that fails is recorded as skipped under `suite` and not retried; `cost_ms(subject)` advances
+/// the bar.
 pub fn alternating_rounds(
     h: &mut Harness,
     plan: &Plan,
@@ -178,15 +191,22 @@ pub fn alternating_rounds(
         .filter(|m| plan.mode(m))
         .collect();
     let mut failed: Vec<&str> = Vec::new();
-    for round in 0..h.runs {
+    let mut warm = Results::new(results.environment.clone(), results.config.clone());
+    // Round 0 is the warm-up; measured rounds are 1..=runs (so round numbers keep alternating).
+    for round in 0..=h.runs {
         let mut order = subjects.clone();
         order.rotate_left(round % subjects.len().max(1));
         for subject in order {
             if failed.contains(&subject) {
                 continue;
             }
-            let r = once(h, subject, round, results);
-            let msg = format!("{suite} {subject} {}/{}", round + 1, h.runs);
+            let sink = if round == 0 { &mut warm } else { &mut *results };
+            let r = once(h, subject, round, sink);
+            let msg = if round == 0 {
+                format!("{suite} {subject} warm-up")
+            } else {
+                format!("{suite} {subject} {round}/{}", h.runs)
+            };
             h.advance(cost_ms(subject), &msg);
             if let Err(e) = r {
                 results.skip(format!("{suite} {subject}"), e.to_string());
@@ -232,4 +252,131 @@ pub fn vm_usable(
         return false;
     }
     true
+}
+
+/// The QEMU peer's once-per-run preparation (initramfs, command line) for the `qemu` and
+/// `qemu-rootdisk` subjects (and `qemu-reference` when its kernel is named), made on first use
+/// and shared by the startup and memory suites; skips and notes are recorded once.
+pub fn qemu_setups(h: &mut Harness, plan: &Plan, results: &mut Results) -> Vec<qemu::QemuSetup> {
+    if let Some(s) = &h.qemu_setups {
+        return s.clone();
+    }
+    let mut setups = Vec::new();
+    if !(plan.peer("qemu") && plan.mode("vm")) {
+        h.qemu_setups = Some(setups);
+        return Vec::new();
+    }
+    if !qemu::available() {
+        results.skip(
+            "peer qemu",
+            "qemu-system-x86_64 is not on PATH (apt-get install qemu-system-x86)",
+        );
+        h.qemu_setups = Some(setups);
+        return Vec::new();
+    }
+    // The kernel vcompare's VM mode uses; if it is not built, the newest cached build (said so
+    // in the notes: then "same kernel" holds only if the VM run used it too).
+    let kernel = match &h.kernel {
+        Ok(k) => Some(k.clone()),
+        Err(why) => {
+            let k = qemu::find_kernel();
+            if let Some(k) = &k {
+                results.notes.push(format!("qemu peer: vcompare's guest kernel is unavailable ({why}); QEMU booted the newest cached build {}", k.display()));
+            }
+            k
+        }
+    };
+    match (kernel, h.vm_disk.clone()) {
+        (Some(kernel), Ok((image_disk, init))) => {
+            results
+                .notes
+                .push(format!("qemu peer kernel: {}", kernel.display()));
+            for method in [qemu::BootMethod::Initramfs, qemu::BootMethod::RootDisk] {
+                match qemu::prepare(&h.scratch, &kernel, &init, &image_disk, method) {
+                    Ok(s) => setups.push(s),
+                    Err(e) => results.skip(format!("peer {}", method.subject()), e.to_string()),
+                }
+            }
+            // Optionally QEMU on another kernel (e.g. the reference kernel of the design
+            // notes), the conventional way: how much the guest kernel costs.
+            if let Some(k) =
+                std::env::var_os(startup::REFERENCE_KERNEL_ENV).map(std::path::PathBuf::from)
+            {
+                let method = qemu::BootMethod::Initramfs;
+                match qemu::prepare(&h.scratch, &k, &init, &image_disk, method) {
+                    Ok(mut s) => {
+                        s.subject = startup::REFERENCE_SUBJECT.into();
+                        s.disk = h.scratch.join("qemu-reference-disk.ext4");
+                        results.notes.push(format!(
+                            "{}: QEMU booted {} ({}) the conventional way (initramfs)",
+                            startup::REFERENCE_SUBJECT,
+                            k.display(),
+                            startup::REFERENCE_KERNEL_ENV
+                        ));
+                        setups.push(s);
+                    }
+                    Err(e) => results.skip(
+                        format!("peer {}", startup::REFERENCE_SUBJECT),
+                        e.to_string(),
+                    ),
+                }
+            }
+        }
+        (None, _) => results.skip("peer qemu", "no guest kernel built (run kernels/build.sh)"),
+        (_, Err(why)) => results.skip("peer qemu", format!("no VM disk for the image: {why}")),
+    }
+    h.qemu_setups = Some(setups.clone());
+    setups
+}
+
+/// The warm-up of a VM subject: one untimed boot, the first time `subject` (vm, qemu,
+/// qemu-rootdisk, qemu-reference) is about to be measured in this run, exactly as its timed
+/// boots run (`vcompare run --mode vm IMAGE /bin/probe true` + `rm`; QEMU up to init). A failed
+/// warm-up is not an error here: the timed boot that follows fails the same way and is reported.
+pub fn vm_warm_up(h: &mut Harness, results: &mut Results, subject: &str) {
+    if h.warmed.iter().any(|w| w == subject) || (subject == "vm" && h.vm_broken.is_some()) {
+        return;
+    }
+    h.warmed.push(subject.to_string());
+    if !h.vm_warm_up {
+        let note = "VM warm-up boots skipped (--no-vm-warm-up): the first timed boot of each VM subject was cold";
+        if !results.notes.iter().any(|n| n == note) {
+            results.notes.push(note.to_string());
+        }
+        return;
+    }
+    h.advance(0, &format!("{subject} warm-up boot"));
+    if subject == "vm" {
+        let name = h.fresh_name("vm-warm");
+        let image = h.image.clone();
+        let args = [
+            "run",
+            "--name",
+            &name,
+            "--mode",
+            "vm",
+            &image,
+            "/bin/probe",
+            "true",
+        ];
+        let label = "vcompare run --mode vm (warm-up)";
+        let _ = spawn_timed(h.vcompare(&args), label)
+            .and_then(|t| t.finish(label, startup::VM_TIMEOUT));
+        h.remove(&[name]);
+    } else if let Some(setup) = h
+        .qemu_setups
+        .as_ref()
+        .and_then(|s| s.iter().find(|q| q.subject == subject).cloned())
+    {
+        let _ = qemu::boot(
+            &setup,
+            &["/bin/probe", "true"],
+            qemu::Until::Init,
+            startup::VM_TIMEOUT,
+        );
+    }
+    let line = format!("{subject}: one untimed warm-up boot before its first measured boot");
+    if !results.notes.contains(&line) {
+        results.notes.push(line);
+    }
 }

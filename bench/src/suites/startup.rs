@@ -1,24 +1,32 @@
-//! Startup: wall time from spawning the command to observing its exit, for a trivial command
+//! Startup: wall time from spawning the command to observing its exit (the pidfd of
+//! [`crate::harness::wait_exit`], one exit detector for every subject), for a trivial command
 //! (`/bin/probe true`), with the phase breakdown each backend records.
 //!
 //! - host: spawn `probe true` directly (the floor: fork + exec + exit);
 //! - container / vm: spawn `vcompare run --mode M IMAGE /bin/probe true`; phases come from
-//!   `vcompare inspect` (marks in ns since the vcompare process entered `main`), so the spans
-//!   sum to the wall time (the ≈1 ms before `main` is counted in the last span);
-//! - crun / runc: spawn `crun|runc run -b BUNDLE ID` on the same rootfs and command;
-//! - qemu: spawn `qemu-system-x86_64 -M microvm` on the same kernel; marks "init".
+//!   `vcompare inspect` (marks in ns since the vcompare process entered `main`, re-based on the
+//!   spawn instant when the record carries `main`'s clock reading), so the spans sum to the
+//!   wall time; afterwards `vcompare rm -f` is timed the same way as the removal;
+//! - crun / runc: spawn `crun|runc run -b BUNDLE ID` on the same rootfs and command (their
+//!   `run` deletes the container before exiting; crun's hybrid-cgroup workaround is timed in
+//!   the child and subtracted);
+//! - qemu subjects: the clock starts before the per-boot disk copy and spec, then qemu is
+//!   spawned; mark "init" = the init's first phase report ([`crate::peers::qemu`]).
+//!
+//! Every subject gets one untimed warm-up: host, container, crun and runc a round before the
+//! measured ones; each VM subject a boot ([`super::vm_warm_up`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{cost, disk, vm_failed, Plan};
+use super::{cost, disk, vm_failed, vm_warm_up, Plan};
 use crate::error::Result;
 use crate::harness::{spawn_timed, Harness};
 use crate::peers;
-use crate::results::{DiskSeries, MemorySeries, PhaseSpan, Results, StartupRun, StartupSeries};
+use crate::peers::qemu;
+use crate::results::{DiskSeries, PhaseSpan, Results, StartupRun, StartupSeries};
 
 /// How long one container-like start may take before it counts as hung.
 const CONTAINER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,12 +79,40 @@ pub fn marks_from_inspect(v: &Value) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
+/// The inspect field holding the CLOCK_MONOTONIC reading (ns) of the vcompare process's
+/// `main`, the zero of its `phases[].at_ns`; with it the marks are re-based exactly onto the
+/// harness's spawn instant.
+pub const PHASE_BASE_FIELD: &str = "phases_base_mono_ns";
+
+/// (marks base − spawn instant) in ns from an inspect record, if it carries [`PHASE_BASE_FIELD`].
+pub fn base_minus_spawn(record: &Value, spawn_mono_ns: u64) -> Option<i64> {
+    let base = record.get(PHASE_BASE_FIELD)?.as_u64()?;
+    Some(base as i64 - spawn_mono_ns as i64)
+}
+
+/// Times `vcompare rm -f NAME` from spawn to exit (the removal of a finished instance).
+fn timed_remove(h: &Harness, name: &str) -> Result<u64> {
+    let label = format!("vcompare rm -f {name}");
+    let out =
+        spawn_timed(h.vcompare(&["rm", "-f", name]), &label)?.finish(&label, CONTAINER_TIMEOUT)?;
+    if !out.status.success() {
+        return Err(crate::harness::failed(
+            &label,
+            &out.status.to_string(),
+            &out.stderr,
+            &out.stdout,
+        ));
+    }
+    Ok(out.wall_ns)
+}
+
 /// One `vcompare run --mode MODE IMAGE /bin/probe true`: the timed run, its phases and (if
-/// asked) the instance directory's disk use, then `rm`.
+/// asked) the instance directory's disk use, then the timed `rm`.
 fn vcompare_once(
     h: &mut Harness,
     mode: &str,
     want_disk: bool,
+    results: &mut Results,
 ) -> Result<(StartupRun, Option<(u64, u64)>)> {
     let name = h.fresh_name(mode);
     let image = h.image.clone();
@@ -92,13 +128,13 @@ fn vcompare_once(
     ];
     let label = format!("vcompare run --mode {mode} {image} /bin/probe true");
     let timed = spawn_timed(h.vcompare(&args), &label)?;
+    let spawn_mono_ns = timed.spawn_mono_ns;
     let timeout = if mode == "vm" {
         VM_TIMEOUT
     } else {
         CONTAINER_TIMEOUT
     };
-    let out = timed.finish(&label, timeout);
-    let out = match out {
+    let out = match timed.finish(&label, timeout) {
         Ok(o) => o,
         Err(e) => {
             h.remove(&[name]);
@@ -119,13 +155,24 @@ fn vcompare_once(
         wall_ns: out.wall_ns,
         phases: Vec::new(),
         marks: BTreeMap::new(),
+        remove_ns: None,
     };
     let mut usage = None;
     if let Ok(rec) = &record {
         let marks = marks_from_inspect(rec);
-        // Marks count from the vcompare process entering `main` (exact CLOCK_MONOTONIC); the
-        // ≈1 ms from spawn to `main` (exec, loader) therefore lands in the last span.
-        let offset = 0;
+        // Marks count from the vcompare process entering `main`; re-based onto the spawn
+        // instant when the record says when `main` was (else the spawn → `main` gap, ≈1 ms of
+        // exec and loader, lands in the last span and is missing from every mark).
+        let offset = match base_minus_spawn(rec, spawn_mono_ns) {
+            Some(o) => o,
+            None => {
+                let note = format!("{mode} startup: `vcompare inspect` has no `{PHASE_BASE_FIELD}`, so phase marks count from vcompare's `main`, not from the spawn (the ≈1 ms of exec and loader before `main` is in the last span and missing from launch → init)");
+                if !results.notes.contains(&note) {
+                    results.notes.push(note);
+                }
+                0
+            }
+        };
         run.phases = phase_spans(&marks, offset, out.wall_ns);
         for (n, at) in &marks {
             run.marks
@@ -135,7 +182,13 @@ fn vcompare_once(
             usage = disk::instance_usage(rec);
         }
     }
-    h.remove(&[name]);
+    match timed_remove(h, &name) {
+        Ok(ns) => run.remove_ns = Some(ns),
+        Err(e) => {
+            h.remove(&[name]);
+            return Err(e);
+        }
+    }
     record?;
     Ok((run, usage))
 }
@@ -172,23 +225,29 @@ fn timed_run(
         wall_ns: out.wall_ns,
         phases: Vec::new(),
         marks: BTreeMap::new(),
+        remove_ns: None,
     })
 }
 
-/// One crun or runc run of the same rootfs and command.
+/// One crun or runc run of the same rootfs and command; crun's hybrid-cgroup workaround (the
+/// harness's step, not crun's) is subtracted.
 fn peer_once(h: &mut Harness, peer: &str, bundle: &std::path::Path) -> Result<StartupRun> {
     let id = h.fresh_name(peer);
-    let cmd = if peer == "crun" {
+    let (cmd, workaround) = if peer == "crun" {
         peers::crun::command(bundle, &id)
     } else {
-        peers::runc::command(bundle, &id)
+        (peers::runc::command(bundle, &id), None)
     };
     let label = format!("{peer} run -b {} {id}", bundle.display());
-    timed_run(cmd, &label, || {
+    let mut run = timed_run(cmd, &label, || {
         let _ = std::process::Command::new(peer)
             .args(["delete", "-f", &id])
             .output();
-    })
+    })?;
+    if let Some(ns) = workaround.and_then(|w| w.duration_ns()) {
+        run.wall_ns = run.wall_ns.saturating_sub(ns);
+    }
+    Ok(run)
 }
 
 /// Environment variable naming another guest kernel for an extra QEMU subject.
@@ -196,18 +255,22 @@ pub const REFERENCE_KERNEL_ENV: &str = "VCOMPARE_QEMU_REFERENCE_KERNEL";
 /// That subject's name.
 pub const REFERENCE_SUBJECT: &str = "qemu-reference";
 
+/// The start and end event of launch → init, the same for every VM subject.
+pub const LAUNCH_TO_INIT: &str = "launch → init = the harness starts the instance (spawns `vcompare run`, whose CLI then copies the image's VM disk, writes the run's spec and spawns `vcompare-vmm`; for QEMU: copies the same disk and writes the same spec, then spawns qemu) → the guest init's first phase report (`ESC _ vcompare:1 ESC \\` on the serial console; timestamped by vcompare's VMM as it handles the write, by the harness as it reads QEMU's stdout)";
+
 /// Definition text shown next to each subject's numbers.
-pub fn definition(subject: &str) -> &'static str {
+pub fn definition(subject: &str) -> String {
+    let rm = "; `vcompare rm -f` afterwards is timed the same way and shown as removal (run + removal is the figure compared with crun/runc, whose `run` deletes the container)";
     match subject {
-        "host" => "spawn `probe true` on the host → its exit (fork+exec+exit floor)",
-        "container" => "spawn `vcompare run --mode container IMAGE /bin/probe true` → its exit",
-        "vm" => "spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (CLI preparation, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off)",
-        "crun" => "spawn `crun run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
-        "runc" => "spawn `runc run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit",
-        "qemu" => "spawn `qemu-system-x86_64 -M microvm,acpi=off` (same kernel and kernel arguments, 256 MiB, 1 vCPU; the conventional boot: `-initrd` with vcompare's init as /init, and a copy of the image's VM disk as virtio-blk) → the init's first phase report on the console (`ESC _ vcompare:1 ESC \\`, the report vcompare's VMM timestamps as init start; launch → init; QEMU is stopped there)",
-        "qemu-reference" => "the same QEMU boot as `qemu` (initramfs), but of the kernel named by $VCOMPARE_QEMU_REFERENCE_KERNEL (see the notes) → the init's first phase report",
-        "qemu-rootdisk" => "the same QEMU, booted as vcompare's VMM boots: no initramfs, the kernel mounts the disk copy as root and starts the init stored on it (same arguments plus vcompare's root arguments) → the init's first phase report",
-        _ => "",
+        "host" => "spawn `probe true` on the host → its exit (fork+exec+exit floor)".into(),
+        "container" => format!("spawn `vcompare run --mode container IMAGE /bin/probe true` → its exit{rm}"),
+        "vm" => format!("spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (CLI preparation incl. the disk copy, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off); {LAUNCH_TO_INIT}{rm}"),
+        "crun" => "spawn `crun run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit; `run` includes the delete; on a hybrid cgroup host the harness's own workaround (private mount namespace without /sys/fs/cgroup/unified, done between fork and exec) is timed in the child and subtracted".into(),
+        "runc" => "spawn `runc run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit; `run` includes the delete".into(),
+        "qemu" => format!("`qemu-system-x86_64 -M microvm,acpi=off -cpu host` (on PVM `host,-arch-capabilities`: PVM refuses QEMU's write of that MSR) (same kernel and kernel arguments, 256 MiB, 1 vCPU; the conventional boot: `-initrd` with vcompare's init as /init, built once per run like vcompare's cached image disk; a fresh copy of the image's VM disk as virtio-blk); {LAUNCH_TO_INIT}; QEMU is stopped there, so its wall figure is launch → init"),
+        "qemu-reference" => format!("the same QEMU boot as `qemu` (initramfs), but of the kernel named by $VCOMPARE_QEMU_REFERENCE_KERNEL (see the notes); {LAUNCH_TO_INIT}"),
+        "qemu-rootdisk" => format!("the same QEMU, booted as vcompare's VMM boots: no initramfs, the kernel mounts the fresh disk copy as root and starts the init stored on it (same arguments plus vcompare's root arguments); {LAUNCH_TO_INIT}"),
+        _ => String::new(),
     }
 }
 
@@ -217,7 +280,7 @@ fn series<'a>(all: &'a mut Vec<StartupSeries>, subject: &str) -> &'a mut Startup
     }
     all.push(StartupSeries {
         subject: subject.into(),
-        definition: definition(subject).into(),
+        definition: definition(subject),
         runs: Vec::new(),
     });
     all.last_mut().expect("just pushed")
@@ -268,7 +331,7 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
             }
             let r = match subject {
                 "host" => host_once(h).map(|r| (r, None)),
-                "container" => vcompare_once(h, "container", want_disk),
+                "container" => vcompare_once(h, "container", want_disk, results),
                 peer => peer_once(h, peer, &bundle).map(|r| (r, None)),
             };
             let est = match subject {
@@ -293,92 +356,31 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
             }
         }
     }
-    // VMs: few runs, vcompare and QEMU alternating.
-    let mut vm_subjects: Vec<&str> = Vec::new();
+    // VMs: few runs, vcompare and QEMU alternating, each after one untimed warm-up boot.
+    let mut vm_subjects: Vec<String> = Vec::new();
     if super::vm_usable(h, plan, results, "startup", h.vm_runs as u64 * cost::VM) {
-        vm_subjects.push("vm");
+        vm_subjects.push("vm".into());
     }
-    let mut qemu_setups: Vec<peers::qemu::QemuSetup> = Vec::new();
-    if plan.peer("qemu") && plan.mode("vm") {
-        if !peers::qemu::available() {
-            results.skip(
-                "peer qemu",
-                "qemu-system-x86_64 is not on PATH (apt-get install qemu-system-x86)",
-            );
-        } else {
-            // The kernel vcompare's VM mode uses; if it is not built, the newest cached build
-            // (said so in the notes: then "same kernel" holds only if the VM run used it too).
-            let kernel = match &h.kernel {
-                Ok(k) => Some(k.clone()),
-                Err(why) => {
-                    let k = peers::qemu::find_kernel();
-                    if let Some(k) = &k {
-                        results.notes.push(format!("qemu peer: vcompare's guest kernel is unavailable ({why}); QEMU booted the newest cached build {}", k.display()));
-                    }
-                    k
-                }
-            };
-            match (kernel, &h.vm_disk) {
-                (Some(kernel), Ok((image_disk, init))) => {
-                    results
-                        .notes
-                        .push(format!("qemu peer kernel: {}", kernel.display()));
-                    for method in [
-                        peers::qemu::BootMethod::Initramfs,
-                        peers::qemu::BootMethod::RootDisk,
-                    ] {
-                        match peers::qemu::prepare(&h.scratch, &kernel, init, image_disk, method) {
-                            Ok(s) => {
-                                vm_subjects.push(method.subject());
-                                qemu_setups.push(s);
-                            }
-                            Err(e) => {
-                                results.skip(format!("peer {}", method.subject()), e.to_string())
-                            }
-                        }
-                    }
-                    // Optionally QEMU on another kernel (e.g. the reference kernel of the
-                    // design notes), the conventional way: how much the guest kernel costs.
-                    if let Some(k) = std::env::var_os(REFERENCE_KERNEL_ENV).map(PathBuf::from) {
-                        let method = peers::qemu::BootMethod::Initramfs;
-                        match peers::qemu::prepare(&h.scratch, &k, init, image_disk, method) {
-                            Ok(mut s) => {
-                                s.subject = REFERENCE_SUBJECT.into();
-                                results.notes.push(format!(
-                                    "{REFERENCE_SUBJECT}: QEMU booted {} ({REFERENCE_KERNEL_ENV}) the conventional way (initramfs)",
-                                    k.display()
-                                ));
-                                vm_subjects.push(REFERENCE_SUBJECT);
-                                qemu_setups.push(s);
-                            }
-                            Err(e) => {
-                                results.skip(format!("peer {REFERENCE_SUBJECT}"), e.to_string())
-                            }
-                        }
-                    }
-                }
-                (None, _) => {
-                    results.skip("peer qemu", "no guest kernel built (run kernels/build.sh)")
-                }
-                (_, Err(why)) => {
-                    results.skip("peer qemu", format!("no VM disk for the image: {why}"))
-                }
-            }
-        }
-    }
+    let qemu_setups = super::qemu_setups(h, plan, results);
+    vm_subjects.extend(qemu_setups.iter().map(|s| s.subject.clone()));
     if plan.peer("firecracker") && plan.mode("vm") {
         let why = if peers::firecracker::available() {
-            "found on PATH but not driven by this harness yet"
+            "found on PATH but not driven by this harness yet (its figures would use the same start/end events, warm-up and VMM-memory function as every VM subject)"
         } else {
             "firecracker is not on PATH"
         };
         results.skip("peer firecracker", why);
     }
-    let mut qemu_mem: Vec<(u64, u64)> = Vec::new();
+    for subject in vm_subjects.clone() {
+        if subject != "vm" || h.vm_broken.is_none() {
+            vm_warm_up(h, results, &subject);
+        }
+    }
     for round in 0..h.vm_runs {
         let mut order = vm_subjects.clone();
         order.rotate_left(round % vm_subjects.len().max(1));
         for subject in order {
+            let subject = subject.as_str();
             if subject == "vm" && h.vm_broken.is_some() || failed.iter().any(|f| f == subject) {
                 h.advance(
                     if subject == "vm" {
@@ -391,7 +393,7 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                 continue;
             }
             if subject == "vm" {
-                let r = vcompare_once(h, "vm", want_disk);
+                let r = vcompare_once(h, "vm", want_disk, results);
                 h.advance(cost::VM, &format!("startup vm {}/{}", round + 1, h.vm_runs));
                 match r {
                     Ok((run, usage)) => {
@@ -403,7 +405,12 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                     Err(e) => vm_failed(h, results, "startup", &e),
                 }
             } else if let Some(setup) = qemu_setups.iter().find(|q| q.subject == subject) {
-                let r = peers::qemu::boot_once(setup, VM_TIMEOUT);
+                let r = qemu::boot(
+                    setup,
+                    &["/bin/probe", "true"],
+                    qemu::Until::Init,
+                    VM_TIMEOUT,
+                );
                 h.advance(
                     cost::QEMU,
                     &format!("startup {subject} {}/{}", round + 1, h.vm_runs),
@@ -427,12 +434,8 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                             wall_ns: b.wall_ns,
                             phases,
                             marks,
+                            remove_ns: None,
                         });
-                        if let (Some(o), Some(g), "qemu") =
-                            (b.vmm_overhead_rss, b.guest_touched, subject)
-                        {
-                            qemu_mem.push((o, g));
-                        }
                     }
                     Err(e) => {
                         h.say(&format!("startup {subject}: {e}"));
@@ -442,20 +445,6 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
                 }
             }
         }
-    }
-    if !qemu_mem.is_empty() && plan.suite("memory") {
-        results.memory.push(MemorySeries {
-            subject: "qemu".into(),
-            metric: "vmm_overhead_rss".into(),
-            definition: "QEMU process RSS − RSS of its guest-RAM mapping, sampled at the init's first phase report".into(),
-            samples_bytes: qemu_mem.iter().map(|m| m.0).collect(),
-        });
-        results.memory.push(MemorySeries {
-            subject: "qemu".into(),
-            metric: "guest_touched".into(),
-            definition: "RSS of QEMU's guest-RAM mapping at the same instant (guest pages the kernel touched)".into(),
-            samples_bytes: qemu_mem.iter().map(|m| m.1).collect(),
-        });
     }
     for (subject, v) in disk_samples {
         results.disk.push(DiskSeries {

@@ -2,15 +2,15 @@
 //! test binary, per-test instance directories, and an output volume to read results from.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use vcompare_container::*;
 
-/// Tests need root (namespaces, cgroups, mounts); they are skipped with a message otherwise.
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+#[path = "../../../tests/common/skip.rs"]
+pub mod skip;
+
+pub mod cgroup_dirs;
 
 /// A static busybox rootfs shared (read-only, as an overlay lower layer) by all tests.
 pub fn rootfs() -> PathBuf {
@@ -141,33 +141,71 @@ pub fn run_capture(sb: &Sandbox, cfg: &ContainerConfig) -> (ExitStatus, String) 
     (st, sb.stdout())
 }
 
-/// Lines of /proc/self/mountinfo (the host's mount table as this process sees it).
-pub fn mount_count() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .count()
+/// True when /sys/fs/cgroup itself is a cgroup2 mount (a v2-only host), false on v1 or hybrid
+/// (a tmpfs of v1 controller mounts). Read here rather than taken from the runtime's own
+/// detection, so that tests check the runtime's choice instead of repeating it.
+pub fn host_is_cgroup_v2() -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
 }
 
-/// Number of `vcompare-*` cgroup directories anywhere under /sys/fs/cgroup.
-pub fn cgroup_dirs() -> usize {
-    fn walk(p: &Path, n: &mut usize, depth: usize) {
-        if depth > 6 {
-            return;
-        }
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    let name = e.file_name();
-                    if name.to_string_lossy().starts_with("vcompare") {
-                        *n += 1;
-                    }
-                    walk(&e.path(), n, depth + 1);
-                }
-            }
-        }
+/// The host's mount table as this process sees it: (mount point, type, source) per mount,
+/// sorted. Compared whole before and after runs, so a leaked or a replaced mount both show.
+pub fn mount_table() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut out: Vec<_> = text
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?.to_string();
+            let mut r = right.split_whitespace();
+            Some((point, r.next()?.to_string(), r.next()?.to_string()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Polls `cond` until it holds; the deadline only guards against a hang (it is not a timing
+/// assertion), so it is generous.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting (60 s) for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let mut n = 0;
-    walk(Path::new("/sys/fs/cgroup"), &mut n, 0);
-    n
+}
+
+/// Sends the pid of the container's command to the test thread once it runs.
+pub struct Tx(pub std::sync::mpsc::Sender<i32>);
+
+impl Observer for Tx {
+    fn started(&mut self, pid: i32) {
+        self.0.send(pid).unwrap();
+    }
+    fn phase(&mut self, _: Phase, _: u64) {}
+}
+
+/// Creates a file when dropped: releases a container that waits for it (`while [ ! -e /out/F ]`)
+/// also when the test panics first, so that no container outlives a failed test.
+pub struct ReleaseOnDrop(pub PathBuf);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
+/// Sends SIGKILL to a container's PID 1 (which ends the whole PID namespace).
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
 }

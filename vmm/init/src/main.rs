@@ -103,8 +103,49 @@ fn finish() -> ! {
     }
 }
 
-/// Sends the guest's own view (for `vcompare inspect`) as an `info:` console marker.
-fn send_info() {
+/// How many processes the guest kernel's OOM killer has killed since boot, counted in the
+/// kernel log (`/dev/kmsg`): each kill logs "<why>: Killed process PID (comm) ...". This is
+/// the VM's counterpart of the container's cgroup `oom_kill` counter (the guest kernel has
+/// no VM event counters), so a run that exceeds its guest RAM is reported as an OOM kill on
+/// both sides. The log is read from its start; a record overwritten meanwhile (EPIPE) is
+/// skipped.
+fn oom_kills() -> usize {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut kmsg) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+    else {
+        return 0;
+    };
+    let mut record = vec![0u8; 8192];
+    let mut kills = 0;
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => {
+                if record[..n]
+                    .windows(OOM_KILL_RECORD.len())
+                    .any(|w| w == OOM_KILL_RECORD)
+                {
+                    kills += 1;
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    kills
+}
+
+/// What the kernel's OOM killer logs for every process it kills (mm/oom_kill.c).
+const OOM_KILL_RECORD: &[u8] = b": Killed process ";
+
+/// Sends the guest's own view (for `vcompare inspect`) as an `info:` console marker; sent
+/// again after the entrypoint ended when the OOM killer ended it (`entrypoint_oom_killed`),
+/// which is how the CLI tells an OOM kill from a plain SIGKILL.
+fn send_info(entrypoint_oom_killed: bool) {
     // SAFETY: uname and sysconf fill/return plain data.
     let (release, cpus) = unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
@@ -126,7 +167,7 @@ fn send_info() {
         })
         .unwrap_or(0);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let info = serde_json::json!({
+    let mut info = serde_json::json!({
         "pid1": "vcompare-init",
         "pid": std::process::id(),
         "kernel_release": release,
@@ -134,6 +175,9 @@ fn send_info() {
         "cpus_online": cpus,
         "hostname": host.trim(),
     });
+    if entrypoint_oom_killed {
+        info["entrypoint_oom_killed"] = true.into();
+    }
     let m = format!("\x1b_vcompare:info:{info}\x1b\\");
     // SAFETY: writing a local buffer to the console.
     unsafe {
@@ -357,7 +401,7 @@ fn main() {
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
     };
-    send_info();
+    send_info(false);
     report(port, PHASE_EXEC, 0);
     let child = match spawn(&spec) {
         Ok(p) => p,
@@ -424,6 +468,10 @@ fn main() {
     } else {
         (libc::WEXITSTATUS(status), 0)
     };
+    // The container side's rule: killed by SIGKILL while the OOM killer was at work.
+    if sig == libc::SIGKILL && oom_kills() > 0 {
+        send_info(true);
+    }
     // Let the console drain so the entrypoint's last output is seen before we report.
     // SAFETY: tcdrain on our stdout (the console).
     unsafe {
