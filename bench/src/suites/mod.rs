@@ -347,22 +347,8 @@ pub fn vm_warm_up(h: &mut Harness, results: &mut Results, subject: &str) {
     }
     h.advance(0, &format!("{subject} warm-up boot"));
     if subject == "vm" {
-        let name = h.fresh_name("vm-warm");
-        let image = h.image.clone();
-        let args = [
-            "run",
-            "--name",
-            &name,
-            "--mode",
-            "vm",
-            &image,
-            "/bin/probe",
-            "true",
-        ];
-        let label = "vcompare run --mode vm (warm-up)";
-        let _ = spawn_timed(h.vcompare(&args), label)
-            .and_then(|t| t.finish(label, startup::VM_TIMEOUT));
-        h.remove(&[name]);
+        // Exactly a timed boot (run + rm), its figures dropped.
+        let _ = startup::vcompare_once(h, "vm", false, results);
     } else if let Some(setup) = h
         .qemu_setups
         .as_ref()

@@ -107,8 +107,8 @@ fn timed_remove(h: &Harness, name: &str) -> Result<u64> {
 }
 
 /// One `vcompare run --mode MODE IMAGE /bin/probe true`: the timed run, its phases and (if
-/// asked) the instance directory's disk use, then the timed `rm`.
-fn vcompare_once(
+/// asked) the instance directory's disk use, then the timed `rm`. Also the VM warm-up boot.
+pub(crate) fn vcompare_once(
     h: &mut Harness,
     mode: &str,
     want_disk: bool,
