@@ -90,8 +90,7 @@ impl PtySession {
 
     /// Waits for vcompare to exit.
     fn wait(mut self) -> ExitStatus {
-        let st = wait_for("vcompare to exit", || self.child.try_wait().unwrap());
-        st
+        wait_for("vcompare to exit", || self.child.try_wait().unwrap())
     }
 }
 
