@@ -597,3 +597,28 @@ fn demo_shows_host_container_and_vm() {
     );
     assert!(out_dir.join("report.md").is_file());
 }
+
+/// A data root below a directory that only its owner may search (`mktemp -d` makes 0700 ones):
+/// container root, an unprivileged host uid, cannot reach the image layers, and the error says
+/// exactly that and how to fix it, instead of blaming the kernel; nothing is left behind.
+#[test]
+fn data_root_unreachable_by_container_root_is_one_clear_line() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::require_root!();
+    let env = Env::with_busybox();
+    let set_mode = |mode: u32| {
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set_mode(0o700);
+    let o = env.run(&["run", "--rm", "--mode", "container", BUSYBOX, "true"]);
+    set_mode(0o755);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        "vcompare: error: container setup step \"attach the overlay root filesystem\" failed: EACCES: Permission denied; container root (an unprivileged host uid) cannot reach the image layers: every directory above the data root must be searchable by others (chmod o+x DIR), or use --root elsewhere or --userns host\n"
+    );
+    assert_eq!(env.ps_json(), Vec::<Value>::new());
+    // With the parent searchable again, the same run works.
+    let o = env.run(&["run", "--rm", "--mode", "container", BUSYBOX, "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}

@@ -140,6 +140,9 @@ fn step_hint(step: u32, errno: i32) -> String {
         s if s == Step::Mount as u32 && errno == libc::ENOENT => "a component of the target path is a symlink pointing to a missing directory inside the image; use a real directory path".into(),
         s if s == Step::Mount as u32 && errno == libc::ENOTDIR => "a -v target conflicts with a file of another type in the image; pick another guest path".into(),
         s if s == Step::Mount as u32 => "the kernel refused the mount; check -v paths, or run with --userns host to rule out user-namespace restrictions".into(),
+        // Overlayfs checks the layers with the container root's host uid (100000 by default),
+        // which is "other" to every directory above the data root: a 0700 parent stops it.
+        s if s == Step::AttachRoot as u32 && errno == libc::EACCES => "container root (an unprivileged host uid) cannot reach the image layers: every directory above the data root must be searchable by others (chmod o+x DIR), or use --root elsewhere or --userns host".into(),
         _ => "this is a host kernel restriction; check dmesg and that user namespaces and overlayfs are enabled".into(),
     }
 }
