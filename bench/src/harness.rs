@@ -267,20 +267,8 @@ pub struct TimedOutput {
     pub stderr: Vec<u8>,
 }
 
-/// CLOCK_MONOTONIC in ns (the clock vcompare's phase marks use).
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// CLOCK_MONOTONIC in ns: the VMM's function, the clock vcompare's phase marks use.
+pub use vcompare_vmm::process::monotonic_ns;
 
 /// Spawns `cmd` with stdout/stderr piped and notes the spawn instant.
 pub fn spawn_timed(mut cmd: Command, label: &str) -> Result<Timed> {

@@ -273,6 +273,14 @@ impl Results {
         });
     }
 
+    /// Adds `text` to the notes unless it is there already (notes said by every boot or run).
+    pub fn note_once(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if !self.notes.contains(&text) {
+            self.notes.push(text);
+        }
+    }
+
     /// Whether any VM-backed numbers are present (they need the backend caveat).
     pub fn has_vm_numbers(&self) -> bool {
         self.startup

@@ -265,9 +265,10 @@ pub struct SpecInputs<'a> {
     pub data_root: &'a Path,
 }
 
-/// Builds the spec from flags and image; validates everything before anything is created.
+/// Builds the spec from flags and image; validates everything before anything is created
+/// (the container-only flags of `--mode vm` are refused earlier, by `run` through
+/// [`refuse_container_only_flags`], before the image is even resolved).
 pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> {
-    refuse_container_only_flags(args)?;
     let cfg = inp.config.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &args.entrypoint {
         Some(e) => crate::store::build::parse_command(e),

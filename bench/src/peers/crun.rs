@@ -50,16 +50,6 @@ impl Workaround {
     }
 }
 
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer; clock_gettime is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The command that runs `bundle` once as container `id`, and, on a hybrid cgroup host, the
 /// handle that reports how long the workaround took (to subtract from the wall time).
 pub fn command(bundle: &Path, id: &str) -> (Command, Option<Workaround>) {
@@ -84,7 +74,7 @@ pub fn command(bundle: &Path, id: &str) -> (Command, Option<Workaround>) {
     // run between fork and exec; the pipe's write end closes at exec (O_CLOEXEC).
     unsafe {
         c.pre_exec(move || {
-            let t0 = mono_ns();
+            let t0 = crate::harness::monotonic_ns();
             if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -101,7 +91,9 @@ pub fn command(bundle: &Path, id: &str) -> (Command, Option<Workaround>) {
             }
             let unified = b"/sys/fs/cgroup/unified\0";
             libc::umount2(unified.as_ptr().cast(), libc::MNT_DETACH);
-            let d = mono_ns().saturating_sub(t0).to_ne_bytes();
+            let d = crate::harness::monotonic_ns()
+                .saturating_sub(t0)
+                .to_ne_bytes();
             libc::write(wfd, d.as_ptr().cast(), 8);
             Ok(())
         });

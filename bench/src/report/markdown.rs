@@ -81,29 +81,31 @@ pub fn vm_caveat(r: &Results) -> String {
 
 /// Median wall time of a startup subject, ns.
 pub fn startup_median(r: &Results, subject: &str) -> Option<f64> {
-    let s = r.startup.iter().find(|s| s.subject == subject)?;
-    median(&s.runs.iter().map(|x| x.wall_ns as f64).collect::<Vec<_>>())
+    runs_median(r, subject, |x| Some(x.wall_ns))
 }
 
 /// Median of run + removal (see [`crate::results::StartupRun::with_removal_ns`]), ns: the
 /// figure compared with crun/runc, whose `run` deletes the container itself.
 pub fn startup_with_removal_median(r: &Results, subject: &str) -> Option<f64> {
-    let s = r.startup.iter().find(|s| s.subject == subject)?;
-    median(
-        &s.runs
-            .iter()
-            .map(|x| x.with_removal_ns() as f64)
-            .collect::<Vec<_>>(),
-    )
+    runs_median(r, subject, |x| Some(x.with_removal_ns()))
 }
 
 /// Median of the timed removal alone, ns (subjects whose run leaves the instance behind).
 pub fn removal_median(r: &Results, subject: &str) -> Option<f64> {
+    runs_median(r, subject, |x| x.remove_ns)
+}
+
+/// Median over `subject`'s startup runs of what `pick` takes from each (runs without it skipped).
+fn runs_median(
+    r: &Results,
+    subject: &str,
+    pick: impl Fn(&crate::results::StartupRun) -> Option<u64>,
+) -> Option<f64> {
     let s = r.startup.iter().find(|s| s.subject == subject)?;
     median(
         &s.runs
             .iter()
-            .filter_map(|x| x.remove_ns.map(|v| v as f64))
+            .filter_map(|x| pick(x).map(|v| v as f64))
             .collect::<Vec<_>>(),
     )
 }

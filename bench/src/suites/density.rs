@@ -86,8 +86,8 @@ fn series(
             }
         }
         if err.is_none() && memory_sample && n == 1 {
-            if let Some((name, pid)) = started.first().cloned() {
-                if let Err(e) = memory::record_vm(h, results, &name, pid) {
+            if let Some(&(_, pid)) = started.first() {
+                if let Err(e) = memory::record_vm(results, pid) {
                     results.skip("vm memory", e.to_string());
                 }
             }

@@ -170,7 +170,7 @@ fn container_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
 /// One VM sample from a fresh idle VM.
 fn vm_sample(h: &mut Harness, results: &mut Results) -> Result<()> {
     let (name, pid) = start_idle(h, "vm")?;
-    let r = record_vm(h, results, &name, pid);
+    let r = record_vm(results, pid);
     h.remove(&[name]);
     r
 }
@@ -212,9 +212,9 @@ pub fn record_vmm(results: &mut Results, subject: &str, how: &str, m: Option<Vmm
     );
 }
 
-/// Records the memory figures of the running idle VM `name` (VMM pid `pid`); the density suite
+/// Records the memory figures of the running idle VM whose VMM is `pid`; the density suite
 /// calls this for its one-VM step so the memory suite needs no boot of its own.
-pub fn record_vm(_h: &mut Harness, results: &mut Results, _name: &str, pid: u32) -> Result<()> {
+pub fn record_vm(results: &mut Results, pid: u32) -> Result<()> {
     let m = vmm_memory(pid, VM_MEMORY_MIB << 20);
     record_vmm(
         results,

@@ -339,10 +339,7 @@ pub fn vm_warm_up(h: &mut Harness, results: &mut Results, subject: &str) {
     }
     h.warmed.push(subject.to_string());
     if !h.vm_warm_up {
-        let note = "VM warm-up boots skipped (--no-vm-warm-up): the first timed boot of each VM subject was cold";
-        if !results.notes.iter().any(|n| n == note) {
-            results.notes.push(note.to_string());
-        }
+        results.note_once("VM warm-up boots skipped (--no-vm-warm-up): the first timed boot of each VM subject was cold");
         return;
     }
     h.advance(0, &format!("{subject} warm-up boot"));
@@ -361,8 +358,7 @@ pub fn vm_warm_up(h: &mut Harness, results: &mut Results, subject: &str) {
             startup::VM_TIMEOUT,
         );
     }
-    let line = format!("{subject}: one untimed warm-up boot before its first measured boot");
-    if !results.notes.contains(&line) {
-        results.notes.push(line);
-    }
+    results.note_once(format!(
+        "{subject}: one untimed warm-up boot before its first measured boot"
+    ));
 }

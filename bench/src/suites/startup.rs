@@ -166,10 +166,7 @@ pub(crate) fn vcompare_once(
         let offset = match base_minus_spawn(rec, spawn_mono_ns) {
             Some(o) => o,
             None => {
-                let note = format!("{mode} startup: `vcompare inspect` has no `{PHASE_BASE_FIELD}`, so phase marks count from vcompare's `main`, not from the spawn (the ≈1 ms of exec and loader before `main` is in the last span and missing from launch → init)");
-                if !results.notes.contains(&note) {
-                    results.notes.push(note);
-                }
+                results.note_once(format!("{mode} startup: `vcompare inspect` has no `{PHASE_BASE_FIELD}`, so phase marks count from vcompare's `main`, not from the spawn (the ≈1 ms of exec and loader before `main` is in the last span and missing from launch → init)"));
                 0
             }
         };
