@@ -128,9 +128,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Print a shell completion script to stdout.
+    ///
+    /// Install it where the shell looks for completions, e.g.
+    /// `vcompare completions bash > /etc/bash_completion.d/vcompare`.
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Internal: the monitor of a detached instance.
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+}
+
+/// The shells `vcompare completions` writes scripts for: the three people use interactively
+/// on the Linux hosts this tool runs on (a closed list, so `--help` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// Bash (bash-completion's `complete -F`).
+    Bash,
+    /// Zsh (a `#compdef` function).
+    Zsh,
+    /// Fish (`complete -c` lines).
+    Fish,
 }
 
 /// `vcompare run`.

@@ -18,6 +18,11 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    // Before the data directory is opened: the script comes from the CLI definition alone, and
+    // installing it (often as root, at package time) must not create a data directory.
+    if let Command::Completions { shell } = &cli.command {
+        return commands::completions::completions(*shell);
+    }
     let root = cli.root.clone().unwrap_or_else(paths::default_root);
     let ctx = commands::Ctx::open(root)?;
     use commands::*;
@@ -43,6 +48,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo { out } => demo::demo(&ctx, out.clone()),
         Command::Bench(a) => bench::bench(&ctx, a),
         Command::Report { dirs, compare } => report::report(dirs, *compare),
+        Command::Completions { .. } => unreachable!("handled before the data directory is opened"),
     }
 }
 

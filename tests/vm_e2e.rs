@@ -407,7 +407,7 @@ fn vm_exit_code_and_signal_propagate() {
 fn vm_stop_runs_the_trap_and_the_disk_survives_start() {
     require_vm!();
     let root = Root::new("disk");
-    let script = "test -f /mark && echo FOUND-MARK; echo written > /mark; echo READY; trap 'exit 7' TERM; while :; do sleep 1; done";
+    let script = "test -f /mark && echo FOUND-MARK; echo written > /mark; trap 'exit 7' TERM; echo READY; while :; do sleep 1; done";
     let o = root.run(&[
         "run",
         "--mode",
@@ -1140,7 +1140,13 @@ if [ -e /mnt/rw/tobedeleted ]; then echo still-there; else echo deleted; fi";
     );
     assert_eq!(
         lines.get(1).copied(),
-        Some(format!("{}  /tmp/far-tail", sha256_of(&rw.path("far"), 300 * MIB, None)).as_str()),
+        Some(
+            format!(
+                "{}  /tmp/far-tail",
+                sha256_of(&rw.path("far"), 300 * MIB, None)
+            )
+            .as_str()
+        ),
         "guest read at 300 MiB: {}",
         text(&o)
     );

@@ -143,6 +143,30 @@ pub struct StartupSeries {
     pub runs: Vec<StartupRun>,
 }
 
+impl StartupSeries {
+    /// Median duration of each phase span, in the order of the first run that has phase
+    /// marks; `None` for a span no run measured. The chart and the report's table both read
+    /// it, so they cannot disagree.
+    pub fn phase_medians_ns(&self) -> Vec<(String, Option<f64>)> {
+        let Some(first) = self.runs.iter().find(|x| !x.phases.is_empty()) else {
+            return Vec::new();
+        };
+        first
+            .phases
+            .iter()
+            .map(|p| {
+                let v: Vec<f64> = self
+                    .runs
+                    .iter()
+                    .filter_map(|x| x.phases.iter().find(|q| q.name == p.name))
+                    .map(|q| q.duration_ns as f64)
+                    .collect();
+                (p.name.clone(), crate::stats::median(&v))
+            })
+            .collect()
+    }
+}
+
 /// One workload in one subject.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuSeries {

@@ -24,11 +24,13 @@ fn main() {
         id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
         rootfs: opts[0].clone().into(),
         instance_dir: opts[1].clone().into(),
-        args: cmd.to_vec(),
-        env: vec!["PATH=/bin:/usr/bin".into(), "HOME=/root".into()],
-        cwd: "/".into(),
-        uid: 0,
-        gid: 0,
+        process: vcompare_container::ProcessSpec {
+            args: cmd.to_vec(),
+            env: vec!["PATH=/bin:/usr/bin".into(), "HOME=/root".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+        },
         hostname: "0123456789ab".into(),
         volumes: vec![],
         resources: Resources::default(),
@@ -60,12 +62,12 @@ fn main() {
             }
             "-w" => {
                 i += 1;
-                cfg.cwd = opts[i].clone()
+                cfg.process.cwd = opts[i].clone()
             }
             "-u" => {
                 i += 1;
-                cfg.uid = opts[i].parse().unwrap();
-                cfg.gid = cfg.uid
+                cfg.process.uid = opts[i].parse().unwrap();
+                cfg.process.gid = cfg.process.uid
             }
             "--timeout" => {
                 i += 1;

@@ -56,8 +56,10 @@ pub enum Error {
         hint: String,
     },
 
-    /// The command was not found in the image (exit code 127 by convention).
-    #[error("command {0:?} was not found in the image's PATH; check the command name or use an absolute path")]
+    /// The command was not found in the image (exit code 127 by convention). The message
+    /// depends on how it was named: a path (anything with a `/`) is used as is, a bare name is
+    /// searched in `PATH`, so each gets its own cause and fix.
+    #[error("{}", command_not_found(.0))]
     CommandNotFound(String),
 
     /// The command exists but cannot be executed (exit code 126 by convention).
@@ -83,6 +85,23 @@ pub enum Error {
         "process {0} is not running; start the container again or pick a running one (vcompare ps)"
     )]
     NotRunning(i32),
+}
+
+/// The message of [`Error::CommandNotFound`]. A command with a `/` is not searched in `PATH`
+/// (as in a shell), so "not in PATH" would send the reader to the wrong place: say the path
+/// itself is missing, and that it is resolved inside the image, not on the host.
+fn command_not_found(cmd: &str) -> String {
+    if cmd.contains('/') {
+        format!(
+            "command path {cmd:?} does not exist in the image; check the path, which is looked \
+             up in the image's root filesystem, not on the host"
+        )
+    } else {
+        format!(
+            "command {cmd:?} was not found in the image's PATH; check the command name or use an \
+             absolute path"
+        )
+    }
 }
 
 /// Shorthand used throughout the crate.
@@ -135,6 +154,26 @@ mod tests {
         for e in errs {
             let m = e.to_string();
             assert!(m.contains(';'), "{m}");
+            assert!(!m.contains('\n'), "{m}");
+        }
+    }
+
+    /// A bare name is searched in PATH and the message says so; a name with a `/` is used as
+    /// is, so its message names the missing path instead of PATH.
+    #[test]
+    fn command_not_found_tells_a_path_from_a_name() {
+        let name = Error::CommandNotFound("no-such-cmd".into()).to_string();
+        assert_eq!(
+            name,
+            "command \"no-such-cmd\" was not found in the image's PATH; check the command name \
+             or use an absolute path"
+        );
+        for path in ["/no/such", "./run.sh", "bin/tool"] {
+            let m = Error::CommandNotFound(path.into()).to_string();
+            assert!(m.contains(&format!("{path:?}")), "{m}");
+            assert!(m.contains("does not exist in the image"), "{m}");
+            assert!(!m.contains("PATH"), "{m}");
+            assert_eq!(m.matches(';').count(), 1, "{m}");
             assert!(!m.contains('\n'), "{m}");
         }
     }

@@ -23,45 +23,28 @@ fn uname_release() -> String {
 /// Hostname and kernel release as seen from inside `pid`'s UTS namespace, read by a short-lived
 /// helper that joins only that namespace.
 fn uts_view(pid: i32) -> Option<(String, String)> {
-    let f = std::fs::File::open(format!("/proc/{pid}/ns/uts")).ok()?;
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-    use std::os::fd::AsRawFd;
-    let (nsfd, wfd) = (f.as_raw_fd(), w.as_raw_fd());
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/uts")).ok()?;
+    let (r, w) = sys::pipe_cloexec().ok()?;
     match sys::clone_fork(0) {
         Ok(0) => {
-            // SAFETY: setns + uname into stack buffers, then write and _exit; no allocation.
-            unsafe {
-                if libc::setns(nsfd, libc::CLONE_NEWUTS) != 0 {
-                    libc::_exit(1);
-                }
-                let mut u: libc::utsname = std::mem::zeroed();
-                libc::uname(&mut u);
-                let bytes = std::slice::from_raw_parts(
-                    &u as *const libc::utsname as *const u8,
-                    std::mem::size_of::<libc::utsname>(),
-                );
-                let _ = sys::write_all(wfd, bytes);
-                libc::_exit(0);
+            // Helper: setns + uname into a stack value, then write and _exit; no allocation.
+            if sys::setns(ns.as_fd(), libc::CLONE_NEWUTS).is_err() {
+                sys::exit_now(1);
             }
+            let _ = sys::write_all(w.as_fd(), sys::Utsname::current().as_bytes());
+            sys::exit_now(0)
         }
         Ok(child) => {
             drop(w);
-            let mut buf = vec![0u8; std::mem::size_of::<libc::utsname>()];
+            let mut buf = [0u8; sys::Utsname::SIZE];
             let ok = std::io::Read::read_exact(&mut std::fs::File::from(r), &mut buf).is_ok();
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+            sys::reap(child);
             if !ok {
                 return None;
             }
-            // SAFETY: the buffer holds exactly one utsname written by the helper.
-            let u: libc::utsname =
-                unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const libc::utsname) };
-            let s = |a: &[libc::c_char]| {
-                // SAFETY: uname NUL-terminates its fields.
-                unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            Some((s(&u.nodename), s(&u.release)))
+            let u = sys::Utsname::from_bytes(&buf);
+            Some((u.nodename(), u.release()))
         }
         Err(_) => None,
     }

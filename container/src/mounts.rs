@@ -9,7 +9,7 @@
 //! API (`fsopen`/`open_tree` + `move_mount` onto an `O_PATH` fd of the resolved target).
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::error::{Error, Result};
@@ -65,55 +65,30 @@ impl Target {
 
     /// Child side: opens the target as an `O_PATH` fd, creating missing components (directories,
     /// or an empty file for the last one of a file target). Resolution never leaves `root`.
-    pub fn resolve(&self, root: RawFd) -> SysResult<RawFd> {
-        let mut cur: RawFd = -1;
+    pub fn resolve(&self, root: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+        let mut cur: Option<OwnedFd> = None;
         let n = self.parts.len();
         for (i, (prefix, name)) in self.parts.iter().enumerate() {
             let fd = match sys::openat_in_root(root, prefix, libc::O_PATH) {
-                Ok(fd) => fd,
                 Err(libc::ENOENT) => {
-                    let dir = if cur < 0 { root } else { cur };
-                    // SAFETY: valid C strings and fds.
-                    let rc = unsafe {
-                        if i == n - 1 && self.is_file {
-                            let f = libc::openat(
-                                dir,
-                                name.as_ptr(),
-                                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                                0o644,
-                            );
-                            if f >= 0 {
-                                libc::close(f);
-                                0
-                            } else {
-                                -1
-                            }
-                        } else {
-                            libc::mkdirat(dir, name.as_ptr(), 0o755)
-                        }
+                    let dir = cur.as_ref().map_or(root, |c| c.as_fd());
+                    let made = if i == n - 1 && self.is_file {
+                        sys::create_file_at(dir, name)
+                    } else {
+                        sys::mkdir_at(dir, name, 0o755)
                     };
-                    if rc != 0 && sys::last_errno() != libc::EEXIST {
-                        let e = sys::last_errno();
-                        sys::close(cur);
-                        return Err(e);
+                    match made {
+                        Ok(()) | Err(libc::EEXIST) => {}
+                        Err(e) => return Err(e),
                     }
-                    match sys::openat_in_root(root, prefix, libc::O_PATH) {
-                        Ok(fd) => fd,
-                        Err(e) => {
-                            sys::close(cur);
-                            return Err(e);
-                        }
-                    }
+                    sys::openat_in_root(root, prefix, libc::O_PATH)?
                 }
-                Err(e) => {
-                    sys::close(cur);
-                    return Err(e);
-                }
+                r => r?,
             };
-            sys::close(cur);
-            cur = fd;
+            cur = Some(fd);
         }
-        Ok(cur)
+        // `Target::new` refuses an empty path, so there is at least one component.
+        cur.ok_or(libc::EINVAL)
     }
 }
 
@@ -138,8 +113,9 @@ pub enum Source {
         /// `MOUNT_ATTR_*` to set (e.g. read-only).
         attrs: u64,
     },
-    /// A detached mount prepared by the parent (the `-v` volumes); the fd is inherited.
-    Detached(RawFd),
+    /// A detached mount prepared by the parent (the `-v` volumes); the child inherits the fd,
+    /// which the plan keeps open until it is dropped.
+    Detached(OwnedFd),
 }
 
 /// One step of the plan.
@@ -172,20 +148,9 @@ pub struct MountPlan {
     pub masked: Vec<CString>,
     /// OCI default read-only paths (absolute, applied after `pivot_root`).
     pub readonly: Vec<CString>,
-    /// Detached volume mounts, kept open until the child has been cloned.
-    pub volume_fds: Vec<OwnedFd>,
 }
 
-/// A `-v HOST:GUEST[:ro]` request as this crate sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    /// Host path (must exist).
-    pub host: std::path::PathBuf,
-    /// Path inside the container (resolved inside the root).
-    pub guest: String,
-    /// Mount read-only (recursively, enforced by the kernel).
-    pub readonly: bool,
-}
+pub use vcompare_spec::Volume;
 
 const NOSUID_NODEV_NOEXEC: u64 =
     sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
@@ -330,7 +295,6 @@ impl MountPlan {
             ));
         }
 
-        let mut volume_fds = Vec::new();
         for v in volumes {
             let meta = std::fs::metadata(&v.host)
                 .map_err(|_| Error::VolumeSourceMissing(v.host.clone()))?;
@@ -340,29 +304,24 @@ impl MountPlan {
                     v.host.display()
                 ))
             })?;
-            let fd = sys::open_tree(
-                libc::AT_FDCWD,
-                &chost,
-                sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE,
-            )
-            .map_err(|e| {
-                Error::sys(
-                    format!("cloning the volume source {}", v.host.display()),
-                    nix::errno::Errno::from_raw(e),
-                    "the -v host path must be a readable file or directory",
-                )
-            })?;
-            // SAFETY: fresh fd owned here.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let fd = sys::open_tree(None, &chost, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
+                .map_err(|e| {
+                    Error::sys(
+                        format!("cloning the volume source {}", v.host.display()),
+                        nix::errno::Errno::from_raw(e),
+                        "the -v host path must be a readable file or directory",
+                    )
+                })?;
             if v.readonly {
-                sys::mount_setattr_fd(fd.as_raw_fd(), true, sys::MOUNT_ATTR_RDONLY, 0, -1)
-                    .map_err(|e| {
+                sys::mount_setattr_fd(fd.as_fd(), true, sys::MOUNT_ATTR_RDONLY, 0, None).map_err(
+                    |e| {
                         Error::sys(
                             format!("making the volume {} read-only", v.host.display()),
                             nix::errno::Errno::from_raw(e),
                             "the kernel needs mount_setattr (Linux 5.12+)",
                         )
-                    })?;
+                    },
+                )?;
             }
             let target = Target::new(&v.guest, !meta.is_dir())?;
             ops.push((
@@ -373,11 +332,10 @@ impl MountPlan {
                     if v.readonly { " (read-only)" } else { "" }
                 ),
                 Op::Mount {
-                    source: Source::Detached(fd.as_raw_fd()),
+                    source: Source::Detached(fd),
                     target,
                 },
             ));
-            volume_fds.push(fd);
         }
 
         // OCI runtime-spec defaults, taken from oci-spec so the lists stay the standard ones.
@@ -400,13 +358,12 @@ impl MountPlan {
             ops,
             masked,
             readonly,
-            volume_fds,
         })
     }
 
     /// Child side, before `pivot_root`: executes the ops under `root`. On failure returns the
     /// index of the failed op and errno.
-    pub fn apply(&self, root: RawFd) -> std::result::Result<(), (u32, sys::Errno)> {
+    pub fn apply(&self, root: BorrowedFd<'_>) -> std::result::Result<(), (u32, sys::Errno)> {
         for (i, (_, op)) in self.ops.iter().enumerate() {
             apply_op(root, op).map_err(|e| (i as u32, e))?;
         }
@@ -425,6 +382,14 @@ impl MountPlan {
         Ok(())
     }
 
+    /// Description of the mount op `i` (parent side, for error messages).
+    pub fn op_desc(&self, i: usize) -> String {
+        self.ops
+            .get(i)
+            .map(|(d, _)| d.clone())
+            .unwrap_or_else(|| "mount".into())
+    }
+
     /// Description of the mask/read-only step `i` (parent side, for error messages).
     pub fn mask_desc(&self, i: usize) -> String {
         if i < self.masked.len() {
@@ -441,9 +406,11 @@ impl MountPlan {
     }
 }
 
-fn apply_op(root: RawFd, op: &Op) -> SysResult<()> {
+fn apply_op(root: BorrowedFd<'_>, op: &Op) -> SysResult<()> {
     match op {
         Op::Mount { source, target } => {
+            // A mount made here is closed on return; a detached volume stays the plan's.
+            let made: OwnedFd;
             let mfd = match source {
                 Source::Fs {
                     fstype,
@@ -452,14 +419,10 @@ fn apply_op(root: RawFd, op: &Op) -> SysResult<()> {
                 } => {
                     let fs = sys::fsopen(fstype)?;
                     for (k, v) in options {
-                        if let Err(e) = sys::fsconfig(fs, k, v.as_deref()) {
-                            sys::close(fs);
-                            return Err(e);
-                        }
+                        sys::fsconfig(fs.as_fd(), k, v.as_deref())?;
                     }
-                    let m = sys::fsmount(fs, *attrs);
-                    sys::close(fs);
-                    m?
+                    made = sys::fsmount(fs.as_fd(), *attrs)?;
+                    made.as_fd()
                 }
                 Source::HostBind {
                     path,
@@ -468,104 +431,41 @@ fn apply_op(root: RawFd, op: &Op) -> SysResult<()> {
                 } => {
                     let flags =
                         sys::OPEN_TREE_CLONE | if *recursive { sys::AT_RECURSIVE } else { 0 };
-                    let m = sys::open_tree(libc::AT_FDCWD, path, flags)?;
+                    made = sys::open_tree(None, path, flags)?;
                     if *attrs != 0 {
-                        if let Err(e) = sys::mount_setattr_fd(m, *recursive, *attrs, 0, -1) {
-                            sys::close(m);
-                            return Err(e);
-                        }
+                        sys::mount_setattr_fd(made.as_fd(), *recursive, *attrs, 0, None)?;
                     }
-                    m
+                    made.as_fd()
                 }
-                Source::Detached(fd) => *fd,
+                Source::Detached(fd) => fd.as_fd(),
             };
-            let t = match target.resolve(root) {
-                Ok(t) => t,
-                Err(e) => {
-                    if !matches!(source, Source::Detached(_)) {
-                        sys::close(mfd);
-                    }
-                    return Err(e);
-                }
-            };
-            let r = sys::move_mount_fd(mfd, t);
-            sys::close(t);
-            if !matches!(source, Source::Detached(_)) {
-                sys::close(mfd);
-            }
-            r
+            let t = target.resolve(root)?;
+            sys::move_mount_fd(mfd, t.as_fd())
         }
         Op::Symlink { dir, name, link } => {
             let d = dir.resolve(root)?;
-            // An O_PATH fd of a directory is a valid dirfd for symlinkat.
-            // SAFETY: valid C strings and fd.
-            let rc = unsafe { libc::symlinkat(link.as_ptr(), d, name.as_ptr()) };
-            let e = sys::last_errno();
-            sys::close(d);
-            if rc != 0 && e != libc::EEXIST {
-                return Err(e);
+            match sys::symlink_at(link, d.as_fd(), name) {
+                Ok(()) | Err(libc::EEXIST) => Ok(()),
+                Err(e) => Err(e),
             }
-            Ok(())
         }
     }
-}
-
-fn is_dir(p: &CStr) -> SysResult<bool> {
-    // SAFETY: zeroed stat is a valid out-buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and out-pointer.
-    if unsafe { libc::stat(p.as_ptr(), &mut st) } != 0 {
-        return Err(sys::last_errno());
-    }
-    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 fn mask(p: &CStr) -> SysResult<()> {
-    let dir = match is_dir(p) {
-        Ok(d) => d,
-        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    // SAFETY: valid C strings.
-    let rc = unsafe {
-        if dir {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                p.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                c"size=0".as_ptr().cast(),
-            )
-        } else {
-            libc::mount(
-                c"/dev/null".as_ptr(),
-                p.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            )
-        }
-    };
-    if rc != 0 {
-        return Err(sys::last_errno());
+    match sys::is_dir(p) {
+        Ok(true) => sys::mount_empty_tmpfs_ro(p),
+        Ok(false) => sys::bind_mount(c"/dev/null", p, false),
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 fn make_readonly(p: &CStr) -> SysResult<()> {
-    // SAFETY: valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            p.as_ptr(),
-            p.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND | libc::MS_REC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        let e = sys::last_errno();
-        return if e == libc::ENOENT { Ok(()) } else { Err(e) };
+    match sys::bind_mount(p, p, true) {
+        Ok(()) => {}
+        Err(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
     }
     sys::mount_setattr_path(
         p,
@@ -594,6 +494,28 @@ mod tests {
         assert_eq!(Target::new("../../etc", false).unwrap().display, "/etc");
         assert!(Target::new("/", false).is_err());
         assert!(Target::new("/x/..", false).is_err());
+    }
+
+    /// The child's resolution, run on a plain directory (no namespaces needed): missing
+    /// components are created, and neither `..` nor an absolute symlink leaves the root.
+    #[test]
+    fn resolve_creates_targets_and_stays_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_path = std::ffi::CString::new(dir.path().as_os_str().as_bytes()).unwrap();
+        let root = sys::open_dir_path(&root_path).unwrap();
+        std::os::unix::fs::symlink("/../../etc", dir.path().join("escape")).unwrap();
+        Target::new("/a/b/file", true)
+            .unwrap()
+            .resolve(root.as_fd())
+            .unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        assert!(dir.path().join("a/b/file").is_file());
+        // A symlink to a missing directory is not followed out of the root, nor replaced.
+        let dangling = Target::new("/escape/x", false).unwrap();
+        assert_eq!(dangling.resolve(root.as_fd()).err(), Some(libc::ENOENT));
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        dangling.resolve(root.as_fd()).unwrap();
+        assert!(dir.path().join("etc/x").is_dir());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The cgroup namespace is the exception: it is unshared by the child *after* the parent has
 //! moved it into its cgroup, so that the container sees its own cgroup as `/`.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{Error, Result};
 
@@ -71,10 +71,7 @@ impl NsHandles {
     /// Returns the kind that failed and its errno.
     pub fn join(&self) -> std::result::Result<(), (&'static str, i32)> {
         for (kind, flag, fd) in &self.fds {
-            // SAFETY: fd is an open namespace file.
-            if unsafe { libc::setns(fd.as_raw_fd(), *flag) } != 0 {
-                return Err((kind, crate::sys::last_errno()));
-            }
+            crate::sys::setns(fd.as_fd(), *flag).map_err(|e| (*kind, e))?;
         }
         Ok(())
     }

@@ -4,6 +4,8 @@
 //! Every timestamp is `CLOCK_MONOTONIC` in nanoseconds; the child's "mounts" mark is taken in the
 //! child itself and sent through the report pipe, the others in the parent.
 
+use vcompare_spec::StartupPhase;
+
 /// A named instant of the start path, in order of occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,16 +25,24 @@ pub enum Phase {
     Exec,
 }
 
+impl From<Phase> for StartupPhase {
+    /// The container's marks are a subset of the startup phases both modes share; their
+    /// names live there, once.
+    fn from(p: Phase) -> StartupPhase {
+        match p {
+            Phase::Cgroup => StartupPhase::Cgroup,
+            Phase::Namespaces => StartupPhase::Namespaces,
+            Phase::Rootfs => StartupPhase::Rootfs,
+            Phase::Mounts => StartupPhase::Mounts,
+            Phase::Exec => StartupPhase::Exec,
+        }
+    }
+}
+
 impl Phase {
     /// The stable name used in reports ("namespaces", "mounts", "cgroup", "exec", "rootfs").
     pub fn name(self) -> &'static str {
-        match self {
-            Phase::Cgroup => "cgroup",
-            Phase::Namespaces => "namespaces",
-            Phase::Rootfs => "rootfs",
-            Phase::Mounts => "mounts",
-            Phase::Exec => "exec",
-        }
+        StartupPhase::from(self).name()
     }
 }
 

@@ -14,7 +14,7 @@
 //! mounted in the host's mount table, so no mount can leak on any failure path.
 
 use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -64,7 +64,11 @@ fn cpath(p: &Path) -> Result<CString> {
 
 /// Builds the overlay as a detached mount and returns its fd (close-on-exec). With
 /// `userns_fd`, the lower layer is idmapped through that user namespace first.
-pub fn build_overlay(lower: &Path, layout: &Layout, userns_fd: Option<RawFd>) -> Result<OwnedFd> {
+pub fn build_overlay(
+    lower: &Path,
+    layout: &Layout,
+    userns_fd: Option<BorrowedFd<'_>>,
+) -> Result<OwnedFd> {
     if !lower.is_dir() {
         return Err(Error::RootfsMissing(lower.to_path_buf()));
     }
@@ -73,24 +77,21 @@ pub fn build_overlay(lower: &Path, layout: &Layout, userns_fd: Option<RawFd>) ->
     let mut idmapped: Option<OwnedFd> = None;
     let lowerdir = match userns_fd {
         Some(ns) => {
-            let fd =
-                sys::open_tree(libc::AT_FDCWD, &clower, sys::OPEN_TREE_CLONE).map_err(|e| {
-                    Error::sys(
-                        format!("cloning the image rootfs mount {}", lower.display()),
-                        nix::errno::Errno::from_raw(e),
-                        "the kernel needs open_tree (Linux 5.2+)",
-                    )
-                })?;
-            // SAFETY: fresh fd returned by the kernel, owned here.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            sys::mount_setattr_fd(std::os::fd::AsRawFd::as_raw_fd(&fd), false, sys::MOUNT_ATTR_IDMAP, 0, ns).map_err(|e| {
+            let fd = sys::open_tree(None, &clower, sys::OPEN_TREE_CLONE).map_err(|e| {
+                Error::sys(
+                    format!("cloning the image rootfs mount {}", lower.display()),
+                    nix::errno::Errno::from_raw(e),
+                    "the kernel needs open_tree (Linux 5.2+)",
+                )
+            })?;
+            sys::mount_setattr_fd(fd.as_fd(), false, sys::MOUNT_ATTR_IDMAP, 0, Some(ns)).map_err(|e| {
                 Error::sys(
                     format!("idmapping the image rootfs {}", lower.display()),
                     nix::errno::Errno::from_raw(e),
                     "the filesystem holding the image cache must support idmapped mounts (ext4, xfs, btrfs, tmpfs on Linux 6.3+), or run with --userns host",
                 )
             })?;
-            let s = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            let s = format!("/proc/self/fd/{}", fd.as_raw_fd());
             idmapped = Some(fd);
             CString::new(s).unwrap()
         }
@@ -100,37 +101,21 @@ pub fn build_overlay(lower: &Path, layout: &Layout, userns_fd: Option<RawFd>) ->
         Error::sys(format!("creating the overlay root filesystem ({what})"), nix::errno::Errno::from_raw(e), "check that overlayfs is available and the instance dir is on a filesystem overlay accepts as upper (not overlay or tmpfs without xattrs)")
     };
     let fsfd = sys::fsopen(c"overlay").map_err(|e| ovl(e, "fsopen"))?;
-    // SAFETY: fresh fd owned here.
-    let fsfd = unsafe { OwnedFd::from_raw_fd(fsfd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fsfd);
+    let raw = fsfd.as_fd();
     sys::fsconfig(raw, c"lowerdir", Some(&lowerdir)).map_err(|e| ovl(e, "lowerdir"))?;
     sys::fsconfig(raw, c"upperdir", Some(&cpath(&layout.upper)?))
         .map_err(|e| ovl(e, "upperdir"))?;
     sys::fsconfig(raw, c"workdir", Some(&cpath(&layout.work)?)).map_err(|e| ovl(e, "workdir"))?;
     let mfd = sys::fsmount(raw, 0).map_err(|e| ovl(e, "fsmount"))?;
     drop(idmapped);
-    // SAFETY: fresh fd owned here.
-    Ok(unsafe { OwnedFd::from_raw_fd(mfd) })
+    Ok(mfd)
 }
 
 /// Child side: switches the root to the current directory (the attached overlay) with
 /// `pivot_root(".", ".")` and detaches the old root, so the host's file tree is gone from the
 /// container's mount namespace. Mounts must already be private (no propagation to the host).
 pub fn pivot_to_cwd() -> sys::SysResult<()> {
-    // SAFETY: constant C strings.
-    unsafe {
-        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
-            return Err(sys::last_errno());
-        }
-        // The old root is now stacked on top of "."; detach it lazily.
-        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(sys::last_errno());
-        }
-        if libc::chdir(c"/".as_ptr()) != 0 {
-            return Err(sys::last_errno());
-        }
-    }
-    Ok(())
+    sys::pivot_root_to_cwd()
 }
 
 /// Deletes the copy-on-write layer of an instance (upper, work and mountpoint dirs). Idempotent.

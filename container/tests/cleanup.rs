@@ -65,11 +65,11 @@ fn one_hundred_runs_leave_nothing_behind() {
                 r
             }
             1 => {
-                cfg.args = vec!["no-such-command".into()];
+                cfg.process.args = vec!["no-such-command".into()];
                 run(&cfg, &mut NoObserver)
             }
             2 => {
-                cfg.args = vec!["/etc/passwd".into()];
+                cfg.process.args = vec!["/etc/passwd".into()];
                 run(&cfg, &mut NoObserver)
             }
             3 => {
@@ -86,7 +86,7 @@ fn one_hundred_runs_leave_nothing_behind() {
                 run(&cfg, &mut NoObserver)
             }
             _ => {
-                cfg.uid = 70000; // outside the mapped range 0-65535
+                cfg.process.uid = 70000; // outside the mapped range 0-65535
                 run(&cfg, &mut NoObserver)
             }
         };

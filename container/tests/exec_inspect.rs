@@ -43,11 +43,13 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
     // exec: same hostname, same filesystem (sees /tmp/marker written by the main process),
     // not PID 1 but a small pid in the container's PID namespace, same cgroup (seen as "/").
     let e = exec::ExecConfig {
-        args: vec!["/bin/sh".into(), "-c".into(), "exec > /out/exec 2>&1; echo $$; hostname; cat /tmp/marker; id -u; cat /proc/self/cgroup; exit 3".into()],
-        env: vec!["PATH=/bin".into()],
-        cwd: "/".into(),
-        uid: 0,
-        gid: 0,
+        process: vcompare_container::ProcessSpec {
+            args: vec!["/bin/sh".into(), "-c".into(), "exec > /out/exec 2>&1; echo $$; hostname; cat /tmp/marker; id -u; cat /proc/self/cgroup; exit 3".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+        },
         interactive: false,
         tty: false,
     };
@@ -65,7 +67,7 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
     // exec -t: a pty from the container's devpts.
     let mut t = e.clone();
     t.tty = true;
-    t.args = vec!["/bin/sh".into(), "-c".into(), "x=no; test -t 0 && test -t 1 && x=tty; echo $x $(readlink /proc/self/fd/0) > /out/exec-tty".into()];
+    t.process.args = vec!["/bin/sh".into(), "-c".into(), "x=no; test -t 0 && test -t 1 && x=tty; echo $x $(readlink /proc/self/fd/0) > /out/exec-tty".into()];
     assert_eq!(exec::exec(pid, &t).unwrap(), 0);
     assert_eq!(
         std::fs::read_to_string(sb.out.join("exec-tty")).unwrap(),
@@ -74,7 +76,7 @@ fn exec_joins_namespaces_and_cgroup_and_inspect_shows_both_views() {
 
     // exec of a missing command is a clear error.
     let mut bad = e.clone();
-    bad.args = vec!["nope".into()];
+    bad.process.args = vec!["nope".into()];
     match exec::exec(pid, &bad) {
         Err(Error::CommandNotFound(c)) => assert_eq!(c, "nope"),
         other => panic!("expected CommandNotFound(\"nope\"), got {other:?}"),

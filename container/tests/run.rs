@@ -277,7 +277,7 @@ fn no_escape_through_symlinks_or_dotdot() {
         guest: "/escape/vol".into(),
         readonly: false,
     });
-    cfg.cwd = "/escape/../../escape/wd".into();
+    cfg.process.cwd = "/escape/../../escape/wd".into();
     let (st, out) = run_capture(&sb, &cfg);
     assert_eq!(st, ExitStatus::Exited(0), "{out}");
     assert!(
@@ -325,12 +325,12 @@ fn bad_command_is_a_clear_error() {
     crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("");
-    cfg.args = vec!["no-such-command".into()];
+    cfg.process.args = vec!["no-such-command".into()];
     match run(&cfg, &mut NoObserver) {
         Err(e @ Error::CommandNotFound(_)) => assert!(e.to_string().contains("no-such-command")),
         other => panic!("expected CommandNotFound, got {other:?}"),
     }
-    cfg.args = vec!["/etc/passwd".into()];
+    cfg.process.args = vec!["/etc/passwd".into()];
     assert!(matches!(
         run(&cfg, &mut NoObserver),
         Err(Error::CommandNotExecutable { .. })
@@ -342,9 +342,9 @@ fn user_and_workdir() {
     crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("id -u; id -g; pwd");
-    cfg.uid = 1000;
-    cfg.gid = 1001;
-    cfg.cwd = "/home/app".into();
+    cfg.process.uid = 1000;
+    cfg.process.gid = 1001;
+    cfg.process.cwd = "/home/app".into();
     let (st, out) = run_capture(&sb, &cfg);
     assert_eq!(st, ExitStatus::Exited(0), "{out}");
     assert_eq!(out, "1000\n1001\n/home/app\n");
@@ -411,7 +411,7 @@ fn tty_gives_a_pty_from_the_container_devpts() {
     crate::require_root!();
     let sb = Sandbox::new();
     let mut cfg = sb.config("");
-    cfg.args = vec!["/bin/sh".into(), "-c".into(), "t=no; test -t 0 && test -t 1 && t=tty; { echo $t; readlink /proc/self/fd/0; test -e $(readlink /proc/self/fd/0) && echo exists; } > /out/stdout 2>&1".into()];
+    cfg.process.args = vec!["/bin/sh".into(), "-c".into(), "t=no; test -t 0 && test -t 1 && t=tty; { echo $t; readlink /proc/self/fd/0; test -e $(readlink /proc/self/fd/0) && echo exists; } > /out/stdout 2>&1".into()];
     cfg.tty = true;
     let (st, out) = run_capture(&sb, &cfg);
     assert_eq!(st, ExitStatus::Exited(0), "{out}");
@@ -460,7 +460,7 @@ fn clone_into_cgroup_v2_places_the_child() {
         std::path::Path::new(base).join(format!("vcompare-clone3-test-{}", std::process::id()));
     std::fs::create_dir(&dir).unwrap();
     let fd = std::fs::File::open(&dir).unwrap();
-    let pid = match sys::clone_into_cgroup(0, std::os::fd::AsRawFd::as_raw_fd(&fd)) {
+    let pid = match sys::clone_into_cgroup(0, std::os::fd::AsFd::as_fd(&fd)) {
         // SAFETY: the child only waits for a signal.
         Ok(0) => unsafe {
             libc::pause();

@@ -16,10 +16,10 @@ impl ctr::Observer for Hooks<'_> {
         self.hooks.started(pid);
     }
     fn phase(&mut self, phase: ctr::Phase, monotonic_ns: u64) {
-        self.hooks.phase(PhaseMark {
-            name: phase.name().to_string(),
-            at_ns: monotonic_ns.saturating_sub(self.base),
-        });
+        self.hooks.phase(PhaseMark::new(
+            phase.into(),
+            monotonic_ns.saturating_sub(self.base),
+        ));
     }
 }
 
@@ -28,21 +28,9 @@ fn config(spec: &RunSpec) -> ctr::ContainerConfig {
         id: spec.id.clone(),
         rootfs: spec.rootfs.clone(),
         instance_dir: spec.instance_dir.clone(),
-        args: spec.args.clone(),
-        env: spec.env.clone(),
-        cwd: spec.cwd.clone(),
-        uid: spec.uid,
-        gid: spec.gid,
+        process: spec.process.clone(),
         hostname: spec.hostname.clone(),
-        volumes: spec
-            .volumes
-            .iter()
-            .map(|v| ctr::Volume {
-                host: v.host.clone(),
-                guest: v.guest.clone(),
-                readonly: v.readonly,
-            })
-            .collect(),
+        volumes: spec.volumes.clone(),
         resources: ctr::Resources {
             memory_bytes: spec.memory_bytes,
             cpus: spec.cpus,
@@ -82,10 +70,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         base: super::process_start_ns(),
     };
     match ctr::run(&cfg, &mut obs) {
-        Ok(ctr::ExitStatus::Exited(c)) => Ok(Outcome::Exited(c)),
-        Ok(ctr::ExitStatus::Signaled(s)) => Ok(Outcome::Signaled(s)),
-        Ok(ctr::ExitStatus::OomKilled) => Ok(Outcome::OomKilled),
-        Ok(ctr::ExitStatus::TimedOut) => Ok(Outcome::TimedOut),
+        Ok(status) => Ok(status.into()),
         Err(e) => start_failure(e).map(Outcome::Exited),
     }
 }
@@ -99,11 +84,10 @@ pub fn exec(
     interactive: bool,
 ) -> anyhow::Result<i32> {
     let cfg = ctr::exec::ExecConfig {
-        args: args.to_vec(),
-        env: spec.env.clone(),
-        cwd: spec.cwd.clone(),
-        uid: spec.uid,
-        gid: spec.gid,
+        process: ctr::ProcessSpec {
+            args: args.to_vec(),
+            ..spec.process.clone()
+        },
         interactive,
         tty,
     };

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
+use vcompare_spec::{ProcessSpec, StartupPhase};
 
 /// How an instance runs: the two sides of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -29,16 +30,7 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// A `-v HOST:GUEST[:ro]` request, already validated (host path exists and is absolute).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeSpec {
-    /// Absolute, canonical host path.
-    pub host: PathBuf,
-    /// Absolute path inside the instance.
-    pub guest: String,
-    /// `:ro` was given.
-    pub readonly: bool,
-}
+pub use vcompare_spec::Volume;
 
 /// Everything a backend needs to start one instance; identical for both modes so that the
 /// same image and the same flags give a fair comparison. Stored as `spec.json` in the
@@ -57,20 +49,14 @@ pub struct RunSpec {
     pub image_digest: String,
     /// The image's unpacked root filesystem (read-only cache shared by all instances).
     pub rootfs: PathBuf,
-    /// Final argv: entrypoint + cmd after CLI overrides. Never empty.
-    pub args: Vec<String>,
-    /// Final environment, `K=V`.
-    pub env: Vec<String>,
-    /// Working directory inside the instance (absolute).
-    pub cwd: String,
-    /// Numeric user inside the instance.
-    pub uid: u32,
-    /// Numeric group inside the instance.
-    pub gid: u32,
+    /// The entrypoint after CLI overrides (flattened: `spec.json` keeps its `args`, `env`, …
+    /// keys, so instances made by older builds still start).
+    #[serde(flatten)]
+    pub process: ProcessSpec,
     /// Hostname inside the instance (12-hex short id unless `--hostname`).
     pub hostname: String,
     /// `-v` mounts.
-    pub volumes: Vec<VolumeSpec>,
+    pub volumes: Vec<Volume>,
     /// `--memory`, bytes: a cgroup limit for containers, the guest RAM size for VMs.
     pub memory_bytes: Option<u64>,
     /// `--cpus`: a CPU quota for containers, the number of vCPUs for VMs.
@@ -111,6 +97,19 @@ pub enum Outcome {
     TimedOut,
 }
 
+/// The container runtime's exit status maps one to one onto the backend-neutral outcome.
+impl From<vcompare_container::ExitStatus> for Outcome {
+    fn from(s: vcompare_container::ExitStatus) -> Outcome {
+        use vcompare_container::ExitStatus as S;
+        match s {
+            S::Exited(c) => Outcome::Exited(c),
+            S::Signaled(sig) => Outcome::Signaled(sig),
+            S::OomKilled => Outcome::OomKilled,
+            S::TimedOut => Outcome::TimedOut,
+        }
+    }
+}
+
 impl Outcome {
     /// The exit status vcompare itself returns: the code, or 128+N for signal N.
     pub fn exit_code(self) -> i32 {
@@ -126,10 +125,21 @@ impl Outcome {
 /// A named instant during startup, for the phase breakdown of the startup benchmark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseMark {
-    /// e.g. "namespaces", "mounts", "cgroup", "exec", "vmm_setup", "kernel_boot", "init".
+    /// A [`StartupPhase`] name. Kept as a string in the record so that records written by
+    /// other builds still load; new marks are made by [`PhaseMark::new`] only.
     pub name: String,
     /// Nanoseconds since the `vcompare` process started (CLOCK_MONOTONIC based).
     pub at_ns: u64,
+}
+
+impl PhaseMark {
+    /// `phase` reached `at_ns` after the process start.
+    pub fn new(phase: StartupPhase, at_ns: u64) -> PhaseMark {
+        PhaseMark {
+            name: phase.name().to_string(),
+            at_ns,
+        }
+    }
 }
 
 /// Callbacks from a running backend to the lifecycle code, so the instance record is written

@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use vcompare_spec::guest::{GuestShare, BOOT_TIMER_PORT};
 use vcompare_vmm::devices::virtio::p9;
-use vcompare_vmm::{disk, machine, process, GuestExit, GuestSpec};
+use vcompare_vmm::signals::{SavedMask, FORWARDED_SIGNALS};
+use vcompare_vmm::{disk, machine, process, DebugOptions, GuestExit, GuestSpec};
+
+use vcompare_spec::StartupPhase;
 
 use super::{monotonic_ns, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
 
@@ -128,32 +132,6 @@ fn vcpus(spec: &RunSpec) -> anyhow::Result<u8> {
     }
 }
 
-/// Blocks the VMM's forwarded signals in this thread; restores the old mask on drop.
-struct HeldSignals(libc::sigset_t);
-
-impl HeldSignals {
-    fn new() -> Self {
-        // SAFETY: sigset manipulation on locals; pthread_sigmask on this thread only.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for s in machine::FORWARDED_SIGNALS {
-                libc::sigaddset(&mut set, s);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            HeldSignals(old)
-        }
-    }
-}
-
-impl Drop for HeldSignals {
-    fn drop(&mut self) {
-        // SAFETY: restoring the mask saved in `new`.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
-    }
-}
-
 /// Runs the instance as a microVM in this process until the entrypoint ends.
 pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
     let base = process_start_ns();
@@ -180,10 +158,10 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
 
     let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs, &init)?;
     let root_disk = disk::instance_disk(&spec.instance_dir, &image_disk)?;
-    hooks.phase(PhaseMark {
-        name: "disk".into(),
-        at_ns: monotonic_ns().saturating_sub(base),
-    });
+    hooks.phase(PhaseMark::new(
+        StartupPhase::Disk,
+        monotonic_ns().saturating_sub(base),
+    ));
 
     // Each `-v` is one virtio-9p device: the VMM serves HOST under a tag, the init mounts
     // that tag at GUEST.
@@ -197,7 +175,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
                 tag: p9::tag(i),
                 read_only: v.readonly,
             };
-            let guest = vcompare_vmm::guest_spec::GuestShare {
+            let guest = GuestShare {
                 tag: share.tag.clone(),
                 path: v.guest.clone(),
                 read_only: v.readonly,
@@ -206,14 +184,10 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         })
         .unzip();
     let guest = GuestSpec {
-        args: spec.args.clone(),
-        env: spec.env.clone(),
-        cwd: spec.cwd.clone(),
-        uid: spec.uid,
-        gid: spec.gid,
+        process: spec.process.clone(),
         hostname: spec.hostname.clone(),
         shares: guest_shares,
-        boot_timer_port: machine::BOOT_TIMER_PORT,
+        boot_timer_port: BOOT_TIMER_PORT,
     };
     // No initramfs: the kernel mounts the disk as its root and starts the init stored on it,
     // which reads this run's spec from the disk's spec area (see vcompare_vmm::disk).
@@ -235,7 +209,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     // From the moment a pid is published, `stop`/`kill` may signal it: hold the signals the
     // VMM forwards (they stay pending, nothing is lost; a dedicated VMM process starts with
     // an empty mask, an in-process VMM takes them over with its signalfd).
-    let held = HeldSignals::new();
+    let held = SavedMask::block(&FORWARDED_SIGNALS).context("blocking the forwarded signals")?;
     let mut extra_cmdline = disk::root_cmdline();
     extra_cmdline.extend(
         std::env::var(CMDLINE_ENV)
@@ -245,7 +219,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     );
     let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
 
-    let job = process::VmJob {
+    let job = vcompare_vmm::VmJob {
         kernel,
         memory_mib: mem,
         cpus,
@@ -268,7 +242,8 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         }
         VmmPlacement::InProcess => {
             hooks.started(std::process::id() as i32);
-            process::execute(&job, Instant::now())
+            // The VMM's diagnostics switches, read here as `vcompare-vmm`'s main does.
+            process::execute(job, DebugOptions::from_env(), Instant::now())
         }
     };
     drop(held);
@@ -277,33 +252,15 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     // preparation and the spawn); `vmm_setup`: vCPU 0's first KVM_RUN (span: VMM launch →
     // first guest instruction, issue #4's target).
     if let Some(t) = result.launched_ns {
-        hooks.phase(PhaseMark {
-            name: "vmm_launch".into(),
-            at_ns: rel(t),
-        });
+        hooks.phase(PhaseMark::new(StartupPhase::VmmLaunch, rel(t)));
     }
     if let Some(t) = result.first_entry_ns {
-        hooks.phase(PhaseMark {
-            name: "vmm_setup".into(),
-            at_ns: rel(t),
-        });
+        hooks.phase(PhaseMark::new(StartupPhase::VmmSetup, rel(t)));
     }
     for m in &result.marks {
-        let name = match m.phase.as_str() {
-            "init_start" => "kernel_boot",
-            "entrypoint_exec" => "exec",
-            "entrypoint_exit" => "workload",
-            other => other,
-        };
-        hooks.phase(PhaseMark {
-            name: name.into(),
-            at_ns: rel(m.at_ns),
-        });
+        hooks.phase(PhaseMark::new(m.phase.into(), rel(m.at_ns)));
     }
-    hooks.phase(PhaseMark {
-        name: "teardown".into(),
-        at_ns: rel(result.ended_ns),
-    });
+    hooks.phase(PhaseMark::new(StartupPhase::Teardown, rel(result.ended_ns)));
     if let Some(e) = result.error {
         anyhow::bail!("{e}");
     }
@@ -360,7 +317,7 @@ fn vmm_placement() -> Result<VmmPlacement, VmBackendError> {
 /// Runs the VMM process for `job`, publishes its pid, waits, and reads its result.
 fn run_child(
     bin: &Path,
-    job: &process::VmJob,
+    job: &vcompare_vmm::VmJob,
     dir: &Path,
     hooks: &mut dyn RunHooks,
 ) -> anyhow::Result<process::VmResult> {

@@ -59,30 +59,22 @@ pub fn kvm_backend() -> &'static str {
 pub fn cgroups() -> (Vec<String>, Option<String>) {
     let mut v1 = Vec::new();
     let mut v2 = None;
+    // The kernel's controller names: a v1 mount's options also hold rw, relatime, name=….
+    let controllers: Vec<String> = std::fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     for l in mounts.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
         match f.get(2) {
             Some(&"cgroup") => {
                 let opts = f.get(3).unwrap_or(&"");
-                let known = [
-                    "cpu",
-                    "cpuacct",
-                    "cpuset",
-                    "memory",
-                    "pids",
-                    "devices",
-                    "freezer",
-                    "blkio",
-                    "net_cls",
-                    "perf_event",
-                    "hugetlb",
-                    "rdma",
-                    "misc",
-                ];
                 v1.extend(
                     opts.split(',')
-                        .filter(|o| known.contains(o))
+                        .filter(|o| controllers.iter().any(|c| c == o))
                         .map(str::to_string),
                 );
             }

@@ -1,6 +1,7 @@
 //! One module per group of commands; each takes the parsed flags and a [`Ctx`].
 
 pub mod bench;
+pub mod completions;
 pub mod control;
 pub mod demo;
 pub mod doctor;

@@ -5,8 +5,9 @@ use std::path::{Component, Path};
 
 use oci_spec::image::ImageConfiguration;
 
-use crate::backend::{RunSpec, VolumeSpec};
+use crate::backend::{RunSpec, Volume};
 use crate::cli::RunArgs;
+use vcompare_spec::ProcessSpec;
 
 /// Errors in `run` flags.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +134,7 @@ fn is_clean_absolute(p: &str) -> bool {
 pub fn parse_volume(
     v: &str,
     volume: &dyn Fn(&str) -> Result<std::path::PathBuf, String>,
-) -> Result<VolumeSpec, SpecError> {
+) -> Result<Volume, SpecError> {
     let parts: Vec<&str> = v.split(':').collect();
     let (host, guest, readonly) = match parts.as_slice() {
         [h, g] => (*h, *g, false),
@@ -149,7 +150,7 @@ pub fn parse_volume(
     }
     if !host.starts_with('/') {
         let path = volume(host).map_err(|e| SpecError::Volume(v.into(), e))?;
-        return Ok(VolumeSpec {
+        return Ok(Volume {
             host: path,
             guest: guest.into(),
             readonly,
@@ -161,7 +162,7 @@ pub fn parse_volume(
             spec: v.into(),
             host: host.into(),
         })?;
-    Ok(VolumeSpec {
+    Ok(Volume {
         host,
         guest: guest.into(),
         readonly,
@@ -352,11 +353,13 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
         image_ref: inp.image_ref,
         image_digest: inp.image_digest,
         rootfs: inp.rootfs.to_path_buf(),
-        args: argv,
-        env,
-        cwd,
-        uid,
-        gid,
+        process: ProcessSpec {
+            args: argv,
+            env,
+            cwd,
+            uid,
+            gid,
+        },
         volumes,
         memory_bytes,
         cpus: args.cpus,

@@ -54,7 +54,7 @@ fn summary(i: &Instance) -> Value {
         "image": i.spec.image_ref,
         "image_digest": i.spec.image_digest,
         "mode": i.spec.mode,
-        "command": i.spec.args,
+        "command": i.spec.process.args,
         "status": status_word(i.status()),
         "status_text": status_text(i),
         "exit_code": i.exit_code(),
@@ -87,7 +87,7 @@ pub fn ps(ctx: &Ctx, all: bool, quiet: bool, format: Format) -> anyhow::Result<i
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|i| {
-                let mut cmd = i.spec.args.join(" ");
+                let mut cmd = i.spec.process.args.join(" ");
                 if cmd.chars().count() > 30 {
                     cmd = cmd.chars().take(29).collect::<String>() + "…";
                 }
@@ -138,7 +138,7 @@ pub fn inspect(ctx: &Ctx, q: &str, format: Format) -> anyhow::Result<i32> {
         i.spec.mode,
         status_text(&i),
         i.spec.image_ref,
-        i.spec.args.join(" ")
+        i.spec.process.args.join(" ")
     );
     print_side_by_side(&view);
     Ok(0)

@@ -2,9 +2,9 @@
 //! `cargo run -p vcompare-vmm --example boot -- KERNEL ROOTFS_DIR INIT_BINARY [--mem MIB]
 //! [--cpus N] [--bootlog] [--timeout S] -- CMD...`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use vcompare_vmm::{disk, machine, GuestSpec};
+use vcompare_vmm::{disk, machine, DebugOptions, GuestSpec, VmConfig, VmHooks, VmJob};
 
 fn main() {
     let launched = Instant::now();
@@ -20,7 +20,7 @@ fn main() {
             "--mem" => mem = it.next().unwrap().parse().unwrap(),
             "--cpus" => cpus = it.next().unwrap().parse().unwrap(),
             "--bootlog" => bootlog = true,
-            "--timeout" => timeout = Some(Duration::from_secs(it.next().unwrap().parse().unwrap())),
+            "--timeout" => timeout = Some(it.next().unwrap().parse().unwrap()),
             _ => pos.push(x),
         }
     }
@@ -29,14 +29,17 @@ fn main() {
     let img = disk::image_disk(&work, "sha256:example", rootfs.as_ref(), init.as_ref()).unwrap();
     let inst = disk::instance_disk(&work.join("inst"), &img).unwrap();
     let spec = GuestSpec {
-        args: cmd,
-        env: vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            "HOME=/root".into(),
-        ],
-        cwd: "/".into(),
+        process: vcompare_spec::ProcessSpec {
+            args: cmd,
+            env: vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                "HOME=/root".into(),
+            ],
+            cwd: "/".into(),
+            ..Default::default()
+        },
         hostname: "example".into(),
-        boot_timer_port: machine::BOOT_TIMER_PORT,
+        boot_timer_port: vcompare_spec::guest::BOOT_TIMER_PORT,
         ..Default::default()
     };
     disk::write_spec(&inst, &serde_json::to_vec(&spec).unwrap()).unwrap();
@@ -48,27 +51,32 @@ fn main() {
             .map(String::from),
     );
     let t_prep = Instant::now();
-    let cfg = machine::VmConfig {
+    let job = VmJob {
         kernel: kernel.into(),
         memory_mib: mem,
         cpus,
         prealloc: false,
         initramfs: Default::default(),
         root_disk: Some(inst),
-        root_readonly: false,
         shares: Vec::new(),
         extra_cmdline,
-        console: Box::new(std::io::stdout()),
         boot_log: bootlog,
-        timeout,
-        handle_signals: true,
-        launched: t_prep,
-        on_guest_info: Some(Box::new(|i| eprintln!("guest info: {i}"))),
-        on_memory: Some(Box::new(|r: &[(u64, u64)]| {
-            for (a, l) in r {
-                eprintln!("guest RAM at host {:#x}-{:#x}", a, a + l);
-            }
-        })),
+        timeout_secs: timeout,
+        memory_ranges_path: None,
+        guest_info_path: None,
+        result_path: work.join("result.json"),
+    };
+    let cfg = VmConfig {
+        debug: DebugOptions::from_env(),
+        hooks: VmHooks {
+            on_guest_info: Some(Box::new(|i| eprintln!("guest info: {i}"))),
+            on_memory: Some(Box::new(|r: &[(u64, u64)]| {
+                for (a, l) in r {
+                    eprintln!("guest RAM at host {:#x}-{:#x}", a, a + l);
+                }
+            })),
+        },
+        ..VmConfig::new(job, t_prep)
     };
     match machine::run(cfg) {
         Ok(r) => {

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::VcpuFd;
 
-/// Environment variable naming the file the samples are written to.
-pub const PROFILE_ENV: &str = "VCOMPARE_VMM_PROFILE";
+/// Environment variable naming the file the samples are written to (read by
+/// [`crate::config::DebugOptions::from_env`]).
+pub use crate::config::PROFILE_ENV;
 
 /// Time between samples.
 const PERIOD: Duration = Duration::from_millis(1);
@@ -26,14 +27,13 @@ pub struct GuestProfile {
 }
 
 impl GuestProfile {
-    /// A profile if [`PROFILE_ENV`] is set.
-    pub fn from_env(launched: Instant) -> Option<Self> {
-        let path = std::env::var_os(PROFILE_ENV)?;
-        Some(GuestProfile {
-            path: path.into(),
+    /// A profile written to `path`, timed from `launched`.
+    pub fn new(path: PathBuf, launched: Instant) -> Self {
+        GuestProfile {
+            path,
             launched,
             samples: Vec::with_capacity(64 * 1024),
-        })
+        }
     }
 
     /// Records where vCPU 0 is now (called after a kick made KVM_RUN return).

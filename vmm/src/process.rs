@@ -3,50 +3,23 @@
 //! file, the result comes back as a JSON file; console output goes straight to the inherited
 //! stdout, and the process is the one `stop`/`kill` signal.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{self, GuestExit, VmConfig};
+use crate::config::{DebugOptions, VmConfig};
+use crate::machine::{self, GuestExit};
 
-/// What to boot (written by the CLI, read by `vcompare-vmm`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VmJob {
-    /// ELF vmlinux.
-    pub kernel: PathBuf,
-    /// Guest RAM, MiB.
-    pub memory_mib: u64,
-    /// vCPUs.
-    pub cpus: u8,
-    /// Fault in guest RAM up front.
-    pub prealloc: bool,
-    /// The initramfs: an archive file the VMM maps and bytes after it; empty: none.
-    pub initramfs: crate::initramfs::Initramfs,
-    /// Root disk.
-    pub root_disk: Option<PathBuf>,
-    /// Shared host directories (virtio-9p).
-    #[serde(default)]
-    pub shares: Vec<crate::devices::virtio::p9::Share>,
-    /// Extra kernel arguments.
-    pub extra_cmdline: Vec<String>,
-    /// Forward the kernel's boot log.
-    pub boot_log: bool,
-    /// Watchdog, seconds.
-    pub timeout_secs: Option<u64>,
-    /// Where to write guest RAM's host ranges (JSON array), for the overhead measurement.
-    pub memory_ranges_path: Option<PathBuf>,
-    /// Where to write the guest's self-description (JSON).
-    pub guest_info_path: Option<PathBuf>,
-    /// Where to write the [`VmResult`].
-    pub result_path: PathBuf,
-}
+pub use crate::config::VmJob;
+/// CLOCK_MONOTONIC now, ns: the one clock of every phase timestamp (defined in
+/// `vcompare_spec::clock`; re-exported here for the callers that know it by this path).
+pub use vcompare_spec::clock::monotonic_ns;
 
 /// One boot-timer mark, as CLOCK_MONOTONIC ns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarkNs {
-    /// Phase name (snake_case, as in [`crate::devices::boot_timer::Phase`]).
-    pub phase: String,
+    /// The guest phase (snake_case on the wire).
+    pub phase: vcompare_spec::guest::Phase,
     /// CLOCK_MONOTONIC, ns.
     pub at_ns: u64,
 }
@@ -72,17 +45,6 @@ pub struct VmResult {
     pub console_tail: Vec<String>,
 }
 
-/// CLOCK_MONOTONIC now, ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// An `Instant` (CLOCK_MONOTONIC on Linux) as CLOCK_MONOTONIC ns.
 pub fn instant_ns(t: Instant) -> u64 {
     let now = Instant::now();
@@ -91,50 +53,24 @@ pub fn instant_ns(t: Instant) -> u64 {
 
 /// Runs `job` in this process (the body of `vcompare-vmm`) and writes its result file.
 /// `launched` is when the process's `main` started: the VMM setup span counts from there.
-pub fn run_job(job: VmJob, launched: Instant) -> std::io::Result<()> {
-    crate::trace::Trace::from_env("job", launched).step("job read");
-    let result = execute(&job, launched);
-    let tmp = job.result_path.with_extension("tmp");
+pub fn run_job(job: VmJob, debug: DebugOptions, launched: Instant) -> std::io::Result<()> {
+    crate::trace::Trace::new("job", launched, debug.trace).step("job read");
+    let result_path = job.result_path.clone();
+    let result = execute(job, debug, launched);
+    let tmp = result_path.with_extension("tmp");
     std::fs::write(
         &tmp,
         serde_json::to_vec(&result).map_err(std::io::Error::other)?,
     )?;
-    std::fs::rename(&tmp, &job.result_path)
+    std::fs::rename(&tmp, &result_path)
 }
 
 /// Boots `job` in the calling process and returns how it ended: the body of [`run_job`],
 /// and what the CLI calls directly when it runs the VMM in-process.
-pub fn execute(job: &VmJob, launched: Instant) -> VmResult {
+pub fn execute(job: VmJob, debug: DebugOptions, launched: Instant) -> VmResult {
     let cfg = VmConfig {
-        kernel: job.kernel.clone(),
-        memory_mib: job.memory_mib,
-        cpus: job.cpus,
-        prealloc: job.prealloc,
-        initramfs: job.initramfs.clone(),
-        root_disk: job.root_disk.clone(),
-        root_readonly: false,
-        shares: job.shares.clone(),
-        extra_cmdline: job.extra_cmdline.clone(),
-        console: Box::new(std::io::stdout()),
-        boot_log: job.boot_log,
-        timeout: job.timeout_secs.map(Duration::from_secs),
-        handle_signals: true,
-        launched,
-        on_guest_info: job.guest_info_path.clone().map(
-            |p| -> crate::devices::boot_timer::InfoCallback {
-                Box::new(move |i: &str| {
-                    let _ = std::fs::write(&p, i);
-                })
-            },
-        ),
-        on_memory: job
-            .memory_ranges_path
-            .clone()
-            .map(|p| -> machine::MemoryCallback {
-                Box::new(move |r: &[(u64, u64)]| {
-                    let _ = std::fs::write(&p, serde_json::to_vec(r).unwrap_or_default());
-                })
-            }),
+        debug,
+        ..VmConfig::new(job, launched)
     };
     match machine::run(cfg) {
         Ok(r) => VmResult {
@@ -146,10 +82,7 @@ pub fn execute(job: &VmJob, launched: Instant) -> VmResult {
                 .marks
                 .iter()
                 .map(|m| MarkNs {
-                    phase: serde_json::to_value(m.phase)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
+                    phase: m.phase,
                     at_ns: instant_ns(m.at),
                 })
                 .collect(),
@@ -180,7 +113,7 @@ mod tests {
             launched_ns: Some(4),
             first_entry_ns: Some(5),
             marks: vec![MarkNs {
-                phase: "init_start".into(),
+                phase: vcompare_spec::guest::Phase::InitStart,
                 at_ns: 7,
             }],
             ended_ns: 9,
@@ -188,19 +121,69 @@ mod tests {
         };
         let back: VmResult = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
         assert_eq!(back.exit, Some(GuestExit::Signaled(15)));
-        assert_eq!(back.marks[0].phase, "init_start");
+        assert_eq!(back.marks[0].phase, vcompare_spec::guest::Phase::InitStart);
+        // The wire name stays the protocol's snake_case name.
+        assert!(String::from_utf8(serde_json::to_vec(&r).unwrap())
+            .unwrap()
+            .contains("\"phase\":\"init_start\""));
     }
 
     #[test]
     fn phase_names_are_snake_case() {
-        use crate::devices::boot_timer::Phase;
+        use vcompare_spec::guest::Phase;
+        let names: Vec<serde_json::Value> = Phase::ALL
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
         assert_eq!(
-            serde_json::to_value(Phase::InitStart).unwrap(),
-            "init_start"
+            names,
+            [
+                "init_start",
+                "root_mounted",
+                "entrypoint_exec",
+                "entrypoint_exit",
+                "init_failed"
+            ]
         );
+    }
+
+    #[test]
+    fn job_json_keeps_its_keys() {
+        let job = VmJob {
+            kernel: "/k".into(),
+            memory_mib: 256,
+            cpus: 1,
+            prealloc: false,
+            initramfs: Default::default(),
+            root_disk: Some("/d".into()),
+            shares: Vec::new(),
+            extra_cmdline: vec!["x=1".into()],
+            boot_log: false,
+            timeout_secs: None,
+            memory_ranges_path: None,
+            guest_info_path: None,
+            result_path: "/r".into(),
+        };
+        let v = serde_json::to_value(&job).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
         assert_eq!(
-            serde_json::to_value(Phase::EntrypointExit).unwrap(),
-            "entrypoint_exit"
+            keys,
+            [
+                "boot_log",
+                "cpus",
+                "extra_cmdline",
+                "guest_info_path",
+                "initramfs",
+                "kernel",
+                "memory_mib",
+                "memory_ranges_path",
+                "prealloc",
+                "result_path",
+                "root_disk",
+                "shares",
+                "timeout_secs"
+            ]
         );
     }
 

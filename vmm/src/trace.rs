@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-/// Environment variable that turns the trace on.
-pub const TRACE_ENV: &str = "VCOMPARE_VMM_TRACE";
+/// Environment variable that turns the trace on (read by
+/// [`crate::config::DebugOptions::from_env`]).
+pub use crate::config::TRACE_ENV;
 
 /// A stopwatch that prints the time since its previous step (and since its start).
 pub struct Trace {
@@ -17,12 +18,7 @@ pub struct Trace {
 
 impl Trace {
     /// A trace named `label` (e.g. the thread it runs on) counting from `start` (e.g. the
-    /// VMM's launch), on if [`TRACE_ENV`] is set.
-    pub fn from_env(label: &'static str, start: Instant) -> Self {
-        Self::new(label, start, std::env::var_os(TRACE_ENV).is_some())
-    }
-
-    /// A trace that prints only if `on`.
+    /// VMM's launch), printing only if `on` ([`TRACE_ENV`] is set).
     pub fn new(label: &'static str, start: Instant, on: bool) -> Self {
         Trace {
             on,

@@ -94,13 +94,7 @@ pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
 
 /// Unblocks the kick signal in the calling thread (the spawner may have blocked it).
 fn unblock_kick() {
-    // SAFETY: plain sigset manipulation on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, kick_signal());
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    let _ = vmm_sys_util::signal::unblock_signal(kick_signal());
 }
 
 fn record_tid(index: usize, shared: &VcpuShared) {
@@ -150,12 +144,10 @@ pub fn run_here(
     mut profile: Option<GuestProfile>,
 ) {
     let mut old_name = [0u8; 16];
-    let mut old_mask: libc::sigset_t;
+    let old_mask = crate::signals::SavedMask::current();
     // SAFETY: PR_GET_NAME writes at most 16 bytes into the buffer; PR_SET_NAME reads a
-    // NUL-terminated string; pthread_sigmask with a null new set only reads the mask.
+    // NUL-terminated string.
     unsafe {
-        old_mask = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old_mask);
         libc::prctl(libc::PR_GET_NAME, old_name.as_mut_ptr());
         let name = format!("vcpu{index}\0");
         libc::prctl(libc::PR_SET_NAME, name.as_ptr());
@@ -171,11 +163,10 @@ pub fn run_here(
     if let Some(p) = &profile {
         p.write();
     }
-    // SAFETY: restoring what was read above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_NAME, old_name.as_ptr());
-    }
+    // Restore the mask, then the name (NUL-terminated: PR_GET_NAME filled 16 bytes).
+    drop(old_mask);
+    // SAFETY: PR_SET_NAME reads the NUL-terminated name read above.
+    unsafe { libc::prctl(libc::PR_SET_NAME, old_name.as_ptr()) };
     here.done.store(true, Ordering::Release);
 }
 

@@ -92,8 +92,11 @@ pub struct QemuSetup {
     pub disk: PathBuf,
 }
 
-/// The init's first report (phase 1, init start) as it appears on the console.
-const INIT_MARKER: &[u8] = b"\x1b_vcompare:1\x1b\\";
+/// The init's first report (init start) as it appears on the console.
+fn init_marker() -> Vec<u8> {
+    use vcompare_spec::guest::{console_marker, encode_report, Phase};
+    console_marker(&encode_report(Phase::InitStart, 0).to_string()).into_bytes()
+}
 
 fn failed(cmd: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::Failed {
@@ -148,7 +151,10 @@ fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
     vcompare_vmm::disk::clone_or_copy(&setup.image_disk, &setup.disk)
         .map_err(|e| failed("copy the VM disk for QEMU", e))?;
     let spec = vcompare_vmm::GuestSpec {
-        args: args.iter().map(|s| s.to_string()).collect(),
+        process: vcompare_spec::ProcessSpec {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
         boot_timer_port: vcompare_vmm::machine::BOOT_TIMER_PORT,
         ..Default::default()
     };
@@ -261,6 +267,7 @@ pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -
     .stderr(Stdio::piped());
     // The start event: before the per-boot preparation, as for `vcompare run` (whose CLI
     // copies the disk and writes the spec after the harness spawned it).
+    let marker = init_marker();
     let t0 = Instant::now();
     fresh_disk(setup, args)?;
     let mut child = cmd.spawn().map_err(|source| BenchError::Spawn {
@@ -282,13 +289,13 @@ pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -
             let at = t0.elapsed().as_nanos() as u64;
             if !found {
                 acc.extend_from_slice(&buf[..n]);
-                if acc.windows(INIT_MARKER.len()).any(|w| w == INIT_MARKER) {
+                if acc.windows(marker.len()).any(|w| w == marker) {
                     found = true;
                     if tx.send(ConsoleEvent::Init(at)).is_err() {
                         break;
                     }
                 }
-                let keep = acc.len().saturating_sub(INIT_MARKER.len());
+                let keep = acc.len().saturating_sub(marker.len());
                 acc.drain(..keep);
             }
             for &b in &buf[..n] {

@@ -151,28 +151,15 @@ fn phase_medians(r: &Results, subject: &str) -> Vec<(String, f64)> {
     let Some(s) = r.startup.iter().find(|s| s.subject == subject) else {
         return Vec::new();
     };
-    let Some(first) = s.runs.iter().find(|x| !x.phases.is_empty()) else {
+    if s.runs.iter().all(|x| x.phases.is_empty()) {
         let total = median(&s.runs.iter().map(|x| x.wall_ns as f64).collect::<Vec<_>>());
         return total
             .map(|t| vec![("total (no phase marks)".to_string(), t)])
             .unwrap_or_default();
-    };
-    first
-        .phases
-        .iter()
-        .filter_map(|p| {
-            let v: Vec<f64> = s
-                .runs
-                .iter()
-                .filter_map(|x| {
-                    x.phases
-                        .iter()
-                        .find(|q| q.name == p.name)
-                        .map(|q| q.duration_ns as f64)
-                })
-                .collect();
-            median(&v).map(|m| (p.name.clone(), m))
-        })
+    }
+    s.phase_medians_ns()
+        .into_iter()
+        .filter_map(|(name, m)| m.map(|m| (name, m)))
         .collect()
 }
 

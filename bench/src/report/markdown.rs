@@ -583,32 +583,11 @@ pub fn render(r: &Results, charts: &[String]) -> String {
             .iter()
             .filter(|s| s.runs.iter().any(|x| !x.phases.is_empty()))
         {
-            let names: Vec<String> = s
-                .runs
-                .iter()
-                .find(|x| !x.phases.is_empty())
-                .map(|x| x.phases.iter().map(|p| p.name.clone()).collect())
-                .unwrap_or_default();
             let _ = write!(md, "**{}**: ", s.subject);
-            let parts: Vec<String> = names
-                .iter()
-                .map(|n| {
-                    let v: Vec<f64> = s
-                        .runs
-                        .iter()
-                        .filter_map(|x| {
-                            x.phases
-                                .iter()
-                                .find(|p| &p.name == n)
-                                .map(|p| p.duration_ns as f64)
-                        })
-                        .collect();
-                    format!(
-                        "{} {}",
-                        n,
-                        median(&v).map(fmt_ns).unwrap_or_else(|| "–".into())
-                    )
-                })
+            let parts: Vec<String> = s
+                .phase_medians_ns()
+                .into_iter()
+                .map(|(n, m)| format!("{} {}", n, m.map(fmt_ns).unwrap_or_else(|| "–".into())))
                 .collect();
             let _ = writeln!(md, "{}\n", parts.join(" → "));
         }

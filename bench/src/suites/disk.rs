@@ -52,16 +52,7 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         for _ in 0..2 {
             let name = h.fresh_name(mode);
             let image = h.image.clone();
-            let r = h.vcompare_ok(&[
-                "run",
-                "--name",
-                &name,
-                "--mode",
-                mode,
-                &image,
-                "/bin/probe",
-                "true",
-            ]);
+            let r = h.vcompare_ok(&super::probe_true_kept(&name, mode, &image));
             h.advance(
                 if mode == "vm" {
                     cost::VM

@@ -135,6 +135,21 @@ pub fn host_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
+/// `vcompare run --name NAME --mode MODE IMAGE /bin/probe true`: the smallest workload, kept
+/// by the instance so its record and disk can be read afterwards (startup and disk suites).
+pub fn probe_true_kept<'a>(name: &'a str, mode: &'a str, image: &'a str) -> [&'a str; 8] {
+    [
+        "run",
+        "--name",
+        name,
+        "--mode",
+        mode,
+        image,
+        "/bin/probe",
+        "true",
+    ]
+}
+
 /// How long a short probe script may take in a `mode` instance: a VM gets 400 s, since every
 /// guest kernel instruction is emulated on a nested host; a container 60 s.
 pub fn instance_timeout(mode: &str) -> Duration {

@@ -116,16 +116,7 @@ pub(crate) fn vcompare_once(
 ) -> Result<(StartupRun, Option<(u64, u64)>)> {
     let name = h.fresh_name(mode);
     let image = h.image.clone();
-    let args = [
-        "run",
-        "--name",
-        &name,
-        "--mode",
-        mode,
-        &image,
-        "/bin/probe",
-        "true",
-    ];
+    let args = super::probe_true_kept(&name, mode, &image);
     let label = format!("vcompare run --mode {mode} {image} /bin/probe true");
     let timed = spawn_timed(h.vcompare(&args), &label)?;
     let spawn_mono_ns = timed.spawn_mono_ns;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use vcompare_container::ProcessSpec;
 use vcompare_container::*;
 
 #[path = "../../../tests/common/skip.rs"]
@@ -82,15 +83,17 @@ impl Sandbox {
             id,
             rootfs: rootfs(),
             instance_dir: self.instance(),
-            args: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!("exec >/out/stdout 2>&1; {script}"),
-            ],
-            env: vec!["PATH=/bin".into(), "HOME=/root".into()],
-            cwd: "/".into(),
-            uid: 0,
-            gid: 0,
+            process: ProcessSpec {
+                args: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    format!("exec >/out/stdout 2>&1; {script}"),
+                ],
+                env: vec!["PATH=/bin".into(), "HOME=/root".into()],
+                cwd: "/".into(),
+                uid: 0,
+                gid: 0,
+            },
             hostname: "c0ffee123456".into(),
             volumes: vec![Volume {
                 host: self.out.clone(),

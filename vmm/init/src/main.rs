@@ -8,37 +8,39 @@
 use std::ffi::CString;
 use std::io::Write;
 
-include!("../../src/guest_spec.rs");
-
-/// Phase numbers of the boot-timer protocol (see vmm/src/devices/boot_timer.rs).
-const PHASE_INIT_START: u32 = 1;
-const PHASE_ROOT_MOUNTED: u32 = 2;
-const PHASE_EXEC: u32 = 3;
-const PHASE_EXIT: u32 = 4;
-const PHASE_FAILED: u32 = 5;
-/// The byte the VMM writes to the console, followed by a signal number, to have that signal
-/// sent to the entrypoint (SIGTERM: the clean stop of `vcompare stop`).
-const SIGNAL_BYTE: u8 = 0x1c;
-const DEFAULT_PORT: u16 = 0x4f0;
+use vcompare_spec::guest::{
+    console_marker, encode_report, exit_arg, spec_area, GuestShare, GuestSpec, Phase,
+    BOOT_TIMER_PORT, MARKER_INFO_PREFIX, SIGNAL_BYTE, SPEC_AREA_BYTES, SPEC_DEVICE_VAR,
+};
 
 fn log(msg: &str) {
     let _ = writeln!(std::io::stderr(), "vcompare-init: {msg}");
 }
 
+/// Whether ioperm() was granted for the port in use (set by [`use_port`]).
 static PORT_OK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks for access to the boot-timer `port` (4 bytes: one 32-bit write) and returns it; on a
+/// guest kernel without ioperm() the reports go to the console instead (see [`report`]).
+fn use_port(port: u16) -> u16 {
+    // SAFETY: ioperm only changes this process's I/O permission bitmap.
+    let ok = unsafe { libc::ioperm(libc::c_ulong::from(port), 4, 1) == 0 };
+    PORT_OK.store(ok, std::sync::atomic::Ordering::Relaxed);
+    port
+}
 
 /// Reports to the boot-timer device: one 32-bit port write the VMM timestamps, or — when the
 /// guest kernel has no ioperm() — the same value as a console marker `ESC _ vcompare:N ESC \`,
 /// which the VMM strips from the output. tcdrain makes the write reach the UART now.
-fn report(port: u16, phase: u32, arg: u32) {
-    let v = phase | (arg << 8);
+fn report(port: u16, phase: Phase, arg: u32) {
+    let v = encode_report(phase, arg);
     if PORT_OK.load(std::sync::atomic::Ordering::Relaxed) {
-        // SAFETY: ioperm was granted for this port in main(); `out` has no memory effects.
+        // SAFETY: ioperm was granted for this port in use_port(); `out` has no memory effects.
         unsafe {
             std::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
         };
     } else {
-        let m = format!("\x1b_vcompare:{v}\x1b\\");
+        let m = console_marker(&v.to_string());
         // SAFETY: writing a local buffer to our stdout (the console), then draining it.
         unsafe {
             libc::write(1, m.as_ptr().cast(), m.len());
@@ -88,7 +90,7 @@ fn mount(
 /// Fails the boot: message on the console, phase 5 to the VMM, reboot.
 fn fail(port: u16, msg: &str) -> ! {
     log(msg);
-    report(port, PHASE_FAILED, errno() as u32 & 0xffff);
+    report(port, Phase::InitFailed, errno() as u32 & 0xffff);
     finish();
 }
 
@@ -178,7 +180,7 @@ fn send_info(entrypoint_oom_killed: bool) {
     if entrypoint_oom_killed {
         info["entrypoint_oom_killed"] = true.into();
     }
-    let m = format!("\x1b_vcompare:info:{info}\x1b\\");
+    let m = console_marker(&format!("{MARKER_INFO_PREFIX}{info}"));
     // SAFETY: writing a local buffer to the console.
     unsafe {
         libc::write(1, m.as_ptr().cast(), m.len());
@@ -310,14 +312,18 @@ fn resolve(prog: &str, env: &[String]) -> String {
 
 /// Forks and execs the entrypoint; returns its pid.
 fn spawn(spec: &GuestSpec) -> Result<libc::pid_t, String> {
-    let path = cstr(&resolve(&spec.args[0], &spec.env));
-    let argv: Vec<CString> = spec.args.iter().map(|a| cstr(a)).collect();
+    let path = cstr(&resolve(&spec.process.args[0], &spec.process.env));
+    let argv: Vec<CString> = spec.process.args.iter().map(|a| cstr(a)).collect();
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
-    let envp: Vec<CString> = spec.env.iter().map(|a| cstr(a)).collect();
+    let envp: Vec<CString> = spec.process.env.iter().map(|a| cstr(a)).collect();
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let cwd = cstr(if spec.cwd.is_empty() { "/" } else { &spec.cwd });
+    let cwd = cstr(if spec.process.cwd.is_empty() {
+        "/"
+    } else {
+        &spec.process.cwd
+    });
     let devnull = cstr("/dev/null");
     // SAFETY: fork in a single-threaded process; the child only calls async-signal-safe
     // functions on data prepared before the fork, then execs or _exits.
@@ -337,8 +343,8 @@ fn spawn(spec: &GuestSpec) -> Result<libc::pid_t, String> {
                 libc::close(fd);
             }
             if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(spec.gid) != 0
-                || libc::setuid(spec.uid) != 0
+                || libc::setgid(spec.process.gid) != 0
+                || libc::setuid(spec.process.uid) != 0
             {
                 let m = b"vcompare-init: cannot switch user\n";
                 libc::write(2, m.as_ptr().cast(), m.len());
@@ -362,27 +368,25 @@ fn spawn(spec: &GuestSpec) -> Result<libc::pid_t, String> {
 }
 
 fn main() {
-    // SAFETY: ioperm only changes this process's I/O permission bitmap.
-    let port_ok = unsafe { libc::ioperm(u64::from(DEFAULT_PORT) as libc::c_ulong, 4, 1) == 0 };
-    PORT_OK.store(port_ok, std::sync::atomic::Ordering::Relaxed);
-    report(DEFAULT_PORT, PHASE_INIT_START, 0);
+    // Until the spec is read, the protocol's default port; then the spec's.
+    let port = use_port(BOOT_TIMER_PORT);
+    report(port, Phase::InitStart, 0);
     if let Err(e) = mount_kernel_filesystems() {
-        fail(DEFAULT_PORT, &e);
+        fail(port, &e);
     }
     let device = std::env::var(SPEC_DEVICE_VAR).unwrap_or_else(|_| "/dev/vda".into());
     let spec = match read_spec(&device) {
         Ok(s) => s,
-        Err(e) => fail(DEFAULT_PORT, &format!("cannot read the run's spec: {e}")),
+        Err(e) => fail(port, &format!("cannot read the run's spec: {e}")),
     };
-    let port = if spec.boot_timer_port == 0 {
-        DEFAULT_PORT
-    } else {
-        spec.boot_timer_port
+    let port = match spec.boot_timer_port {
+        0 | BOOT_TIMER_PORT => port,
+        other => use_port(other),
     };
-    if spec.args.is_empty() {
+    if spec.process.args.is_empty() {
         fail(port, "no command to run");
     }
-    report(port, PHASE_ROOT_MOUNTED, 0);
+    report(port, Phase::RootMounted, 0);
     if let Err(e) = mount_shares(&spec.shares) {
         fail(port, &e);
     }
@@ -402,7 +406,7 @@ fn main() {
         libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
     };
     send_info(false);
-    report(port, PHASE_EXEC, 0);
+    report(port, Phase::EntrypointExec, 0);
     let child = match spawn(&spec) {
         Ok(p) => p,
         Err(e) => fail(port, &e),
@@ -479,10 +483,6 @@ fn main() {
         libc::kill(-1, libc::SIGKILL);
         libc::sync();
     }
-    report(
-        port,
-        PHASE_EXIT,
-        (code as u32 & 0xff) | ((sig as u32 & 0xff) << 8),
-    );
+    report(port, Phase::EntrypointExit, exit_arg(code, sig));
     finish();
 }

@@ -1,9 +1,11 @@
 //! `vcompare-vmm JOB.json`: one microVM in a small dedicated process (see
-//! `vcompare_vmm::process`). Exit status 0 means a result file was written.
+//! `vcompare_vmm::process`). Exit status 0 means a result file was written. The diagnostics
+//! switches (`VCOMPARE_VMM_*`) are read here, once, and passed down.
 
 fn main() {
     // The VMM setup span (launch → first KVM_RUN) starts here.
     let launched = std::time::Instant::now();
+    let debug = vcompare_vmm::DebugOptions::from_env();
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: vcompare-vmm JOB.json");
         std::process::exit(2);
@@ -21,7 +23,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = vcompare_vmm::process::run_job(job, launched) {
+    if let Err(e) = vcompare_vmm::process::run_job(job, debug, launched) {
         eprintln!("vcompare-vmm: {e}");
         std::process::exit(1);
     }

@@ -14,38 +14,9 @@ use std::time::Instant;
 
 use vmm_sys_util::eventfd::EventFd;
 
-/// The I/O port the guest writes to (unused by PC hardware).
-pub const PORT: u16 = 0x4f0;
-
-/// Guest phases, as numbered in the port protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// 1: PID 1 (our init) runs: the kernel boot is over.
-    InitStart,
-    /// 2: the root disk is mounted and init switched into it.
-    RootMounted,
-    /// 3: the entrypoint is about to exec.
-    EntrypointExec,
-    /// 4: the entrypoint ended; argument = exit code (bits 0..8) | signal (bits 8..16).
-    EntrypointExit,
-    /// 5: init failed before the entrypoint ran; argument = errno. Details are on the console.
-    InitFailed,
-}
-
-impl Phase {
-    /// The phase for a port value's low byte.
-    pub fn from_byte(b: u8) -> Option<Phase> {
-        Some(match b {
-            1 => Phase::InitStart,
-            2 => Phase::RootMounted,
-            3 => Phase::EntrypointExec,
-            4 => Phase::EntrypointExit,
-            5 => Phase::InitFailed,
-            _ => return None,
-        })
-    }
-}
+/// The phases are the guest-init protocol's, defined once in `vcompare_spec::guest` (as is
+/// the port, `BOOT_TIMER_PORT`).
+pub use vcompare_spec::guest::Phase;
 
 /// Receives the guest init's self-description (JSON).
 pub type InfoCallback = Box<dyn Fn(&str) + Send>;
@@ -99,14 +70,10 @@ impl BootTimer {
     /// Records one report (`phase | arg << 8`), from the port or from a console marker.
     pub fn record(&self, value: u32) {
         let at = Instant::now();
-        let Some(phase) = Phase::from_byte(value as u8) else {
+        let Some((phase, arg)) = vcompare_spec::guest::decode_report(value) else {
             return;
         };
-        self.marks.lock().unwrap().push(Mark {
-            phase,
-            arg: value >> 8,
-            at,
-        });
+        self.marks.lock().unwrap().push(Mark { phase, arg, at });
         match phase {
             Phase::EntrypointExec => self.forward.store(true, Ordering::SeqCst),
             Phase::EntrypointExit | Phase::InitFailed => {

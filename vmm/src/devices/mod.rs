@@ -45,7 +45,7 @@ pub struct Devices {
     pub i8042: Mutex<i8042::ResetDevice>,
     /// Phase marks and the guest's exit report.
     pub boot_timer: std::sync::Arc<boot_timer::BootTimer>,
-    /// virtio-mmio devices in address order, each at `VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE`.
+    /// virtio-mmio devices in slot order (see [`crate::device_manager::MmioSlot`]).
     pub virtio: Vec<Mutex<virtio::mmio::MmioTransport>>,
 }
 
@@ -75,7 +75,7 @@ impl Devices {
             I8042_DATA | I8042_CMD if data.len() == 1 => {
                 self.i8042.lock().unwrap().write(port, data[0]);
             }
-            boot_timer::PORT => self.boot_timer.write(data),
+            vcompare_spec::guest::BOOT_TIMER_PORT => self.boot_timer.write(data),
             _ => {}
         }
     }
@@ -97,9 +97,7 @@ impl Devices {
     }
 
     fn virtio_at(&self, addr: u64) -> Option<(&Mutex<virtio::mmio::MmioTransport>, u64)> {
-        use crate::memory::{VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
-        let rel = addr.checked_sub(VIRTIO_MMIO_BASE)?;
-        let dev = self.virtio.get((rel / VIRTIO_MMIO_SIZE) as usize)?;
-        Some((dev, rel % VIRTIO_MMIO_SIZE))
+        let (slot, offset) = crate::device_manager::MmioSlot::containing(addr)?;
+        Some((self.virtio.get(slot.index())?, offset))
     }
 }

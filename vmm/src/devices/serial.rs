@@ -29,8 +29,9 @@ pub struct ConsoleSink {
     marker: Vec<u8>,
 }
 
-/// Opening of a boot-timer console marker.
-pub const MARKER_START: &[u8] = b"\x1b_vcompare:";
+/// Opening of a boot-timer console marker (the guest-init protocol's, defined once).
+pub use vcompare_spec::guest::MARKER_START;
+use vcompare_spec::guest::{MARKER_END, MARKER_INFO_PREFIX};
 /// Maximum marker length (an `info:` JSON object from the guest init included).
 const MARKER_MAX: usize = 1024;
 
@@ -84,11 +85,11 @@ impl ConsoleSink {
             }
             return None;
         }
-        if self.marker[n - 2] == 0x1b && self.marker[n - 1] == b'\\' {
+        if self.marker.ends_with(MARKER_END) {
             let held = std::mem::take(&mut self.marker);
-            let body = &held[MARKER_START.len()..n - 2];
+            let body = &held[MARKER_START.len()..n - MARKER_END.len()];
             let parsed = std::str::from_utf8(body).ok().and_then(|s| {
-                if let Some(info) = s.strip_prefix("info:") {
+                if let Some(info) = s.strip_prefix(MARKER_INFO_PREFIX) {
                     Some(Marker::Info(info.to_string()))
                 } else {
                     s.parse::<u32>().ok().map(Marker::Value)

@@ -4,6 +4,7 @@
 //! by room for the R-message in its writable ones (for large reads and writes the Linux
 //! driver puts the data pages in separate descriptors, so both sides are gathered/scattered).
 
+mod attr;
 pub mod host_fs;
 pub mod server;
 pub mod wire;

@@ -14,8 +14,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::attr::{getattr_reply, give, qid, set_attr, MODE_BITS};
 use super::host_fs::{self, errno};
-use super::wire::{self, Qid, Reply, Request, SetAttr};
+use super::wire::{self, Qid, Reply, Request};
 
 /// Largest message size we accept (the Linux virtio transport allows up to ~500 KiB).
 pub const MAX_MSIZE: u32 = 512 * 1024;
@@ -26,16 +27,6 @@ pub const MAX_FIDS: usize = 16 * 1024;
 /// Bytes of an Rread/Rreaddir header: size, type, tag, count.
 pub const IO_HEADER: u32 = 11;
 
-const SETATTR_MODE: u32 = 0x1;
-const SETATTR_UID: u32 = 0x2;
-const SETATTR_GID: u32 = 0x4;
-const SETATTR_SIZE: u32 = 0x8;
-const SETATTR_ATIME: u32 = 0x10;
-const SETATTR_MTIME: u32 = 0x20;
-const SETATTR_ATIME_SET: u32 = 0x80;
-const SETATTR_MTIME_SET: u32 = 0x100;
-/// Mode bits the guest may set on host files: permissions and sticky, no setuid/setgid.
-const MODE_BITS: u32 = 0o1777;
 /// Tlopen/Tlcreate flags we pass on (they share Linux's values): access mode, append,
 /// truncate, exclusive, directory, (d)sync. Everything else (O_DIRECT, O_NOATIME, async) is
 /// dropped.
@@ -48,8 +39,6 @@ const OPEN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_SYNC;
 /// `AT_REMOVEDIR` as 9P2000.L sends it (the Linux value).
 const UNLINK_DIR: u32 = 0x200;
-/// Rgetattr's "valid" mask: the basic fields.
-const GETATTR_BASIC: u64 = 0x7ff;
 
 /// One guest handle.
 struct Fid {
@@ -357,7 +346,7 @@ impl Server {
             }
             Request::Setattr { fid, attr } => {
                 self.writable()?;
-                set_attr(self.fid(fid)?, &attr)?;
+                set_attr(self.fid(fid)?.path.as_raw_fd(), &attr)?;
             }
             Request::Readdir { fid, offset, count } => {
                 let f = self.fid(fid)?;
@@ -516,17 +505,6 @@ fn identity(fd: RawFd) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// Hands a file the guest just created to its creator (`uid` from the attach, `gid` from the
-/// request) and sets its exact mode: the guest already applied its umask, the VMM's must not
-/// apply again. Set-id bits are dropped.
-fn give(fd: RawFd, st: &libc::stat, uid: u32, gid: u32, mode: Option<u32>) -> io::Result<()> {
-    host_fs::chown(fd, uid, gid)?;
-    match mode {
-        Some(m) => host_fs::chmod(fd, st, m & MODE_BITS),
-        None => Ok(()),
-    }
-}
-
 /// Reads until `buf` is full or end of file (a short read would end a guest `read` early).
 fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut got = 0;
@@ -543,99 +521,4 @@ fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-fn qid(st: &libc::stat) -> Qid {
-    let kind = match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => wire::QTDIR,
-        libc::S_IFLNK => wire::QTSYMLINK,
-        _ => wire::QTFILE,
-    };
-    Qid {
-        kind,
-        version: version(st),
-        path: st.st_ino,
-    }
-}
-
-/// A qid version that changes when the file's content does (mtime or size), as QEMU's
-/// server does. Never 0: the Linux client treats version 0 as "legacy server" and bypasses
-/// its page cache, which splits every read and write into one request per page.
-fn version(st: &libc::stat) -> u32 {
-    let v = (st.st_mtime as u64) ^ ((st.st_mtime_nsec as u64) << 2) ^ ((st.st_size as u64) << 8);
-    ((v ^ (v >> 32)) as u32).max(1)
-}
-
-fn getattr_reply(r: &mut Reply, st: &libc::stat) {
-    r.u64(GETATTR_BASIC)
-        .qid(qid(st))
-        .u32(st.st_mode)
-        .u32(st.st_uid)
-        .u32(st.st_gid)
-        .u64(st.st_nlink)
-        .u64(st.st_rdev)
-        .u64(st.st_size as u64)
-        .u64(st.st_blksize as u64)
-        .u64(st.st_blocks as u64)
-        .u64(st.st_atime as u64)
-        .u64(st.st_atime_nsec as u64)
-        .u64(st.st_mtime as u64)
-        .u64(st.st_mtime_nsec as u64)
-        .u64(st.st_ctime as u64)
-        .u64(st.st_ctime_nsec as u64)
-        .u64(0)
-        .u64(0)
-        .u64(0)
-        .u64(0);
-}
-
-fn time_arg(valid: u32, any: u32, set: u32, (sec, nsec): (u64, u64)) -> Option<libc::timespec> {
-    if valid & any == 0 {
-        return None;
-    }
-    Some(if valid & set != 0 {
-        libc::timespec {
-            tv_sec: sec as libc::time_t,
-            tv_nsec: (nsec % 1_000_000_000) as libc::c_long,
-        }
-    } else {
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        }
-    })
-}
-
-fn set_attr(f: &Fid, a: &SetAttr) -> io::Result<()> {
-    let fd = f.path.as_raw_fd();
-    let st = host_fs::stat(fd)?;
-    if a.valid & (SETATTR_UID | SETATTR_GID) != 0 {
-        let uid = if a.valid & SETATTR_UID != 0 {
-            a.uid
-        } else {
-            u32::MAX
-        };
-        let gid = if a.valid & SETATTR_GID != 0 {
-            a.gid
-        } else {
-            u32::MAX
-        };
-        host_fs::chown(fd, uid, gid)?;
-    }
-    if a.valid & SETATTR_MODE != 0 {
-        host_fs::chmod(fd, &st, a.mode & MODE_BITS)?;
-    }
-    if a.valid & SETATTR_SIZE != 0 {
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(errno(libc::EINVAL));
-        }
-        let file = host_fs::reopen(fd, &st, libc::O_WRONLY)?;
-        file.set_len(a.size)?;
-    }
-    let atime = time_arg(a.valid, SETATTR_ATIME, SETATTR_ATIME_SET, a.atime);
-    let mtime = time_arg(a.valid, SETATTR_MTIME, SETATTR_MTIME_SET, a.mtime);
-    if atime.is_some() || mtime.is_some() {
-        host_fs::set_times(fd, &st, atime, mtime)?;
-    }
-    Ok(())
 }

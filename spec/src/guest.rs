@@ -1,0 +1,182 @@
+//! What the guest init must do, written as JSON into the root disk's last bytes before each
+//! boot by the host side and read by the init (`vmm/init`): one definition for both.
+
+use crate::ProcessSpec;
+
+/// Where the init lives on the root disk (the kernel's `init=`).
+pub const INIT_PATH: &str = "/.vcompare/init";
+/// Size of the area after the root file system that holds the spec.
+pub const SPEC_AREA_BYTES: u64 = 64 * 1024;
+/// First bytes of the spec area; a little-endian u32 length and the JSON follow.
+pub const SPEC_MAGIC: &[u8; 8] = b"VCSPEC01";
+/// The spec area for `json`: magic, little-endian u32 length, JSON, zero padding to
+/// [`SPEC_AREA_BYTES`]; `None` if it does not fit. The VMM side writes it ([`encode`]), the
+/// init reads it ([`decode`]): one definition of the format for both.
+pub mod spec_area {
+    use super::{SPEC_AREA_BYTES, SPEC_MAGIC};
+
+    const HEADER: usize = 8 + 4;
+
+    /// The whole area for `json`, or `None` if it is too large.
+    pub fn encode(json: &[u8]) -> Option<Vec<u8>> {
+        if HEADER + json.len() > SPEC_AREA_BYTES as usize {
+            return None;
+        }
+        let mut area = vec![0u8; SPEC_AREA_BYTES as usize];
+        area[..8].copy_from_slice(SPEC_MAGIC);
+        area[8..HEADER].copy_from_slice(&(json.len() as u32).to_le_bytes());
+        area[HEADER..HEADER + json.len()].copy_from_slice(json);
+        Some(area)
+    }
+
+    /// The JSON in an area, or why there is none.
+    pub fn decode(area: &[u8]) -> Result<&[u8], &'static str> {
+        if area.get(..8) != Some(&SPEC_MAGIC[..]) {
+            return Err("no spec (magic missing)");
+        }
+        let len = u32::from_le_bytes(area[8..HEADER].try_into().expect("4 bytes")) as usize;
+        area.get(HEADER..HEADER + len)
+            .ok_or("spec length out of range")
+    }
+}
+
+/// Optional kernel command-line variable (the kernel hands it to the init as environment)
+/// naming the block device whose spec area the init reads; `/dev/vda` without it.
+pub const SPEC_DEVICE_VAR: &str = "vcompare_spec";
+
+/// Instructions for the guest init (PID 1).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GuestSpec {
+    /// The entrypoint (flattened: the JSON keeps its `args`, `env`, … keys).
+    #[serde(flatten)]
+    pub process: ProcessSpec,
+    /// Hostname.
+    pub hostname: String,
+    /// Shared host directories to mount (virtio-9p), in order.
+    #[serde(default)]
+    pub shares: Vec<GuestShare>,
+    /// I/O port of the boot-timer device (phase reports, exit status).
+    pub boot_timer_port: u16,
+}
+
+/// One shared directory as the guest init mounts it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GuestShare {
+    /// virtio-9p mount tag.
+    pub tag: String,
+    /// Absolute mount point inside the image.
+    pub path: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// The I/O port of the VMM's boot-timer device: the init writes one 32-bit report there
+/// (`phase | arg << 8`, see [`encode_report`]). Unused by PC hardware. Also the default of
+/// [`GuestSpec::boot_timer_port`] and what the init uses before it has read the spec.
+pub const BOOT_TIMER_PORT: u16 = 0x4f0;
+
+/// Byte the VMM sends on the guest console, followed by a signal number, to ask the init to
+/// send that signal to the entrypoint (SIGTERM = the shutdown request of `stop`). ASCII "file
+/// separator": never typed by accident.
+pub const SIGNAL_BYTE: u8 = 0x1c;
+
+/// Opening of a console marker, `ESC _ vcompare:<body> ESC \` (an APC sequence terminals
+/// ignore): how the init reports to the boot timer when the guest kernel has no ioperm().
+pub const MARKER_START: &[u8] = b"\x1b_vcompare:";
+/// End of a console marker (ST, the string terminator).
+pub const MARKER_END: &[u8] = b"\x1b\\";
+/// Body prefix of the marker that carries the guest's self-description (a JSON object).
+pub const MARKER_INFO_PREFIX: &str = "info:";
+
+/// The console marker with `body` (a report value in decimal, or `info:<json>`).
+pub fn console_marker(body: &str) -> String {
+    // Both ends are ASCII, so the lossy conversions never lose anything.
+    format!(
+        "{}{body}{}",
+        String::from_utf8_lossy(MARKER_START),
+        String::from_utf8_lossy(MARKER_END)
+    )
+}
+
+/// Guest phases as numbered in the boot-timer protocol (the report value's low byte). The
+/// serde names (snake_case) are what the VMM's result file calls them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// 1: PID 1 (our init) runs: the kernel boot is over.
+    InitStart = 1,
+    /// 2: the root disk is mounted and the spec read.
+    RootMounted = 2,
+    /// 3: the entrypoint is about to exec.
+    EntrypointExec = 3,
+    /// 4: the entrypoint ended; argument = [`exit_arg`] of its status.
+    EntrypointExit = 4,
+    /// 5: init failed before the entrypoint ran; argument = errno. Details are on the console.
+    InitFailed = 5,
+}
+
+impl Phase {
+    /// Every phase, in protocol order.
+    pub const ALL: [Phase; 5] = [
+        Phase::InitStart,
+        Phase::RootMounted,
+        Phase::EntrypointExec,
+        Phase::EntrypointExit,
+        Phase::InitFailed,
+    ];
+
+    /// The protocol number.
+    pub fn to_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The phase numbered `n`, if there is one.
+    pub fn from_u32(n: u32) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.to_u32() == n)
+    }
+}
+
+/// One report as the init sends it: the phase in the low byte, a 24-bit argument above.
+pub fn encode_report(phase: Phase, arg: u32) -> u32 {
+    phase.to_u32() | (arg << 8)
+}
+
+/// The phase and argument of a report value; `None` for an unknown phase.
+pub fn decode_report(value: u32) -> Option<(Phase, u32)> {
+    Some((Phase::from_u32(value & 0xff)?, value >> 8))
+}
+
+/// The [`Phase::EntrypointExit`] argument: exit code in bits 0..8, signal in bits 8..16.
+pub fn exit_arg(code: i32, signal: i32) -> u32 {
+    (code as u32 & 0xff) | ((signal as u32 & 0xff) << 8)
+}
+
+/// (exit code, signal) from a [`Phase::EntrypointExit`] argument; signal 0 = exited.
+pub fn exit_from_arg(arg: u32) -> (i32, i32) {
+    ((arg & 0xff) as i32, ((arg >> 8) & 0xff) as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_numbers_round_trip() {
+        for (n, p) in (1..).zip(Phase::ALL) {
+            assert_eq!(p.to_u32(), n);
+            assert_eq!(Phase::from_u32(n), Some(p));
+        }
+        assert_eq!(Phase::from_u32(0), None);
+        assert_eq!(Phase::from_u32(6), None);
+        assert_eq!(Phase::from_u32(0x77), None);
+    }
+
+    #[test]
+    fn reports_and_exit_status_round_trip() {
+        let v = encode_report(Phase::EntrypointExit, exit_arg(42, 9));
+        assert_eq!(v, 4 | (42 << 8) | (9 << 16));
+        let (p, arg) = decode_report(v).unwrap();
+        assert_eq!((p, exit_from_arg(arg)), (Phase::EntrypointExit, (42, 9)));
+        assert_eq!(decode_report(0x77), None);
+    }
+}

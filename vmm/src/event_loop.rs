@@ -1,0 +1,86 @@
+//! The VMM's main loop (its own thread while vCPU 0 runs on the caller's): waits for the guest
+//! to reset or report its end, for a vCPU to stop the VM, for the watchdog, and for signals,
+//! which it forwards to the guest init over the console once the entrypoint runs.
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use vcompare_spec::guest::{Phase, SIGNAL_BYTE};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::Devices;
+use crate::exit::LoopEnd;
+use crate::signals::SignalGuard;
+use crate::vcpu::VcpuShared;
+
+/// Runs until the VM's work is over; returns why.
+pub fn main_loop(
+    timeout: Option<Duration>,
+    devices: &Devices,
+    shared: &VcpuShared,
+    reset_evt: &EventFd,
+    signals: Option<&SignalGuard>,
+) -> LoopEnd {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // Signals waiting for the entrypoint to exist (the init reads the console only then).
+    let mut pending: Vec<i32> = Vec::new();
+    let mut stop_requests = 0;
+    let pollfd = |fd: i32| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        let mut fds = vec![
+            pollfd(reset_evt.as_raw_fd()),
+            pollfd(shared.end_evt.as_raw_fd()),
+            pollfd(devices.boot_timer.done.as_raw_fd()),
+        ];
+        if let Some(s) = signals {
+            fds.push(pollfd(s.raw_fd()));
+        }
+        let mut wait_ms: i64 = if pending.is_empty() { 1000 } else { 50 };
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return LoopEnd::TimedOut;
+            }
+            wait_ms = wait_ms.min(left.as_millis() as i64 + 1);
+        }
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms as i32) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        if fds[0].revents != 0 || fds[2].revents != 0 {
+            return LoopEnd::Reset;
+        }
+        if fds[1].revents != 0 {
+            if let Some((i, e)) = shared.end.lock().unwrap().clone() {
+                return LoopEnd::Vcpu(i, e);
+            }
+        }
+        if let Some(s) = signals {
+            if fds.len() > 3 && fds[3].revents != 0 {
+                while let Some(sig) = s.read() {
+                    if sig == libc::SIGTERM || sig == libc::SIGINT {
+                        stop_requests += 1;
+                        if stop_requests > 1 {
+                            return LoopEnd::Killed;
+                        }
+                    }
+                    pending.push(sig);
+                }
+            }
+        }
+        if !pending.is_empty() && devices.boot_timer.last(Phase::EntrypointExec).is_some() {
+            let mut serial = devices.serial.lock().unwrap();
+            while let Some(&sig) = pending.first() {
+                if serial.send_to_guest(&[SIGNAL_BYTE, sig as u8]) != 2 {
+                    break; // FIFO full: retry on the next round
+                }
+                pending.remove(0);
+            }
+        }
+    }
+}
