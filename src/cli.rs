@@ -14,6 +14,9 @@ pub struct Cli {
     /// Data directory (images, instances, caches).
     #[arg(long, global = true, env = "VCOMPARE_ROOT")]
     pub root: Option<PathBuf>,
+    /// Show debug diagnostics on stderr (same as RUST_LOG=debug; RUST_LOG wins when set).
+    #[arg(long, global = true)]
+    pub debug: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -13,9 +13,48 @@ mod paths;
 mod store;
 mod volume;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::Parser;
 
 use cli::{Cli, Command};
+
+/// Whether `--debug` stands in for an unset `RUST_LOG` (see [`child_log_filter`]).
+static DEBUG_WITHOUT_RUST_LOG: AtomicBool = AtomicBool::new(false);
+
+/// The filter `--debug` means when `RUST_LOG` is unset.
+const DEBUG_FILTER: &str = "debug";
+
+/// Installs this process's `tracing` subscriber: debug diagnostics on stderr, filtered by
+/// `RUST_LOG` if set, else by `--debug` (everything from DEBUG up), else warnings only.
+/// User-facing messages do not go through it: they are printed as they are.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var_os(EnvFilter::DEFAULT_ENV) {
+        Some(_) => EnvFilter::try_from_default_env().unwrap_or_else(|e| {
+            eprintln!("vcompare: warning: ignoring RUST_LOG: {e}");
+            EnvFilter::new("warn")
+        }),
+        None if debug => {
+            DEBUG_WITHOUT_RUST_LOG.store(true, Ordering::Relaxed);
+            EnvFilter::new(DEBUG_FILTER)
+        }
+        None => EnvFilter::new("warn"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The `RUST_LOG` a child process (`vcompare-vmm`) must be given so it logs as this one
+/// does: `Some` only for `--debug` without `RUST_LOG` (a set `RUST_LOG` is inherited).
+pub(crate) fn child_log_filter() -> Option<&'static str> {
+    DEBUG_WITHOUT_RUST_LOG
+        .load(Ordering::Relaxed)
+        .then_some(DEBUG_FILTER)
+}
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     // Before the data directory is opened: the script comes from the CLI definition alone, and
@@ -60,6 +99,7 @@ fn main() {
     // SAFETY: setting a signal disposition to its default before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    init_logging(cli.debug);
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

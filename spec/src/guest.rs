@@ -44,6 +44,29 @@ pub mod spec_area {
 /// naming the block device whose spec area the init reads; `/dev/vda` without it.
 pub const SPEC_DEVICE_VAR: &str = "vcompare_spec";
 
+/// Variables the init hands from its own environment (which the kernel builds from unknown
+/// `NAME=value` command-line arguments) to the entrypoint, unless the run sets them itself.
+/// `GLIBC_TUNABLES` carries the PVM workaround that keeps glibc off vector registers the
+/// guest kernel does not switch (see `vcompare_vmm::backend_detect`).
+pub const INHERITED_ENV: &[&str] = &["GLIBC_TUNABLES"];
+
+/// `envp` for the entrypoint: the run's `env`, plus each [`INHERITED_ENV`] variable that the
+/// init's own environment has and the run does not set.
+pub fn entrypoint_env(env: &[String], own: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut out = env.to_vec();
+    for name in INHERITED_ENV {
+        let set = env
+            .iter()
+            .any(|e| e.split_once('=').is_some_and(|(k, _)| k == *name));
+        if !set {
+            if let Some(v) = own(name) {
+                out.push(format!("{name}={v}"));
+            }
+        }
+    }
+    out
+}
+
 /// Instructions for the guest init (PID 1).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GuestSpec {
@@ -159,6 +182,19 @@ pub fn exit_from_arg(arg: u32) -> (i32, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherited_variables_reach_the_entrypoint_unless_the_run_sets_them() {
+        let own = |k: &str| (k == "GLIBC_TUNABLES").then(|| "glibc.cpu.hwcaps=-AVX".to_string());
+        let env = vec!["PATH=/bin".to_string()];
+        assert_eq!(
+            entrypoint_env(&env, own),
+            ["PATH=/bin", "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX"]
+        );
+        let mine = vec!["GLIBC_TUNABLES=x".to_string()];
+        assert_eq!(entrypoint_env(&mine, own), ["GLIBC_TUNABLES=x"]);
+        assert_eq!(entrypoint_env(&env, |_| None), ["PATH=/bin"]);
+    }
 
     #[test]
     fn phase_numbers_round_trip() {

@@ -323,9 +323,13 @@ fn run_child(
 ) -> anyhow::Result<process::VmResult> {
     let job_path = dir.join("vm-job.json");
     std::fs::write(&job_path, serde_json::to_vec(job)?)?;
-    let mut child = std::process::Command::new(bin)
-        .arg(&job_path)
-        .stdin(std::process::Stdio::null())
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg(&job_path).stdin(std::process::Stdio::null());
+    // `--debug` without RUST_LOG: the VMM logs as this process does (RUST_LOG is inherited).
+    if let Some(filter) = crate::child_log_filter() {
+        cmd.env("RUST_LOG", filter);
+    }
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     hooks.started(child.id() as i32);

@@ -14,6 +14,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
     // Before the image is resolved (or the default one built): a refused flag changes nothing.
     spec::refuse_container_only_flags(args)?;
     let image = crate::default_image::resolve_or_build(&ctx.store, &args.image)?;
+    tracing::debug!(
+        reference = %image.reference,
+        digest = %image.record.digest,
+        "image resolved"
+    );
     let config = ctx.store.config(&image.record)?;
     let rootfs = ctx.store.rootfs_path(&image.record);
     let id = crate::fsutil::random_hex(32);
@@ -29,6 +34,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
         },
     )?;
     let inst = ctx.instances.create(&spec)?;
+    tracing::debug!(backend = %spec.mode, "backend chosen");
+    tracing::debug!(id = %spec.id, detach = args.detach, "instance created");
     if args.detach {
         if args.rm {
             mark_autoremove(ctx, &spec.id)?;
@@ -52,6 +59,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
         }
     }
     let outcome = result?;
+    tracing::debug!(id = %spec.id, ?outcome, exit_code = outcome.exit_code(), "instance ended");
     report_outcome(outcome);
     Ok(outcome.exit_code())
 }

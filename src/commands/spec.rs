@@ -313,7 +313,7 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
         .map(|v| parse_volume(v, &resolve))
         .collect::<Result<Vec<_>, _>>()?;
     let memory_bytes = args.memory.as_deref().map(parse_memory).transpose()?;
-    if args.cpus.is_some_and(|c| !(c > 0.0) || !c.is_finite()) {
+    if args.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
         return Err(SpecError::Cpus);
     }
     if args.pids_limit.is_some_and(|p| p <= 0) {

@@ -1,6 +1,7 @@
 //! Boots one microVM without the vcompare CLI, for VMM development and measurements:
 //! `cargo run -p vcompare-vmm --example boot -- KERNEL ROOTFS_DIR INIT_BINARY [--mem MIB]
-//! [--cpus N] [--bootlog] [--timeout S] -- CMD...`
+//! [--cpus N] [--bootlog] [--timeout S] -- CMD...`; `RUST_LOG=vcompare_vmm=debug` shows the VMM's
+//! setup steps.
 
 use std::time::Instant;
 
@@ -8,6 +9,14 @@ use vcompare_vmm::{disk, machine, DebugOptions, GuestSpec, VmConfig, VmHooks, Vm
 
 fn main() {
     let launched = Instant::now();
+    // Before `DebugOptions::from_env`, which asks the subscriber whether to trace the setup.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut a: Vec<String> = std::env::args().skip(1).collect();
     let sep = a.iter().position(|x| x == "--").expect("-- CMD");
     let cmd = a.split_off(sep + 1);

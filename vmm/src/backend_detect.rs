@@ -14,6 +14,16 @@ pub enum KvmBackend {
     Pvm,
 }
 
+/// PVM runs guest user code natively, so user-mode CPUID and XGETBV show the host's AVX,
+/// AVX2 and AVX-512, and glibc's memcpy uses them; but the guest kernel runs with `noxsave`
+/// (PVM cannot emulate XSAVE in guest kernel mode) and switches only the legacy SSE state
+/// between processes. Upper vector-register halves then leak between guest processes: glibc's
+/// start-up copy of its TLS image came out zeroed and the process died in `__ctype_init`
+/// (21–25 of 80 busybox pipelines per guest; 0 of 80 with this). The kernel hands this
+/// unknown argument to the init as environment, and the init to the entrypoint.
+pub const PVM_GLIBC_TUNABLES: &str =
+    "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD";
+
 impl KvmBackend {
     /// Looks at the loaded modules (`/sys/module/kvm_pvm`).
     pub fn detect() -> Self {
@@ -60,6 +70,7 @@ impl KvmBackend {
                     "rodata=off",
                     "noreplace-smp",
                     "percpu_alloc=page",
+                    PVM_GLIBC_TUNABLES,
                 ]
                 .iter()
                 .map(|s| s.to_string())

@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::devices::boot_timer::InfoCallback;
 
-/// Environment variable: per-step timings of the VMM setup on stderr (see [`crate::trace`]).
-pub const TRACE_ENV: &str = "VCOMPARE_VMM_TRACE";
 /// Environment variable naming the file guest RIP samples go to (see [`crate::guest_profile`]).
 pub const PROFILE_ENV: &str = "VCOMPARE_VMM_PROFILE";
 /// Environment variable: skip the PVM adaptations, to show what a stock setup does here.
@@ -53,7 +51,8 @@ pub struct VmJob {
 /// Diagnostics switches, off by default; never part of the job on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DebugOptions {
-    /// Print per-step setup timings ([`TRACE_ENV`]).
+    /// Emit per-step setup timings as `tracing` debug events (see [`crate::trace`]); set by
+    /// [`DebugOptions::from_env`] when the installed subscriber enables them.
     pub trace: bool,
     /// Sample guest RIPs into this file ([`PROFILE_ENV`]).
     pub profile: Option<PathBuf>,
@@ -63,10 +62,12 @@ pub struct DebugOptions {
 
 impl DebugOptions {
     /// The switches from the environment: the one place the VMM's `VCOMPARE_VMM_*`
-    /// variables are read (called by `vcompare-vmm`'s `main` and the CLI's in-process VMM).
+    /// variables are read (called by `vcompare-vmm`'s `main` and the CLI's in-process VMM),
+    /// plus whether the `tracing` subscriber wants the setup timings (`RUST_LOG`): call it
+    /// after the subscriber is installed.
     pub fn from_env() -> Self {
         DebugOptions {
-            trace: std::env::var_os(TRACE_ENV).is_some(),
+            trace: crate::trace::wanted(),
             profile: std::env::var_os(PROFILE_ENV).map(PathBuf::from),
             plain_kvm: std::env::var_os(PLAIN_ENV).is_some(),
         }

@@ -44,19 +44,24 @@ impl GuestProfile {
         }
     }
 
-    /// Writes "µs rip cpl" lines (hex RIP) to the file; errors go to stderr (a diagnostic only).
+    /// Writes "µs rip cpl" lines (hex RIP) to the file; says how many as a debug event, and
+    /// a failure as a warning (a diagnostic only: the run goes on).
     pub fn write(&self) {
         let mut out = String::with_capacity(self.samples.len() * 24);
         for (at, rip, cpl) in &self.samples {
             out.push_str(&format!("{at} {rip:x} {cpl}\n"));
         }
         match std::fs::File::create(&self.path).and_then(|mut f| f.write_all(out.as_bytes())) {
-            Ok(()) => eprintln!(
-                "vmm: {} guest samples written to {}",
-                self.samples.len(),
-                self.path.display()
+            Ok(()) => tracing::debug!(
+                samples = self.samples.len(),
+                path = %self.path.display(),
+                "guest samples written"
             ),
-            Err(e) => eprintln!("vmm: cannot write {}: {e}", self.path.display()),
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot write the guest samples"
+            ),
         }
     }
 }

@@ -28,7 +28,7 @@
 //! - `devices/`: COM1, i8042 reset, the boot timer, virtio-mmio (block, 9p) and the buses.
 //! - `disk.rs`: the root disk image and the spec area on it.
 //! - `initramfs.rs`: cpio newc archives for booting without a root disk.
-//! - `trace.rs`: `VCOMPARE_VMM_TRACE` setup stopwatch.
+//! - `trace.rs`: the setup stopwatch (debug events, `RUST_LOG=vcompare_vmm=debug`).
 //! - `guest_profile.rs`: `VCOMPARE_VMM_PROFILE` guest RIP sampler.
 //! - `bin/vcompare-vmm.rs`: the VMM process's `main`.
 

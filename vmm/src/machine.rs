@@ -104,10 +104,10 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
         }
         crate::event_loop::main_loop(timeout, &devices, shared, &reset_evt, signals.as_ref())
     })?;
-    if let (true, Some(first)) = (trace.on(), vcpus.first_entry()) {
-        eprintln!(
-            "vmm: launch → first KVM_RUN: {:.3} ms",
-            (first - launched).as_secs_f64() * 1e3
+    if let Some(first) = vcpus.first_entry() {
+        tracing::debug!(
+            ms = crate::trace::ms(first - launched),
+            "vmm setup done: launch → first KVM_RUN"
         );
     }
     vcpus.stop();

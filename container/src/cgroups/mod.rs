@@ -99,6 +99,17 @@ pub(crate) fn mkdir(path: &Path) -> Result<()> {
     }
 }
 
+/// The `(controllers, path)` of each line of a `/proc/PID/cgroup` text: `"memory"` or
+/// `"cpu,cpuacct"` for a v1 hierarchy, `""` for the v2 one, a named hierarchy as
+/// `"name=systemd"`.
+pub(super) fn proc_cgroup_entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let _hierarchy = parts.next();
+        (parts.next().unwrap_or(""), parts.next().unwrap_or("/"))
+    })
+}
+
 impl Cgroup {
     /// Creates the container's cgroup named after `id` and writes the limits. The memory
     /// controller is always used (usage, OOM detection, cleanup); cpu and pids only when limited.
@@ -130,13 +141,7 @@ impl Cgroup {
     /// at `root` (a fake tree in the unit tests).
     fn from_proc_cgroup(text: &str, version: Version, root: &Path) -> Cgroup {
         let mut dirs = Vec::new();
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (_, ctrls, path) = (
-                parts.next(),
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or("/"),
-            );
+        for (ctrls, path) in proc_cgroup_entries(text) {
             let rel = path.trim_start_matches('/');
             match version {
                 Version::V2 if ctrls.is_empty() => dirs.push(("unified", root.join(rel))),

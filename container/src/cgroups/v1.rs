@@ -4,25 +4,18 @@
 
 use std::path::PathBuf;
 
-use super::{cfs_quota_us, mkdir, pids_max_value, write_file, Cgroup, Resources, Version};
+use super::{cfs_quota_us, mkdir, pids_max_value, proc_cgroup_entries, write_file};
+use super::{Cgroup, Resources, Version};
 use super::{CFS_PERIOD_US, CGROUP_ROOT};
 use crate::error::{Error, Result};
 
 /// The calling process's cgroup path for a v1 controller ("/" if not listed).
 fn own_v1_path(controller: &str) -> String {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or("/"),
-        );
-        if ctrls.split(',').any(|c| c == controller) {
-            return path.to_string();
-        }
-    }
-    "/".to_string()
+    let path = proc_cgroup_entries(&text)
+        .find(|(ctrls, _)| ctrls.split(',').any(|c| c == controller))
+        .map_or("/", |(_, path)| path);
+    path.to_string()
 }
 
 impl Cgroup {

@@ -97,21 +97,35 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> SysResult<()> {
     check_int(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(|_| ())
 }
 
+/// The one-byte payload both ends of an fd transfer carry.
+fn one_byte_iov(byte: &mut [u8; 1]) -> libc::iovec {
+    libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    }
+}
+
+/// A `msghdr` over `iov` with `cbuf` as its control buffer, `controllen` bytes of it used.
+/// Both stay on the caller's stack (no allocation: the child calls this after `clone`).
+fn msghdr_for(iov: &mut libc::iovec, cbuf: &mut [u64; 8], controllen: usize) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = controllen;
+    msg
+}
+
 /// Sends `fd` over the Unix socket `sock` as `SCM_RIGHTS` with a one-byte payload.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> SysResult<()> {
     let mut byte = [1u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
+    let mut iov = one_byte_iov(&mut byte);
     let mut cbuf = [0u64; 8];
     // SAFETY: msghdr points at stack buffers that outlive the call; CMSG macros stay in cbuf.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let msg = msghdr_for(&mut iov, &mut cbuf, space);
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
@@ -128,18 +142,12 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> SysResult<()> {
 /// without sending; `EBADMSG` = a message without an fd.
 pub fn recv_fd(sock: BorrowedFd<'_>) -> SysResult<OwnedFd> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
+    let mut iov = one_byte_iov(&mut byte);
     let mut cbuf = [0u64; 8];
     // SAFETY: msghdr points at stack buffers that outlive the call.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        let space = std::mem::size_of_val(&cbuf);
+        let mut msg = msghdr_for(&mut iov, &mut cbuf, space);
         let n = loop {
             let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
             if n < 0 && errno() == libc::EINTR {

@@ -316,7 +316,8 @@ fn spawn(spec: &GuestSpec) -> Result<libc::pid_t, String> {
     let argv: Vec<CString> = spec.process.args.iter().map(|a| cstr(a)).collect();
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
-    let envp: Vec<CString> = spec.process.env.iter().map(|a| cstr(a)).collect();
+    let env = vcompare_spec::guest::entrypoint_env(&spec.process.env, |k| std::env::var(k).ok());
+    let envp: Vec<CString> = env.iter().map(|a| cstr(a)).collect();
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
     let cwd = cstr(if spec.process.cwd.is_empty() {

@@ -1,10 +1,25 @@
 //! `vcompare-vmm JOB.json`: one microVM in a small dedicated process (see
 //! `vcompare_vmm::process`). Exit status 0 means a result file was written. The diagnostics
-//! switches (`VCOMPARE_VMM_*`) are read here, once, and passed down.
+//! switches (`VCOMPARE_VMM_*`) are read here, once, and passed down; debug diagnostics go
+//! through `tracing`, filtered by `RUST_LOG` (the CLI sets it for `--debug`).
+
+/// Installs the `tracing` subscriber of this process: stderr, filtered by `RUST_LOG`
+/// (default: warnings only).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
 
 fn main() {
     // The VMM setup span (launch → first KVM_RUN) starts here.
     let launched = std::time::Instant::now();
+    init_logging();
+    // After the subscriber: it decides whether the setup steps are traced.
     let debug = vcompare_vmm::DebugOptions::from_env();
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: vcompare-vmm JOB.json");
