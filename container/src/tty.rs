@@ -3,7 +3,7 @@
 //! /dev/pts entry that really exists there, and sends the master to the parent, which relays it
 //! to our stdio.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
@@ -38,6 +38,17 @@ extern "C" fn on_winch(_: libc::c_int) {
     }
 }
 
+/// Copies `from` to `to` until either end fails or `from` reaches its end: one direction of
+/// the relay.
+fn pump(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = sys::read(from, &mut buf) {
+        if sys::write_all(to, &buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
 impl PtyRelay {
     /// Starts the relay threads for `master` (takes ownership).
     pub fn start(master: OwnedFd) -> PtyRelay {
@@ -50,36 +61,10 @@ impl PtyRelay {
         let master = Arc::new(master);
         let m_in = master.clone();
         // stdin -> master: detached; it ends when stdin does or the process exits.
-        std::thread::spawn(move || {
-            let stdin = std::io::stdin();
-            let mut buf = [0u8; 4096];
-            loop {
-                match sys::read(stdin.as_fd(), &mut buf) {
-                    Ok(n) if n > 0 => {
-                        if sys::write_all(m_in.as_fd(), &buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    _ => break,
-                }
-            }
-        });
+        std::thread::spawn(move || pump(std::io::stdin().as_fd(), m_in.as_fd()));
         let m_out = master.clone();
-        let out = std::thread::spawn(move || {
-            let stdout = std::io::stdout();
-            let mut buf = [0u8; 4096];
-            loop {
-                // EIO = every slave fd is closed: the container is gone.
-                match sys::read(m_out.as_fd(), &mut buf) {
-                    Ok(n) if n > 0 => {
-                        if sys::write_all(stdout.as_fd(), &buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    _ => break,
-                }
-            }
-        });
+        // Ends at EIO from the master: every slave fd is closed, the container is gone.
+        let out = std::thread::spawn(move || pump(m_out.as_fd(), std::io::stdout().as_fd()));
         PtyRelay {
             saved,
             out: Some(out),

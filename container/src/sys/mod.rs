@@ -50,11 +50,7 @@ pub(crate) fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
 /// `check` for the `c_int` returning libc functions.
 #[inline]
 pub(crate) fn check_int(ret: libc::c_int) -> SysResult<libc::c_int> {
-    if ret < 0 {
-        Err(errno())
-    } else {
-        Ok(ret)
-    }
+    check(ret.into()).map(|r| r as libc::c_int)
 }
 
 /// Wraps a fresh fd the kernel just returned.
