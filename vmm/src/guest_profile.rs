@@ -57,11 +57,8 @@ impl GuestProfile {
                 path = %self.path.display(),
                 "guest samples written"
             ),
-            Err(e) => tracing::warn!(
-                path = %self.path.display(),
-                error = %e,
-                "cannot write the guest samples"
-            ),
+            // Asked for with VCOMPARE_VMM_PROFILE: a user-facing line, not a diagnostic.
+            Err(e) => eprintln!("vmm: cannot write {}: {e}", self.path.display()),
         }
     }
 }

@@ -3,9 +3,14 @@
 //! switches (`VCOMPARE_VMM_*`) are read here, once, and passed down; debug diagnostics go
 //! through `tracing`, filtered by `RUST_LOG` (the CLI sets it for `--debug`).
 
-/// Installs the `tracing` subscriber of this process: stderr, filtered by `RUST_LOG`
-/// (default: warnings only).
+/// Installs the `tracing` subscriber of this process (stderr, filtered by `RUST_LOG`) when
+/// `RUST_LOG` is set, as the CLI does for `--debug`. Without it no subscriber is installed:
+/// the VMM emits only debug events, and leaving the filter machinery out keeps it out of the
+/// VMM's RSS and of the launch → first KVM_RUN span that the benchmark reports.
 fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
