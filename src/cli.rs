@@ -110,6 +110,9 @@ pub enum Command {
     /// Manage named volumes (`-v NAME:GUEST`).
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks (`--network NAME`): bridges with their own subnet, DNS and rules.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Run the benchmark suite.
     Bench(BenchArgs),
     /// Re-render a report from results.json.
@@ -211,9 +214,14 @@ pub struct RunArgs {
     /// `host` disables the user namespace (containers).
     #[arg(long, default_value = "private")]
     pub userns: String,
-    /// `host` shares the host network stack (containers); default: only `lo`.
-    #[arg(long, default_value = "none")]
+    /// Network to join: a network's name (default: `default`, a bridge created on first use),
+    /// `none` (only `lo`), or `host` (share the host's stack; containers only).
+    #[arg(long, default_value = "default")]
     pub network: String,
+    /// Publish a port: [IP:]HOST_PORT:GUEST_PORT[/tcp|udp], reachable at 127.0.0.1 and the
+    /// host's addresses (repeatable).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     /// Fault all guest RAM in up front (VMs).
     #[arg(long)]
     pub prealloc: bool,
@@ -275,6 +283,37 @@ pub enum ImageCommand {
     },
     /// Show an image's record, manifest and config.
     Inspect { image: String },
+}
+
+/// `vcompare network …`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a user-defined network (instances on it resolve each other by name).
+    Create {
+        name: String,
+        /// IPv4 subnet in CIDR form (default: the next free 10.89.N.0/24).
+        #[arg(long)]
+        subnet: Option<String>,
+    },
+    /// List networks.
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove networks nothing is connected to (bridge, rules, address pool).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// A network's bridge, subnet, members, rules and DNS responder.
+    Inspect { name: String },
+    /// Connect a running container to a network (live: a new interface appears inside).
+    Connect { network: String, instance: String },
+    /// Disconnect a running container from a network (its interface disappears).
+    Disconnect { network: String, instance: String },
+    /// The network's DNS responder (started by vcompare itself).
+    #[command(hide = true)]
+    DnsServe { name: String },
 }
 
 /// `vcompare volume …`.

@@ -65,6 +65,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(paths::default_root);
     let ctx = commands::Ctx::open(root)?;
     use commands::*;
+    // Any command first removes the network leftovers of instances that died with their
+    // vcompare (SIGKILL, power loss); not the DNS responder, which is part of a live network.
+    if !matches!(cli.command, Command::Network(cli::NetworkCommand::DnsServe { .. })) {
+        backend::network::cleanup_stale(&ctx.instances, &vcompare_network::Networks::open(&ctx.root));
+    }
     match &cli.command {
         Command::Run(a) => run::run(&ctx, a),
         Command::Monitor { id } => run::monitor(&ctx, id),
@@ -83,6 +88,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect { id, format } => view::inspect(&ctx, id, *format),
         Command::Image(c) => image::image(&ctx, c),
         Command::Volume(c) => volume::volume(&ctx, c),
+        Command::Network(c) => network::network(&ctx, c),
         Command::Doctor { format } => doctor::doctor(&ctx, *format),
         Command::Demo { out } => demo::demo(&ctx, out.clone()),
         Command::Bench(a) => bench::bench(&ctx, a),

@@ -9,7 +9,7 @@ mod common;
 #[path = "../container/tests/common/cgroup_dirs.rs"]
 mod cgroup_dirs;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use cgroup_dirs::container_cgroup_dirs;
 
@@ -48,7 +48,7 @@ fn one_hundred_cli_runs_leave_nothing_behind() {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(n)).unwrap();
     }
     let vc = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vcompare"))
+        common::test_host::host_cmd(env!("CARGO_BIN_EXE_vcompare"))
             .env("VCOMPARE_ROOT", root.path())
             .args(args)
             .stdin(Stdio::null())

@@ -32,7 +32,8 @@ fn run_rm_shows_isolation_and_exit_code() {
         l[3].split_whitespace().collect::<Vec<_>>(),
         ["0", "100000", "65536"]
     );
-    assert_eq!(l[4], "lo");
+    // The default network: its veth peer and the loopback.
+    assert_eq!(l[4..6], ["eth0", "lo"]);
     // --rm: nothing listed afterwards.
     let ps = env.run(&["ps", "-a", "-q"]);
     assert_eq!(text(&ps.stdout).trim(), "");

@@ -160,7 +160,7 @@ fn probe_sees_the_same_isolation_under_crun_and_vcompare() {
     // vcompare: the same directory as a one-layer image.
     let root = tmp.path().join("vcroot");
     let vc = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vcompare"))
+        common::test_host::host_cmd(env!("CARGO_BIN_EXE_vcompare"))
             .env("VCOMPARE_ROOT", &root)
             .args(args)
             .stdin(Stdio::null())

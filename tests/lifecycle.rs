@@ -231,7 +231,7 @@ fn concurrent_detached_runs_and_ps_keep_state_consistent() {
     let watcher = std::thread::spawn(move || {
         let mut polls = 0;
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            let o = std::process::Command::new(env!("CARGO_BIN_EXE_vcompare"))
+            let o = common::test_host::host_cmd(env!("CARGO_BIN_EXE_vcompare"))
                 .arg("--root")
                 .arg(&root)
                 .args(["ps", "-a", "--format", "json"])

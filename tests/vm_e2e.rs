@@ -44,7 +44,7 @@ impl Root {
     }
 
     fn run_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
-        Command::new(vcompare())
+        common::test_host::host_cmd(vcompare())
             .arg("--root")
             .arg(&self.0)
             .args(args)
@@ -675,7 +675,7 @@ fn vm_guest_panic_is_reported_with_console_lines() {
     require_vm!();
     let root = Root::new("panic");
     // No init anywhere: the guest kernel panics ("No working init found").
-    let o = Command::new(vcompare())
+    let o = common::test_host::host_cmd(vcompare())
         .arg("--root")
         .arg(&root.0)
         .args([
@@ -785,7 +785,7 @@ fn vm_refuses_container_only_flags() {
         ),
         (
             &["--network", "host"],
-            "--network host is not supported in --mode vm: the guest has its own kernel and no network device that could share the host's network stack; drop --network host, or use --mode container",
+            "--network host is not supported in --mode vm: the guest has its own kernel and network stack, which cannot be the host's (a VM joins a bridge network through its virtio-net device instead); use --network NAME (the default network unless given) or none, or --mode container",
         ),
         (
             &["--userns", "host"],
@@ -1101,7 +1101,7 @@ i=0
 while [ ! -e /mnt/rw/go ]; do sleep 0.2; i=$((i+1)); [ $i -lt 1500 ]; done
 cat /mnt/rw/late.txt
 if [ -e /mnt/rw/tobedeleted ]; then echo still-there; else echo deleted; fi";
-    let child = Command::new(vcompare())
+    let child = common::test_host::host_cmd(vcompare())
         .arg("--root")
         .arg(&root.0)
         .args(["run", "--mode", "vm", "--rm", "--timeout", "600", "-v"])

@@ -1,6 +1,7 @@
 //! criterion benches of the startup paths, driving the real `vcompare` binary like a user:
 //! - `startup/host_probe_true`: spawn the static probe directly (the floor);
-//! - `startup/container_run_rm`: `vcompare run --rm vcompare/probe /bin/probe true`;
+//! - `startup/container_run_rm`: `vcompare run --network none --rm vcompare/probe /bin/probe
+//!   true` (no network, as in every suite but `net`: see `suites::Network::None`);
 //! - `image/build_and_first_run`: `vcompare image build` of a 64-file directory plus the first
 //!   `run` (layer tar + digest, then layer apply into the rootfs cache).
 //!
@@ -13,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use vcompare_bench::suites::{run_args, Network};
 
 fn vcompare_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("VCOMPARE_BIN")
@@ -63,13 +65,10 @@ fn benches(c: &mut Criterion) {
         cmd
     };
     // Builds the default image and its rootfs cache once.
-    run_ok(&mut vc(&[
-        "run",
-        "--rm",
-        "vcompare/probe",
-        "/bin/probe",
-        "true",
-    ]));
+    run_ok(&mut vc(&run_args(
+        Network::None,
+        &["--rm", "vcompare/probe", "/bin/probe", "true"],
+    )));
     let rootfs = {
         let out = vc(&["image", "inspect", "vcompare/probe"])
             .output()
@@ -99,13 +98,10 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|n| {
             (0..n)
                 .map(|_| {
-                    run_ok(&mut vc(&[
-                        "run",
-                        "--rm",
-                        "vcompare/probe",
-                        "/bin/probe",
-                        "true",
-                    ]))
+                    run_ok(&mut vc(&run_args(
+                        Network::None,
+                        &["--rm", "vcompare/probe", "/bin/probe", "true"],
+                    )))
                 })
                 .sum()
         })
@@ -135,7 +131,10 @@ fn benches(c: &mut Criterion) {
                     let tag = format!("vcompare-criterion/layer:{k}");
                     let src_s = src.to_string_lossy().to_string();
                     run_ok(&mut vc(&["image", "build", &src_s, "--tag", &tag]))
-                        + run_ok(&mut vc(&["run", "--rm", &tag, "/bin/probe", "true"]))
+                        + run_ok(&mut vc(&run_args(
+                            Network::None,
+                            &["--rm", &tag, "/bin/probe", "true"],
+                        )))
                 })
                 .sum()
         })

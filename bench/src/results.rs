@@ -39,6 +39,10 @@ pub struct Results {
     /// Shared-directory I/O: throughput and metadata cost, one series per place.
     #[serde(default)]
     pub share: Vec<ShareSeries>,
+    /// TCP request/response latency and bulk throughput, one series per network path
+    /// (`--suite net`). Absent from older files, hence the default.
+    #[serde(default)]
+    pub net: Vec<NetSeries>,
     /// What was not measured, and why (peer not installed, VM mode failing…).
     #[serde(default)]
     pub skipped: Vec<Skipped>,
@@ -262,6 +266,25 @@ pub struct ShareSeries {
     pub raw: Vec<serde_json::Value>,
 }
 
+/// TCP latency and throughput over one network path (host loopback, a published port into
+/// a container or a VM, a bridge network between instances), every run of `probe
+/// net-client` kept as the probe reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSeries {
+    /// loopback, container -p, vm -p, container-container, container-vm.
+    pub path: String,
+    /// Who ran `probe net-client`: host or container.
+    pub client: String,
+    /// Who ran `probe net-serve`: host, container or vm (VM rows carry the backend caveat).
+    pub server: String,
+    /// How the bytes travel, stated next to the figures.
+    pub definition: String,
+    /// The client command line after `probe` (the target as it was for the first run).
+    pub args: Vec<String>,
+    /// One report per measured run (the warm-up round is not kept).
+    pub runs: Vec<probe::net::ClientReport>,
+}
+
 /// A measurement that was not taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -284,6 +307,7 @@ impl Results {
             density: Vec::new(),
             disk: Vec::new(),
             share: Vec::new(),
+            net: Vec::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
         }
@@ -315,6 +339,10 @@ impl Results {
             || self.density.iter().any(|s| is_vm_subject(&s.subject))
             || self.disk.iter().any(|s| is_vm_subject(&s.subject))
             || self.share.iter().any(|s| is_vm_subject(&s.subject))
+            || self
+                .net
+                .iter()
+                .any(|s| !s.runs.is_empty() && (is_vm_subject(&s.server) || is_vm_subject(&s.client)))
     }
 
     /// Writes `results.json` into `dir` (pretty-printed, so diffs between runs are readable).

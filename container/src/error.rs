@@ -10,6 +10,11 @@ pub enum Error {
     #[error("invalid container configuration: {0}; fix the flag or image config that produced it")]
     InvalidConfig(String),
 
+    /// Plumbing the container's network namespace (veth, address, route) failed; the message
+    /// comes from the network layer and names the cause.
+    #[error("connecting the container to its network: {0}")]
+    Network(String),
+
     /// A `-v` host path does not exist.
     #[error(
         "volume source {0} does not exist on the host; create it or fix the -v HOST:GUEST path"

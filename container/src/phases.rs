@@ -54,6 +54,12 @@ pub trait Observer {
     fn started(&mut self, pid: i32);
     /// `phase` finished at `monotonic_ns` (`CLOCK_MONOTONIC`, nanoseconds).
     fn phase(&mut self, phase: Phase, monotonic_ns: u64);
+    /// The container's own network namespace exists (and its user namespace is mapped) but
+    /// nothing in it runs yet: connect it to its networks now, so the entrypoint starts with
+    /// its interfaces up. Not called with `--network host`. An error aborts the start.
+    fn network_namespace(&mut self, _pid: i32) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An observer that ignores everything (tests, callers that do not measure).

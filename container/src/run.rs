@@ -190,6 +190,9 @@ pub fn run(cfg: &ContainerConfig, obs: &mut dyn Observer) -> Result<ExitStatus> 
             map.write_maps(pid)?;
         }
         obs.phase(Phase::Namespaces, sys::monotonic_ns());
+        if !cfg.network_host {
+            obs.network_namespace(pid).map_err(Error::Network)?;
+        }
         let userns_fd = match cfg.userns {
             Some(_) => {
                 let p = format!("/proc/{pid}/ns/user");

@@ -80,6 +80,30 @@ pub struct GuestSpec {
     pub shares: Vec<GuestShare>,
     /// I/O port of the boot-timer device (phase reports, exit status).
     pub boot_timer_port: u16,
+    /// `--network`: the guest's `eth0` (a virtio-net device) as the init configures it;
+    /// `None` = `--network none`, only `lo`.
+    #[serde(default)]
+    pub network: Option<GuestNetwork>,
+}
+
+/// One network interface as the guest init configures it (the host side allocated the
+/// address from the network's IPAM, so a VM and a container on one network share a subnet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GuestNetwork {
+    /// Interface name in the guest (`eth0`).
+    pub interface: String,
+    /// IPv4 address, dotted quad.
+    pub address: String,
+    /// Prefix length of the subnet (24 for a /24).
+    pub prefix_len: u8,
+    /// Default gateway (the bridge's address), dotted quad.
+    pub gateway: String,
+    /// The interface's MAC address, `aa:bb:cc:dd:ee:ff` (the VMM's virtio-net device has it).
+    pub mac: String,
+    /// Contents for `/etc/resolv.conf` (written by the init; empty = leave the image's file).
+    pub resolv_conf: String,
+    /// Contents for `/etc/hosts` (written by the init; empty = leave the image's file).
+    pub hosts: String,
 }
 
 /// One shared directory as the guest init mounts it.

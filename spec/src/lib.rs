@@ -16,7 +16,7 @@ pub mod phase;
 pub mod process;
 pub mod volume;
 
-pub use guest::{GuestShare, GuestSpec};
+pub use guest::{GuestNetwork, GuestShare, GuestSpec};
 pub use phase::StartupPhase;
 pub use process::ProcessSpec;
 pub use volume::Volume;

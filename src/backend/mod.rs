@@ -3,6 +3,7 @@
 //! mechanism differs (which is the point of the comparison).
 
 pub mod container;
+pub mod network;
 pub mod vm;
 
 use std::path::PathBuf;
@@ -73,6 +74,14 @@ pub struct RunSpec {
     pub userns: bool,
     /// `--network host` shares the host network stack (containers).
     pub network_host: bool,
+    /// `--network NAME`: the networks joined at start (the first gets `-p` and the default
+    /// route). Empty (and not `network_host`) = only `lo`, which is also what records written
+    /// before networks existed mean.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// `-p` mappings, served through the first network.
+    #[serde(default)]
+    pub ports: Vec<vcompare_network::ports::PortMapping>,
     /// `--prealloc` (VMs): fault all guest RAM in up front.
     pub prealloc: bool,
     /// `--timeout` seconds: watchdog for the whole run (VMs; containers too).

@@ -3,18 +3,22 @@
 //! init on it, copied per VM), writes the run's spec onto it, and runs the VMM (the pid the
 //! lifecycle signals: SIGTERM asks the guest init to SIGTERM the entrypoint).
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use vcompare_network::attach::{self, Attachment, LinkKind};
+use vcompare_network::tap::Tap;
 use vcompare_spec::guest::{GuestShare, BOOT_TIMER_PORT};
+use vcompare_spec::GuestNetwork;
 use vcompare_vmm::devices::virtio::p9;
 use vcompare_vmm::signals::{SavedMask, FORWARDED_SIGNALS};
 use vcompare_vmm::{disk, machine, process, DebugOptions, GuestExit, GuestSpec};
 
 use vcompare_spec::StartupPhase;
 
-use super::{monotonic_ns, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
+use super::{monotonic_ns, network, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
 
 /// Guest RAM when `--memory` is not given.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
@@ -132,8 +136,47 @@ fn vcpus(spec: &RunSpec) -> anyhow::Result<u8> {
     }
 }
 
-/// Runs the instance as a microVM in this process until the entrypoint ends.
+/// Runs the instance as a microVM until the entrypoint ends: joins its network (a TAP on the
+/// network's bridge, handed to the VMM), boots, and leaves the network on every path.
 pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
+    if spec.networks.len() > 1 {
+        anyhow::bail!("a VM has one network interface (its devices are fixed at boot); give one --network");
+    }
+    let networks = network::join_all(spec, LinkKind::Tap)?;
+    let ran = (|| {
+        let nic = match networks.first() {
+            Some(att) => Some((att, attach::open_tap(att, &spec.id)?)),
+            None => None,
+        };
+        run_booted(spec, hooks, nic.as_ref().map(|(a, t)| (*a, t)))
+    })();
+    let left = network::leave_all(spec);
+    let outcome = ran?;
+    left?;
+    Ok(outcome)
+}
+
+/// The guest's view of its network interface, as the init configures it.
+fn guest_network(spec: &RunSpec, att: &Attachment) -> GuestNetwork {
+    GuestNetwork {
+        interface: "eth0".into(),
+        address: att.address.to_string(),
+        prefix_len: att.prefix_len,
+        gateway: att.gateway.to_string(),
+        mac: att.mac_string(),
+        resolv_conf: att.resolv_conf(),
+        hosts: att.hosts(&spec.hostname),
+    }
+}
+
+/// The fd number the VMM process finds its TAP at (set up between fork and exec).
+const TAP_FD_IN_VMM: i32 = 3;
+
+fn run_booted(
+    spec: &RunSpec,
+    hooks: &mut dyn RunHooks,
+    nic: Option<(&Attachment, &Tap)>,
+) -> anyhow::Result<Outcome> {
     let base = process_start_ns();
     let cpus = vcpus(spec)?;
     let mem = memory_mib(spec);
@@ -188,6 +231,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         hostname: spec.hostname.clone(),
         shares: guest_shares,
         boot_timer_port: BOOT_TIMER_PORT,
+        network: nic.map(|(att, _)| guest_network(spec, att)),
     };
     // No initramfs: the kernel mounts the disk as its root and starts the init stored on it,
     // which reads this run's spec from the disk's spec area (see vcompare_vmm::disk).
@@ -227,6 +271,13 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         initramfs: Default::default(),
         root_disk: Some(root_disk),
         shares,
+        net: nic.map(|(att, tap)| vcompare_vmm::NetJob {
+            tap_fd: match placement {
+                VmmPlacement::Process(_) => TAP_FD_IN_VMM,
+                VmmPlacement::InProcess => tap.fd.as_raw_fd(),
+            },
+            mac: att.mac,
+        }),
         extra_cmdline,
         boot_log,
         timeout_secs: spec.timeout_secs,
@@ -236,7 +287,8 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     };
     let result = match &placement {
         VmmPlacement::Process(bin) => {
-            let r = run_child(bin, &job, &spec.instance_dir, hooks);
+            let tap = nic.map(|(_, t)| t.fd.as_raw_fd());
+            let r = run_child(bin, &job, tap, &spec.instance_dir, hooks);
             let _ = std::fs::remove_file(&job.result_path);
             r?
         }
@@ -318,6 +370,7 @@ fn vmm_placement() -> Result<VmmPlacement, VmBackendError> {
 fn run_child(
     bin: &Path,
     job: &vcompare_vmm::VmJob,
+    tap: Option<RawFd>,
     dir: &Path,
     hooks: &mut dyn RunHooks,
 ) -> anyhow::Result<process::VmResult> {
@@ -325,6 +378,24 @@ fn run_child(
     std::fs::write(&job_path, serde_json::to_vec(job)?)?;
     let mut cmd = std::process::Command::new(bin);
     cmd.arg(&job_path).stdin(std::process::Stdio::null());
+    if let Some(fd) = tap {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: dup2/fcntl are async-signal-safe; the TAP lands at TAP_FD_IN_VMM without
+        // close-on-exec, every other fd of ours keeps it.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = if fd == TAP_FD_IN_VMM {
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, TAP_FD_IN_VMM)
+                };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     // `--debug` without RUST_LOG: the VMM logs as this process does (RUST_LOG is inherited).
     if let Some(filter) = crate::child_log_filter() {
         cmd.env("RUST_LOG", filter);
@@ -371,6 +442,7 @@ pub fn exec(
 
 /// Frees what the instance owns on the host (its disk copy). Idempotent.
 pub fn remove(spec: &RunSpec) -> anyhow::Result<()> {
+    network::leave_all(spec)?;
     disk::remove_instance_disk(&spec.instance_dir)?;
     let _ = std::fs::remove_file(spec.instance_dir.join(VM_STATE));
     let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));
@@ -456,5 +528,5 @@ pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::V
         }),
     };
     host["guest_kernel_image"] = state.get("kernel").cloned().unwrap_or_default();
-    Ok(serde_json::json!({ "host": host, "guest": guest }))
+    Ok(serde_json::json!({ "host": host, "guest": guest, "network": network::describe(spec) }))
 }

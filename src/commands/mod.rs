@@ -6,6 +6,7 @@ pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod image;
+pub mod network;
 pub mod report;
 pub mod run;
 pub mod spec;

@@ -7,6 +7,7 @@ use oci_spec::image::ImageConfiguration;
 
 use crate::backend::{RunSpec, Volume};
 use crate::cli::RunArgs;
+use vcompare_network::ports::PortMapping;
 use vcompare_spec::ProcessSpec;
 
 /// Errors in `run` flags.
@@ -42,6 +43,9 @@ pub enum SpecError {
         value: String,
         allowed: &'static str,
     },
+    /// A `-p` that does not parse, or one without a network to publish from.
+    #[error("{0}")]
+    Publish(String),
     /// A container-side knob given with `--mode vm`: accepting and ignoring it would make a
     /// VM run look like the container run it is compared with while it is not.
     #[error("{flag} is not supported in --mode vm: {why}; {fix}")]
@@ -81,8 +85,8 @@ pub fn refuse_container_only_flags(args: &RunArgs) -> Result<(), SpecError> {
         (
             args.network == "host",
             "--network host",
-            "the guest has its own kernel and no network device that could share the host's network stack",
-            "drop --network host, or use --mode container",
+            "the guest has its own kernel and network stack, which cannot be the host's (a VM joins a bridge network through its virtio-net device instead)",
+            "use --network NAME (the default network unless given) or none, or --mode container",
         ),
         (
             args.userns == "host",
@@ -330,17 +334,7 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
             })
         }
     };
-    let network_host = match args.network.as_str() {
-        "none" | "" => false,
-        "host" => true,
-        v => {
-            return Err(SpecError::Choice {
-                flag: "network",
-                value: v.into(),
-                allowed: "host|none",
-            })
-        }
-    };
+    let (network_host, networks, ports) = network_flags(args)?;
     Ok(RunSpec {
         hostname: args
             .hostname
@@ -369,10 +363,41 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
         init: args.init,
         userns,
         network_host,
+        networks,
+        ports,
         prealloc: args.prealloc,
         timeout_secs: args.timeout,
         data_root: inp.data_root.to_path_buf(),
     })
+}
+
+/// `--network` and `-p` as the spec stores them: (host stack shared, networks to join, port
+/// mappings). Checked before the image is resolved, so a typo costs nothing.
+pub fn network_flags(args: &RunArgs) -> Result<(bool, Vec<String>, Vec<PortMapping>), SpecError> {
+    let (network_host, networks) = match args.network.as_str() {
+        "none" => (false, Vec::new()),
+        "host" => (true, Vec::new()),
+        "" => {
+            return Err(SpecError::Choice {
+                flag: "network",
+                value: String::new(),
+                allowed: "NAME|host|none",
+            })
+        }
+        name => (false, vec![name.to_string()]),
+    };
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| p.parse::<PortMapping>().map_err(|e| SpecError::Publish(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !ports.is_empty() && networks.is_empty() {
+        return Err(SpecError::Publish(format!(
+            "-p needs a network to publish from, and --network {} has none of its own; drop -p or use --network default",
+            args.network
+        )));
+    }
+    Ok((network_host, networks, ports))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use sha2::{Digest, Sha256};
 
 pub mod skip;
+pub mod test_host;
 
 /// A private data directory for one test, removed at the end.
 pub struct Env {
@@ -61,6 +62,7 @@ impl Env {
     /// stdin is /dev/null unless the caller sets it.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_vcompare"));
+        test_host::isolate(&mut c);
         c.arg("--root")
             .arg(self.root())
             .args(args)

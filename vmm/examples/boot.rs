@@ -49,6 +49,7 @@ fn main() {
         },
         hostname: "example".into(),
         boot_timer_port: vcompare_spec::guest::BOOT_TIMER_PORT,
+        network: None,
         ..Default::default()
     };
     disk::write_spec(&inst, &serde_json::to_vec(&spec).unwrap()).unwrap();
@@ -68,6 +69,7 @@ fn main() {
         initramfs: Default::default(),
         root_disk: Some(inst),
         shares: Vec::new(),
+        net: None,
         extra_cmdline,
         boot_log: bootlog,
         timeout_secs: timeout,

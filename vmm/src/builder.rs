@@ -20,6 +20,7 @@ use crate::config::VmJob;
 use crate::device_manager::{AttachedDevices, DeviceManager};
 use crate::devices::boot_timer::InfoCallback;
 use crate::devices::virtio::block::Block;
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::p9::P9Device;
 use crate::devices::Devices;
 use crate::error::{kvm_err, VmError};
@@ -217,7 +218,8 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
     }
     trace.step("vcpu cpuid+regs");
 
-    // Devices, in the order of their MMIO slots: the root disk, then one per share. Each
+    // Devices, in the order of their MMIO slots: the root disk, one per share, then the NIC
+    // (last, so adding a network never moves the disk or the shares). Each
     // attach appends its `virtio_mmio.device=` argument, between ours and the extra ones.
     let tsc_khz = vcpus[0].get_tsc_khz().ok();
     let mut cmdline = KernelCmdline::base(backend, tsc_khz, job.boot_log);
@@ -229,6 +231,10 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
     for share in &job.shares {
         let dev = P9Device::new(&share.host, &share.tag, share.read_only)?;
         dm.attach_virtio_device(&vm, Box::new(dev), "virtio-9p irqfd", &mut cmdline)?;
+    }
+    if let Some(net) = &job.net {
+        let dev = Net::new(net.tap_fd, net.mac)?;
+        dm.attach_virtio_device(&vm, Box::new(dev), "virtio-net irqfd", &mut cmdline)?;
     }
     cmdline.extend(job.extra_cmdline.iter().cloned());
     boot::write_cmdline(&mem, &cmdline.to_string())?;

@@ -34,6 +34,9 @@ pub struct VmJob {
     /// Shared host directories (virtio-9p), one device each after the root disk.
     #[serde(default)]
     pub shares: Vec<crate::devices::virtio::p9::Share>,
+    /// `--network`: one virtio-net device on an already-open TAP (see [`NetJob`]); `None` = no NIC.
+    #[serde(default)]
+    pub net: Option<NetJob>,
     /// Extra kernel arguments (after ours).
     pub extra_cmdline: Vec<String>,
     /// Forward the kernel's boot log instead of only the entrypoint's output.
@@ -46,6 +49,17 @@ pub struct VmJob {
     pub guest_info_path: Option<PathBuf>,
     /// Where to write the [`crate::process::VmResult`].
     pub result_path: PathBuf,
+}
+
+/// The VM's network interface. The CLI opens the TAP (`IFF_TAP|IFF_NO_PI|IFF_VNET_HDR`) and
+/// attaches it to the network's bridge, then hands the fd down across `exec`: the VMM needs
+/// no `CAP_NET_ADMIN`, and the TAP vanishes with the VMM's last fd (nothing to leak on a crash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetJob {
+    /// File descriptor number of the open TAP in the VMM process.
+    pub tap_fd: i32,
+    /// The guest NIC's MAC address (virtio-net config space, `VIRTIO_NET_F_MAC`).
+    pub mac: [u8; 6],
 }
 
 /// Diagnostics switches, off by default; never part of the job on the wire.

@@ -40,6 +40,9 @@ pub enum VmError {
     /// A shared directory.
     #[error(transparent)]
     Share(#[from] crate::devices::virtio::p9::ShareError),
+    /// The network interface (`--network`): the TAP handed to the VMM is unusable.
+    #[error(transparent)]
+    Net(#[from] crate::devices::virtio::net::NetError),
     /// Host resources (eventfd, threads, signals).
     #[error("VMM error: {0}")]
     Host(std::io::Error),

@@ -1,6 +1,8 @@
 //! The VMM's main loop (its own thread while vCPU 0 runs on the caller's): waits for the guest
 //! to reset or report its end, for a vCPU to stop the VM, for the watchdog, and for signals,
-//! which it forwards to the guest init over the console once the entrypoint runs.
+//! which it forwards to the guest init over the console once the entrypoint runs. It also
+//! waits on the devices' host-side event fds (frames arriving on virtio-net's TAP) and lets
+//! the device move that work into the guest.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -30,6 +32,13 @@ pub fn main_loop(
         events: libc::POLLIN,
         revents: 0,
     };
+    // (slot, fd) of every device with host-side events; fixed for the VM's lifetime.
+    let host_events: Vec<(usize, i32)> = devices
+        .virtio
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.lock().unwrap().host_event_fd().map(|fd| (i, fd)))
+        .collect();
     loop {
         let mut fds = vec![
             pollfd(reset_evt.as_raw_fd()),
@@ -39,6 +48,8 @@ pub fn main_loop(
         if let Some(s) = signals {
             fds.push(pollfd(s.raw_fd()));
         }
+        let first_host_event = fds.len();
+        fds.extend(host_events.iter().map(|&(_, fd)| pollfd(fd)));
         let mut wait_ms: i64 = if pending.is_empty() { 1000 } else { 50 };
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
@@ -54,6 +65,11 @@ pub fn main_loop(
         }
         if fds[0].revents != 0 || fds[2].revents != 0 {
             return LoopEnd::Reset;
+        }
+        for (&(slot, _), p) in host_events.iter().zip(&fds[first_host_event..]) {
+            if p.revents != 0 {
+                devices.virtio[slot].lock().unwrap().process_host_event();
+            }
         }
         if fds[1].revents != 0 {
             if let Some((i, e)) = shared.end.lock().unwrap().clone() {

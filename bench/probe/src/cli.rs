@@ -131,25 +131,7 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Parses a plain decimal integer (digits only: no sign, no whitespace), so typos are rejected.
-pub fn parse_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Parses a finite, non-negative number of seconds such as `2`, `0.25` or `.5`.
-pub fn parse_secs(s: &str) -> Option<f64> {
-    let ok_chars = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let v: f64 = if ok_chars {
-        s.parse().ok()?
-    } else {
-        return None;
-    };
-    // Bound it so Duration::from_secs_f64 cannot panic.
-    (v.is_finite() && v <= 1e9).then_some(v)
-}
+pub use probe::numbers::{parse_secs, parse_u64};
 
 /// Parses a signal given as a number (`9`) or a name (`KILL`, `SIGKILL`, `kill`).
 pub fn parse_signal(s: &str) -> Option<i32> {

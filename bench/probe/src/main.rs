@@ -5,11 +5,14 @@
 mod cli;
 mod info;
 mod io;
-mod json;
+mod netcmd;
 mod tools;
 mod workloads;
 
 use cli::{Failure, Outcome};
+// The JSON writer lives in the library (the network report shares it); `crate::json` paths
+// of the commands keep working through this import.
+use probe::json;
 
 /// Shown by `probe help`, and referenced by usage errors.
 const USAGE: &str = "\
@@ -29,6 +32,10 @@ usage: probe COMMAND [ARGS...]
   env                           environment as JSON
   write PATH TEXT               write TEXT to PATH
   cat PATH                      print PATH
+  net-serve [PORT] [--bind IP]  TCP server for net-client (default port 12865); prints a ready line
+  net-client ADDR:PORT [...]    TCP request/response latency then bulk throughput against net-serve
+                                (--size REQ,RESP --warmup N --warmup-secs S --count N --max-secs S
+                                 --stream-secs S --chunk BYTES; defaults 100,200 200 0.5 10000 2 2 131072)
 Bad arguments exit 2, runtime failures exit 1.";
 
 fn main() {
@@ -66,6 +73,8 @@ fn run(argv: &[String]) -> Outcome {
         "env" => tools::env(args),
         "write" => tools::write(args),
         "cat" => tools::cat(args),
+        "net-serve" => netcmd::serve(args),
+        "net-client" => netcmd::client(args),
         "help" | "-h" | "--help" => cli::emit(USAGE),
         other => Err(Failure::Usage(format!(
             "unknown command {other:?} (try `probe help`)"
@@ -100,6 +109,24 @@ mod tests {
     }
 
     #[test]
+    fn usage_states_the_net_client_defaults() {
+        let d = probe::net::Params::default();
+        let line = format!(
+            "defaults {},{} {} {} {} {} {} {}",
+            d.request_bytes,
+            d.response_bytes,
+            d.warmup,
+            d.warmup_secs,
+            d.count,
+            d.max_secs,
+            d.stream_secs,
+            d.chunk_bytes
+        );
+        assert!(USAGE.contains(&line), "{line}");
+        assert!(USAGE.contains(&probe::net::DEFAULT_PORT.to_string()));
+    }
+
+    #[test]
     fn usage_lists_every_command() {
         for cmd in [
             "info",
@@ -117,6 +144,8 @@ mod tests {
             "env",
             "write",
             "cat",
+            "net-serve",
+            "net-client",
         ] {
             assert!(USAGE.contains(&format!("\n  {cmd} ")), "{cmd}");
         }

@@ -192,3 +192,97 @@ fn helpers() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(probe(&["cat", p]).status.code(), Some(1));
 }
+
+/// A `probe net-serve` child on 127.0.0.1 (kernel-chosen port), killed when dropped.
+struct Server(std::process::Child, u16);
+
+impl Server {
+    fn start() -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_probe"))
+            .args(["net-serve", "0", "--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn probe net-serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert_eq!(v["workload"], "net-serve");
+        assert_eq!(v["bind"], "127.0.0.1");
+        assert!(v["addrs"].is_array());
+        let port = v["port"].as_u64().unwrap() as u16;
+        assert_ne!(port, 0);
+        Server(child, port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn net_client_measures_against_net_serve() {
+    let server = Server::start();
+    let target = format!("127.0.0.1:{}", server.1);
+    let v = json_line(&[
+        "net-client",
+        &target,
+        "--size",
+        "100,200",
+        "--warmup",
+        "10",
+        "--count",
+        "300",
+        "--stream-secs",
+        "0.2",
+    ]);
+    assert_eq!(v["workload"], "net-client");
+    assert_eq!(v["target"], target.as_str());
+    let rr = &v["rr"];
+    assert_eq!(rr["transactions"], 300);
+    assert_eq!(rr["warmup_done"], 10);
+    assert_eq!(
+        (rr["request_bytes"].as_u64(), rr["response_bytes"].as_u64()),
+        (Some(100), Some(200))
+    );
+    let (p50, p99) = (
+        rr["p50_ns"].as_u64().unwrap(),
+        rr["p99_ns"].as_u64().unwrap(),
+    );
+    assert!(0 < p50 && p50 <= p99, "{rr}");
+    let st = &v["stream"];
+    assert_eq!(st["sent_bytes"], st["received_bytes"]);
+    assert!(st["mib_s"].as_f64().unwrap() > 0.0, "{st}");
+    // Two clients at once: the server serves each connection on its own thread.
+    let a = Command::new(env!("CARGO_BIN_EXE_probe"))
+        .args(["net-client", &target, "--count", "50", "--stream-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(a.status.success());
+}
+
+#[test]
+fn net_commands_refuse_misuse_with_exit_2_and_fail_with_exit_1() {
+    for args in [
+        &["net-client"][..],
+        &["net-client", "localhost:1"],
+        &["net-client", "127.0.0.1:1", "--size", "100"],
+        &["net-serve", "99999"],
+        &["net-serve", "1", "--bind", "anywhere"],
+    ] {
+        let o = probe(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("usage: probe net-"));
+    }
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = l.local_addr().unwrap().to_string();
+    drop(l);
+    let o = probe(&["net-client", &closed]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
+}

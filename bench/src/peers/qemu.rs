@@ -156,6 +156,7 @@ fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
             ..Default::default()
         },
         boot_timer_port: vcompare_vmm::machine::BOOT_TIMER_PORT,
+        network: None,
         ..Default::default()
     };
     let json = serde_json::to_vec(&spec).map_err(|e| failed("encode the spec", e))?;

@@ -41,7 +41,10 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
             super::vm_warm_up(h, results, "vm");
         } else {
             let image = h.image.clone();
-            let _ = h.vcompare_ok(&["run", "--rm", "--mode", mode, &image, "/bin/probe", "true"]);
+            let _ = h.vcompare_ok(&super::run_args(
+                super::Network::None,
+                &["--rm", "--mode", mode, &image, "/bin/probe", "true"],
+            ));
         }
         let mut s = DiskSeries {
             subject: mode.into(),

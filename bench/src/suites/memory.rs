@@ -40,11 +40,12 @@ pub fn start_detached(h: &mut Harness, mode: &str) -> Result<String> {
     let name = h.fresh_name(&format!("{mode}-idle"));
     let image = h.image.clone();
     let mem = format!("{VM_MEMORY_MIB}m");
-    let mut args = vec!["run", "-d", "--name", &name, "--mode", mode];
+    let mut flags = vec!["-d", "--name", &name, "--mode", mode];
     if mode == "vm" {
-        args.extend(["--memory", &mem]);
+        flags.extend(["--memory", &mem]);
     }
-    args.extend([image.as_str(), "/bin/probe", "alloc", "1", "600"]);
+    flags.extend([image.as_str(), "/bin/probe", "alloc", "1", "600"]);
+    let args = super::run_args(super::Network::None, &flags);
     if let Err(e) = h.vcompare_ok(&args) {
         h.remove(&[name]);
         return Err(e);

@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod density;
 pub mod disk;
 pub mod memory;
+pub mod net;
 pub mod share;
 pub mod startup;
 
@@ -21,6 +22,12 @@ use crate::harness::{failed, spawn_timed, Harness, IMAGE_PATH};
 use crate::peers::qemu;
 use crate::results::Results;
 
+/// Every suite `vcompare bench --suite` accepts (`io` is an alias for the cpu suite's file
+/// I/O workload). Exported so the CLI checks its flag against the suites that exist here.
+pub const NAMES: &[&str] = &[
+    "startup", "cpu", "memory", "density", "disk", "io", "share", "net",
+];
+
 /// What to measure, parsed from `vcompare bench` flags.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -28,7 +35,7 @@ pub struct Plan {
     pub modes: Vec<String>,
     /// crun, runc, qemu, firecracker.
     pub peers: Vec<String>,
-    /// startup, cpu, memory, density, disk, share.
+    /// startup, cpu, memory, density, disk, share, net.
     pub suites: Vec<String>,
     /// Workload sizes of the share suite.
     pub share: share::Sizes,
@@ -102,6 +109,9 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
     if plan.suite("share") {
         t += share::estimate_ms(h, plan);
     }
+    if plan.suite("net") {
+        t += net::estimate_ms(h, plan);
+    }
     t
 }
 
@@ -125,6 +135,10 @@ pub fn run_all(h: &mut Harness, plan: &Plan, results: &mut Results) {
     if plan.suite("share") {
         share::run(h, plan, results);
     }
+    // Last: it is the only suite that creates a network, and its VM server boots once.
+    if plan.suite("net") {
+        net::run(h, plan, results);
+    }
 }
 
 /// A host-side command with the image's PATH and an otherwise empty environment, so a probe
@@ -135,19 +149,45 @@ pub fn host_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-/// `vcompare run --name NAME --mode MODE IMAGE /bin/probe true`: the smallest workload, kept
-/// by the instance so its record and disk can be read afterwards (startup and disk suites).
-pub fn probe_true_kept<'a>(name: &'a str, mode: &'a str, image: &'a str) -> [&'a str; 8] {
-    [
-        "run",
-        "--name",
-        name,
-        "--mode",
-        mode,
-        image,
-        "/bin/probe",
-        "true",
-    ]
+/// The network an instance started by the bench joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network<'a> {
+    /// `--network none`: only `lo`. Every suite but `net` runs its instances so, stated
+    /// explicitly although containers default to the `default` bridge: the peers (crun and
+    /// runc with the OCI default spec, QEMU without a NIC) start without a network, and a
+    /// bridge, a veth or TAP pair and nftables rules per instance would be work only our side
+    /// pays in the startup, memory and density figures.
+    None,
+    /// A bridge network by name (the `net` suite's own, created and removed by it).
+    Named(&'a str),
+}
+
+impl<'a> Network<'a> {
+    /// The value of `--network`.
+    pub fn flag_value(self) -> &'a str {
+        match self {
+            Network::None => "none",
+            Network::Named(n) => n,
+        }
+    }
+}
+
+/// `run --network NET FLAGS…`: the one place where the bench builds a `vcompare run` command
+/// line, so no suite can start an instance without saying which network it is on.
+pub fn run_args<'a>(network: Network<'a>, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--network", network.flag_value()];
+    v.extend_from_slice(flags);
+    v
+}
+
+/// `vcompare run --network none --name NAME --mode MODE IMAGE /bin/probe true`: the smallest
+/// workload, kept by the instance so its record and disk can be read afterwards (startup and
+/// disk suites).
+pub fn probe_true_kept<'a>(name: &'a str, mode: &'a str, image: &'a str) -> Vec<&'a str> {
+    run_args(
+        Network::None,
+        &["--name", name, "--mode", mode, image, "/bin/probe", "true"],
+    )
 }
 
 /// How long a short probe script may take in a `mode` instance: a VM gets 400 s, since every
@@ -156,9 +196,9 @@ pub fn instance_timeout(mode: &str) -> Duration {
     Duration::from_secs(if mode == "vm" { 400 } else { 60 })
 }
 
-/// Runs `command` in a fresh `mode` instance of the bench image (`extra` = further `run`
-/// flags such as `-v`), removes the instance, and returns its stdout: the probe workloads'
-/// way into containers and VMs. `what` names the step in errors.
+/// Runs `command` in a fresh `mode` instance of the bench image without a network
+/// (`extra` = further `run` flags such as `-v`), removes the instance, and returns its
+/// stdout: the probe workloads' way into containers and VMs. `what` names the step in errors.
 pub fn run_instance(
     h: &mut Harness,
     mode: &str,
@@ -167,12 +207,26 @@ pub fn run_instance(
     what: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>> {
+    run_instance_on(h, Network::None, mode, extra, command, what, timeout)
+}
+
+/// [`run_instance`] on `network`.
+pub fn run_instance_on(
+    h: &mut Harness,
+    network: Network<'_>,
+    mode: &str,
+    extra: &[&str],
+    command: &[&str],
+    what: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
     let name = h.fresh_name(mode);
     let image = h.image.clone();
-    let mut args = vec!["run", "--name", &name, "--mode", mode];
-    args.extend_from_slice(extra);
-    args.push(&image);
-    args.extend_from_slice(command);
+    let mut flags = vec!["--name", &name, "--mode", mode];
+    flags.extend_from_slice(extra);
+    flags.push(&image);
+    flags.extend_from_slice(command);
+    let args = run_args(network, &flags);
     let label = format!("vcompare run --mode {mode} … {what}");
     let r = spawn_timed(h.vcompare(&args), &label).and_then(|t| t.finish(&label, timeout));
     h.remove(&[name]);

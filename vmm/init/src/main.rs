@@ -1,9 +1,12 @@
 //! vcompare's guest init: PID 1 inside the microVM, started by the kernel from the image's
 //! root disk (which the kernel mounted as `/`). It mounts /proc, /sys and /dev, reads the
-//! run's spec from the disk's spec area, sets hostname, user, environment and working directory,
+//! run's spec from the disk's spec area, configures the network (`net.rs`, with `--network`),
+//! sets hostname, user, environment and working directory,
 //! runs the entrypoint as its child, reaps zombies, turns the VMM's shutdown request (a byte
 //! on the console) into SIGTERM for the entrypoint, and reports phases and the exit status
 //! through the boot-timer I/O port. Then it syncs and reboots (= the VM is done).
+
+mod net;
 
 use std::ffi::CString;
 use std::io::Write;
@@ -390,6 +393,11 @@ fn main() {
     report(port, Phase::RootMounted, 0);
     if let Err(e) = mount_shares(&spec.shares) {
         fail(port, &e);
+    }
+    if let Some(n) = &spec.network {
+        if let Err(e) = net::configure(n) {
+            fail(port, &e);
+        }
     }
     if !spec.hostname.is_empty() {
         // SAFETY: pointer/length of a valid byte string.

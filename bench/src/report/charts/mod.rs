@@ -1,6 +1,6 @@
 //! Charts rendered with plotters, each to SVG (scales on slides) and PNG (pastes anywhere):
 //! startup phase timelines (stacked bars), startup CDF, CPU overhead and shared-directory
-//! I/O ratios (grouped bars), memory density (lines), disk per instance (bars). 1280×720, large fonts, titles, units,
+//! I/O and network-path ratios (grouped bars), memory density (lines), disk per instance (bars). 1280×720, large fonts, titles, units,
 //! labelled axes and legends, so they stay readable on a projector; every chart with VM
 //! figures carries the KVM backend caveat.
 //!
@@ -24,9 +24,10 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use crate::results::{is_vm_subject, Results};
+use crate::suites::net::paths::LOOPBACK;
 
 use footprint::{disk, memory_density};
-use ratio_bars::{cpu_overhead, share};
+use ratio_bars::{cpu_overhead, net, share};
 use startup::{startup_cdf, startup_phases};
 
 /// Chart size in pixels (16:9, projector friendly).
@@ -114,6 +115,9 @@ pub fn render_all(r: &Results, dir: &Path) -> (Vec<PathBuf>, Vec<String>, Vec<St
     }
     if r.share.iter().any(|s| s.place == "host") && r.share.len() > 1 {
         both!(dir, "share", files, notes, stems, |a| share(&a, r));
+    }
+    if r.net.iter().any(|s| s.path == LOOPBACK) && r.net.len() > 1 {
+        both!(dir, "net", files, notes, stems, |a| net(&a, r));
     }
     (files, stems, notes)
 }

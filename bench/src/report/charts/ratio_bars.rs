@@ -1,5 +1,6 @@
-//! Grouped ratio bars (median cost ÷ host's, log y): CPU overhead per workload and shared
-//! directory / disk I/O per kind. Separate because both draw through one [`RatioBars`] chart.
+//! Grouped ratio bars (median cost ÷ the reference's, log y): CPU overhead per workload,
+//! shared directory / disk I/O per kind, and network paths against host loopback. Separate
+//! because all three draw through one [`RatioBars`] chart.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -9,7 +10,8 @@ use super::style::{
     title_style, with_caveat,
 };
 use super::ChartResult;
-use crate::report::markdown::{share_slowdown, SHARE_FIGURES};
+use crate::report::markdown::{net_is_vm, net_slowdown, share_slowdown, NET_FIGURES, SHARE_FIGURES};
+use crate::suites::net::paths::LOOPBACK;
 use crate::results::{is_vm_subject, Results};
 use crate::stats::{median, ratio};
 
@@ -59,6 +61,7 @@ pub(super) fn cpu_overhead<DB: DrawingBackend>(
             caveat: caveat_for(r, any_vm),
             title: "CPU overhead: median cost per operation ÷ host",
             x_desc: "workload (probe)",
+            y_desc: HOST_Y,
             groups: workloads,
             series: subjects,
             bars,
@@ -90,6 +93,7 @@ pub(super) fn share<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Resul
             caveat: caveat_for(r, any_vm),
             title: "Shared directories and disks: median cost ÷ host",
             x_desc: "time per MiB written, per MiB read, per small file",
+            y_desc: HOST_Y,
             groups: SHARE_FIGURES.iter().map(|f| f.to_string()).collect(),
             series: places,
             bars,
@@ -97,7 +101,42 @@ pub(super) fn share<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Resul
     )
 }
 
-/// A grouped ratio bar chart: `bars` are (group index, series index, ratio to host).
+/// Grouped bars: per network figure (p50 and p99 transaction latency, time per MiB of bulk),
+/// each path's median cost as a multiple of host loopback's (log y).
+pub(super) fn net<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> ChartResult {
+    let any_vm = r.net.iter().any(net_is_vm);
+    let paths: Vec<String> = r
+        .net
+        .iter()
+        .filter(|s| s.path != LOOPBACK)
+        .map(|s| s.path.clone())
+        .collect();
+    let mut bars = Vec::new();
+    for (fi, f) in NET_FIGURES.iter().enumerate() {
+        for (pi, p) in paths.iter().enumerate() {
+            if let Some(x) = net_slowdown(r, p, f) {
+                bars.push((fi, pi, x));
+            }
+        }
+    }
+    ratio_bars(
+        root,
+        &RatioBars {
+            caveat: caveat_for(r, any_vm),
+            title: "TCP over each path: median cost ÷ host loopback",
+            x_desc: "p50 and p99 time per transaction (100 B → 200 B), time per MiB of bulk",
+            y_desc: "× loopback (log scale; 1 = as fast as lo)",
+            groups: NET_FIGURES.iter().map(|f| f.to_string()).collect(),
+            series: paths,
+            bars,
+        },
+    )
+}
+
+/// The y axis of the charts whose reference is the host.
+const HOST_Y: &str = "× host (log scale; 1 = no overhead)";
+
+/// A grouped ratio bar chart: `bars` are (group index, series index, ratio to the reference).
 struct RatioBars {
     /// Backend caveat for the footer, when VM figures are drawn.
     caveat: Option<String>,
@@ -105,6 +144,8 @@ struct RatioBars {
     title: &'static str,
     /// X axis description.
     x_desc: &'static str,
+    /// Y axis description: the reference the ratios divide by.
+    y_desc: &'static str,
     /// Group names along x.
     groups: Vec<String>,
     /// Series names (one colour each, from [`subject_color`]).
@@ -135,7 +176,7 @@ fn ratio_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &RatioBars) 
         .configure_mesh()
         .disable_x_mesh()
         .x_desc(c.x_desc)
-        .y_desc("× host (log scale; 1 = no overhead)")
+        .y_desc(c.y_desc)
         .y_labels(12)
         .x_labels(30)
         .x_label_formatter(&|x| category(&c.groups, *x))

@@ -59,12 +59,13 @@ pub fn ensure_font() -> Result<(), String> {
 pub(super) fn subject_color(s: &str) -> RGBColor {
     match s {
         "host" => RGBColor(90, 90, 90),
-        "container" | "container bind" => RGBColor(31, 119, 180),
+        "container" | "container bind" | "container -p" => RGBColor(31, 119, 180),
+        "container-container" => RGBColor(23, 190, 207),
         "crun" => RGBColor(44, 160, 44),
         "runc" => RGBColor(148, 103, 189),
         "container volume" => RGBColor(23, 190, 207),
-        "vm" | "vm 9p" => RGBColor(214, 39, 40),
-        "vm root disk" => RGBColor(227, 119, 194),
+        "vm" | "vm 9p" | "vm -p" => RGBColor(214, 39, 40),
+        "vm root disk" | "container-vm" => RGBColor(227, 119, 194),
         "qemu" => RGBColor(255, 127, 14),
         "qemu-rootdisk" => RGBColor(188, 189, 34),
         _ => RGBColor(140, 86, 75),

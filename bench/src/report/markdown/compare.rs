@@ -4,6 +4,7 @@
 use super::cpu::cpu_median;
 use super::footprint::{density_slopes, memory_median};
 use super::format::{fmt_bytes, fmt_ns, fmt_num};
+use super::net::{net_median, NET_FIGURES};
 use super::share::{share_median, SHARE_FIGURES};
 use super::startup::startup_median;
 use crate::results::Results;
@@ -108,6 +109,15 @@ pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
                 share_median(b, p, f),
                 &fmt_num,
             );
+        }
+    }
+    for p in &sorted_union(&a.net, &b.net, |s| s.path.clone()) {
+        for f in NET_FIGURES {
+            let (name, fmt): (String, &dyn Fn(f64) -> String) = match f {
+                "bulk" => (format!("net {p} bulk (MiB/s)"), &fmt_num),
+                _ => (format!("net {p} {f} latency"), &fmt_ns),
+            };
+            row(name, net_median(a, p, f), net_median(b, p, f), fmt);
         }
     }
     if a.has_vm_numbers() || b.has_vm_numbers() {

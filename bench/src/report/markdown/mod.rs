@@ -10,6 +10,7 @@ mod compare;
 mod cpu;
 mod footprint;
 mod format;
+mod net;
 mod share;
 mod startup;
 mod targets;
@@ -18,6 +19,7 @@ pub use compare::compare;
 pub use cpu::{cpu_median, cpu_min};
 pub use footprint::{density_slopes, memory_median};
 pub use format::{fmt_bytes, fmt_ns, fmt_num, fmt_ratio, vm_caveat};
+pub use net::{net_is_vm, net_median, net_ratio, net_samples, net_slowdown, NET_FIGURES};
 pub use share::{share_median, share_ratio, share_samples, share_slowdown, SHARE_FIGURES};
 pub use startup::{
     mark_median, phase_median, removal_median, startup_median, startup_with_removal_median,
@@ -95,6 +97,10 @@ pub fn render(r: &Results, charts: &[String]) -> String {
             "share",
             "shared directories and disks vs host",
         );
+    }
+    if !r.net.is_empty() {
+        net::section(&mut md, r);
+        chart(&mut md, charts, "net", "network paths vs host loopback");
     }
     if !r.skipped.is_empty() {
         let _ = writeln!(md, "## Not measured in this run\n");

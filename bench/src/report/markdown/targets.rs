@@ -1,16 +1,24 @@
-//! The five targets the issue sets, evaluated as measured ratios from one run's medians, for
-//! the report's table and the terminal. Separate because they read every suite's figures.
+//! The targets the issues set, evaluated as measured ratios from one run's medians, for the
+//! report's table and the terminal: five always, and the network suite's two when it ran.
+//! Separate because they read every suite's figures.
 
 use std::fmt::Write as _;
 
 use super::cpu::{cpu_median, cpu_min};
 use super::footprint::memory_median;
-use super::format::{fmt_bytes, fmt_ns};
+use super::format::{fmt_bytes, fmt_ns, fmt_num, fmt_ratio};
+use super::net::{net_is_vm, net_median, net_ratio};
 use super::startup::{
     mark_median, phase_median, removal_median, startup_median, startup_with_removal_median,
 };
 use crate::results::Results;
 use crate::stats::ratio;
+use crate::suites::net::paths::{CONTAINER_PUBLISHED, LOOPBACK};
+
+/// Network target: host → container through `-p` at most this × loopback's p50 latency.
+pub const NET_LATENCY_MAX_RATIO: f64 = 1.3;
+/// Network target: host → container through `-p` at least this × loopback's bulk throughput.
+pub const NET_THROUGHPUT_MIN_RATIO: f64 = 0.8;
 
 /// VM phase names that mean "launch → first guest instruction" (VMM setup).
 pub const VMM_SETUP_NAMES: &[&str] = &["vmm_setup", "vmm-setup", "first_instruction"];
@@ -28,7 +36,73 @@ pub struct Target {
     pub met: Option<bool>,
 }
 
-/// The five targets, evaluated from one run's medians.
+/// The network suite's two targets (only when it ran: other reports would carry two n/a
+/// rows for a suite they did not select).
+fn net_targets(r: &Results) -> Vec<Target> {
+    if r.net.is_empty() {
+        return Vec::new();
+    }
+    let (c, l) = (CONTAINER_PUBLISHED, LOOPBACK);
+    let p50 = net_ratio(r, c, "p50");
+    let p99 = net_ratio(r, c, "p99")
+        .map(|x| format!("; p99 {}", fmt_ratio(x)))
+        .unwrap_or_default();
+    let bulk = net_ratio(r, c, "bulk");
+    let both = |fig: &str, f: &dyn Fn(f64) -> String| match (net_median(r, c, fig), net_median(r, l, fig)) {
+        (Some(a), Some(b)) => Some((f(a), f(b))),
+        _ => None,
+    };
+    vec![
+        Target {
+            what: "host → container through `-p`: TCP request/response p50 ≤ 1.3 × host loopback's",
+            measured: match (both("p50", &fmt_ns), p50) {
+                (Some((a, b)), Some(x)) => format!("{a} vs loopback {b} → ratio {x:.2}{p99} (medians over runs of each run's p50)"),
+                _ => "not measured (needs the loopback and container -p paths)".into(),
+            },
+            met: p50.map(|x| x <= NET_LATENCY_MAX_RATIO),
+        },
+        Target {
+            what: "host → container through `-p`: TCP bulk throughput ≥ 0.8 × host loopback's",
+            measured: match (both("bulk", &|v| format!("{} MiB/s", fmt_num(v))), bulk) {
+                (Some((a, b)), Some(x)) => format!("{a} vs loopback {b} → ratio {x:.2}"),
+                _ => "not measured (needs the loopback and container -p paths)".into(),
+            },
+            met: bulk.map(|x| x >= NET_THROUGHPUT_MIN_RATIO),
+        },
+    ]
+}
+
+/// The VM network paths as measured, for the terminal: no target (the guest's TCP stack runs
+/// in the emulator on a nested host), but printed next to the goals so nobody reads them as
+/// hardware-KVM figures.
+pub fn net_vm_lines(r: &Results) -> Vec<String> {
+    r.net
+        .iter()
+        .filter(|s| net_is_vm(s))
+        .map(|s| {
+            let f = |fig: &str, fmt: &dyn Fn(f64) -> String| {
+                net_median(r, &s.path, fig)
+                    .map(|v| {
+                        let x = net_ratio(r, &s.path, fig)
+                            .map(|x| format!(" ({} loopback)", fmt_ratio(x)))
+                            .unwrap_or_default();
+                        format!("{}{x}", fmt(v))
+                    })
+                    .unwrap_or_else(|| "–".into())
+            };
+            format!(
+                "{}: p50 {}, p99 {}, bulk {} — no target; KVM backend: {}, so not a hardware-KVM figure",
+                s.path,
+                f("p50", &fmt_ns),
+                f("p99", &fmt_ns),
+                f("bulk", &|v| format!("{} MiB/s", fmt_num(v))),
+                r.environment.kvm_backend
+            )
+        })
+        .collect()
+}
+
+/// Every target, evaluated from one run's medians.
 pub fn targets(r: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     // Like for like: crun's `run` deletes the container, so ours counts `vcompare rm` too.
@@ -151,6 +225,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
         },
         met: ratio(cc, hc).map(|x| (x - 1.0).abs() <= 0.02),
     });
+    t.extend(net_targets(r));
     t
 }
 
@@ -178,6 +253,9 @@ pub fn targets_text(r: &Results) -> String {
             t.what,
             t.measured
         );
+    }
+    for line in net_vm_lines(r) {
+        let _ = writeln!(s, "  [info] {line}");
     }
     s
 }

@@ -15,6 +15,8 @@ const VENDOR: u32 = 0x4d43_5056; // "VPCM"
 pub const INT_USED_RING: u32 = 1;
 /// Device status bit set by the driver when it accepted our features.
 pub const STATUS_FEATURES_OK: u32 = 8;
+/// Device status bit set by the driver when it is ready to drive the device.
+pub const STATUS_DRIVER_OK: u32 = 4;
 /// Device status bit: the device needs a reset (something went wrong).
 pub const STATUS_NEEDS_RESET: u32 = 0x40;
 
@@ -61,6 +63,7 @@ impl MmioTransport {
     }
 
     fn reset(&mut self) {
+        self.device.reset();
         for q in &mut self.queues {
             q.reset();
         }
@@ -144,6 +147,16 @@ impl MmioTransport {
                         self.status = v & !STATUS_FEATURES_OK;
                         return;
                     }
+                    if v & STATUS_DRIVER_OK != 0 && self.status & STATUS_DRIVER_OK == 0 {
+                        if let Err(e) = self.device.activate(self.driver_features) {
+                            tracing::warn!(
+                                device = self.device.device_type(),
+                                "virtio device refused DRIVER_OK: {e}"
+                            );
+                            self.status = v | STATUS_NEEDS_RESET;
+                            return;
+                        }
+                    }
                     self.status = v;
                 }
             }
@@ -173,8 +186,30 @@ impl MmioTransport {
             return;
         }
         if self.device.process_queue(index, q, &self.mem) {
-            self.interrupt_status |= INT_USED_RING;
-            let _ = self.irq.write(1);
+            self.signal_used();
+        }
+    }
+
+    /// Tells the driver that used buffers are waiting: interrupt status bit, then the irqfd.
+    fn signal_used(&mut self) {
+        self.interrupt_status |= INT_USED_RING;
+        let _ = self.irq.write(1);
+    }
+
+    /// The device's host-side event fd, if it has one (see [`VirtioDevice::host_event_fd`]):
+    /// what the main loop polls for this device.
+    pub fn host_event_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.device.host_event_fd()
+    }
+
+    /// Called by the main loop when [`MmioTransport::host_event_fd`] is readable: lets the
+    /// device move host-side work into the guest's queues, and interrupts if it used any.
+    pub fn process_host_event(&mut self) {
+        if self
+            .device
+            .process_host_event(&mut self.queues, &self.mem)
+        {
+            self.signal_used();
         }
     }
 
