@@ -10,6 +10,7 @@ PACKAGES=(
     umoci                          # differential test of the image store
     crun runc                      # container peers (benchmarks, differential test)
     qemu-system-x86                # microVM peer (qemu -M microvm)
+    nftables iproute2              # networks: -p and isolation rules (nft), test host set-up (ip)
     linux-source-6.12              # guest kernel source
     flex bison bc libelf-dev libssl-dev cpio xz-utils dwarves  # guest kernel build
 )

@@ -1,11 +1,11 @@
 //! Small filesystem primitives shared by the image store and the instance records: atomic
-//! replacement of files (write a temp file, fsync, rename) and advisory locks, so an
+//! replacement of files and advisory locks (the primitives themselves live in
+//! `vcompare_spec::files`, shared with the network crate), so an
 //! interrupted command never leaves a half-written record behind.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 
 /// Random lowercase hex of `bytes` random bytes (from the kernel's CSPRNG); used for
 /// instance ids and temporary names.
@@ -22,19 +22,10 @@ pub fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// A unique path next to `target` (same directory, so a later `rename` is atomic).
-pub fn temp_sibling(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.tmp-{}", random_hex(6)))
-}
-
 /// Replaces `path` with `data` atomically and durably (fsync before the rename): readers see
 /// the old or the new content, never a mix, even after a power loss. For the image store.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace(path, data, true)
+    vcompare_spec::files::replace(path, data, true)
 }
 
 /// Replaces `path` atomically without fsync: concurrent readers still never see a mix (the
@@ -42,52 +33,10 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
 /// on the startup path several times per run, where an fsync costs milliseconds, and it is
 /// re-derived from live processes after a crash anyway.
 pub fn atomic_write_fast(path: &Path, data: &[u8]) -> io::Result<()> {
-    replace(path, data, false)
+    vcompare_spec::files::replace(path, data, false)
 }
 
-fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    let tmp = temp_sibling(path);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// An exclusive advisory lock held until dropped (flock on a lock file); serialises writers
-/// of the store and of instance records between concurrent `vcompare` processes.
-pub struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    /// Blocks until the lock on `path` is held; creates the lock file if needed.
-    pub fn exclusive(path: &Path) -> io::Result<FileLock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        loop {
-            // SAFETY: flock on a valid open fd.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(FileLock { _file: file });
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-    }
-}
+pub use vcompare_spec::files::FileLock;
 
 /// Total bytes of regular files below `path` (not following symlinks; hard links counted once).
 pub fn tree_size(path: &Path) -> u64 {

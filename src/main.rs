@@ -67,8 +67,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     use commands::*;
     // Any command first removes the network leftovers of instances that died with their
     // vcompare (SIGKILL, power loss); not the DNS responder, which is part of a live network.
-    if !matches!(cli.command, Command::Network(cli::NetworkCommand::DnsServe { .. })) {
-        backend::network::cleanup_stale(&ctx.instances, &vcompare_network::Networks::open(&ctx.root));
+    if !matches!(
+        cli.command,
+        Command::Network(cli::NetworkCommand::DnsServe { .. })
+    ) {
+        backend::network::cleanup_stale(
+            &ctx.instances,
+            &vcompare_network::Networks::open(&ctx.root),
+        );
     }
     match &cli.command {
         Command::Run(a) => run::run(&ctx, a),

@@ -73,20 +73,32 @@ fn published_port_reaches_a_container_from_loopback_host_address_and_itself() {
     let att = &v["network"]["attachments"][0];
     assert_eq!(att["network"], "default", "{v}");
     let addr = att["inside"]["address"].as_str().unwrap();
-    assert!(addr.starts_with("10.88.0.") && addr.ends_with("/24"), "{addr}");
+    assert!(
+        addr.starts_with("10.88.0.") && addr.ends_with("/24"),
+        "{addr}"
+    );
     assert_eq!(att["inside"]["interface"], "eth0");
     assert_eq!(att["host"]["bridge"], "vcbr0");
     let veth = att["host"]["link"].as_str().unwrap();
     assert!(host_output("ip", &["-o", "link", "show", veth]).contains("master vcbr0"));
     let inside = &v["network"]["inside_now"];
     assert!(inside["addresses"].to_string().contains(addr), "{inside}");
-    assert!(inside["routes"].to_string().contains("default via 10.88.0.1 dev eth0"), "{inside}");
+    assert!(
+        inside["routes"]
+            .to_string()
+            .contains("default via 10.88.0.1 dev eth0"),
+        "{inside}"
+    );
     let rules = v["network"]["nft_rules"].to_string();
     assert!(rules.contains("dnat") && rules.contains("18080"), "{rules}");
 
     // Hairpin: the container reaches its own published port through the host's address.
     let o = env.run(&["exec", &id, "sh", "-c", &nc_get(host_ip, 18080)]);
-    assert!(text(&o.stdout).contains("hello-ctr"), "hairpin: {}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("hello-ctr"),
+        "hairpin: {}",
+        text(&o.stderr)
+    );
 
     // /etc/hosts and resolv.conf inside name the instance and the host's servers.
     let hosts = env.ok(&["exec", &id, "cat", "/etc/hosts"]);
@@ -94,7 +106,11 @@ fn published_port_reaches_a_container_from_loopback_host_address_and_itself() {
 
     env.ok(&["rm", "-f", &id]);
     assert_no_network_leftovers();
-    assert!(!ipam_leases(&env).contains(&id), "IPAM lease left: {}", ipam_leases(&env));
+    assert!(
+        !ipam_leases(&env).contains(&id),
+        "IPAM lease left: {}",
+        ipam_leases(&env)
+    );
 }
 
 #[test]
@@ -112,19 +128,44 @@ fn a_busy_host_port_fails_before_the_instance_starts_and_leaves_nothing() {
         })
     });
     ready_rx.recv().unwrap();
-    let o = env.run(&["run", "--rm", "--mode", "container", "-p", "18081:80", BUSYBOX, "true"]);
+    let o = env.run(&[
+        "run",
+        "--rm",
+        "--mode",
+        "container",
+        "-p",
+        "18081:80",
+        BUSYBOX,
+        "true",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     let err = text(&o.stderr);
-    assert!(err.contains("18081") && err.contains("already in use"), "{err}");
+    assert!(
+        err.contains("18081") && err.contains("already in use"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one plain sentence: {err}");
     tx.send(()).unwrap();
     holder.join().unwrap();
 
     // A port another instance publishes is just as busy.
     let (id, _) = env.run_detached(&["-p", "18082:80", BUSYBOX, "sleep", "300"]);
-    let o = env.run(&["run", "--rm", "--mode", "container", "-p", "18082:80", BUSYBOX, "true"]);
+    let o = env.run(&[
+        "run",
+        "--rm",
+        "--mode",
+        "container",
+        "-p",
+        "18082:80",
+        BUSYBOX,
+        "true",
+    ]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(text(&o.stderr).contains("already in use"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("already in use"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_eq!(env.ps_json().len(), 1, "the refused run left no instance");
     env.ok(&["rm", "-f", &id]);
     assert_no_network_leftovers();
@@ -135,7 +176,16 @@ fn names_resolve_on_a_user_network_and_networks_are_isolated() {
     let env = Env::with_busybox();
     env.ok(&["network", "create", "front"]);
     env.ok(&["network", "create", "back"]);
-    let (web, _) = env.run_detached(&["--network", "front", "--name", "web", BUSYBOX, "sh", "-c", &httpd("hello-web")]);
+    let (web, _) = env.run_detached(&[
+        "--network",
+        "front",
+        "--name",
+        "web",
+        BUSYBOX,
+        "sh",
+        "-c",
+        &httpd("hello-web"),
+    ]);
     let web_ip = inspect(&env, &web)["network"]["attachments"][0]["inside"]["address"]
         .as_str()
         .unwrap()
@@ -152,17 +202,36 @@ fn names_resolve_on_a_user_network_and_networks_are_isolated() {
     );
     let o = env.run_sh(&["--network", "front"], &script);
     let out = text(&o.stdout);
-    assert!(out.contains(&web_ip), "nslookup web: {out}\n{}", text(&o.stderr));
-    assert!(out.contains("hello-web"), "wget by name: {out}\n{}", text(&o.stderr));
+    assert!(
+        out.contains(&web_ip),
+        "nslookup web: {out}\n{}",
+        text(&o.stderr)
+    );
+    assert!(
+        out.contains("hello-web"),
+        "wget by name: {out}\n{}",
+        text(&o.stderr)
+    );
 
     // Another network: no route through the firewall to web.
-    let o = env.run_sh(&["--network", "back"], &format!("{} && echo REACHED", nc_get(&web_ip, 80)));
-    assert!(!text(&o.stdout).contains("REACHED"), "isolation broken: {}", text(&o.stdout));
+    let o = env.run_sh(
+        &["--network", "back"],
+        &format!("{} && echo REACHED", nc_get(&web_ip, 80)),
+    );
+    assert!(
+        !text(&o.stdout).contains("REACHED"),
+        "isolation broken: {}",
+        text(&o.stdout)
+    );
     assert_ne!(o.status.code(), Some(0));
 
     // The default network has no name server of its own (as in Docker).
     let o = env.run_sh(&[], "cat /etc/resolv.conf");
-    assert!(!text(&o.stdout).contains("10.88.0.1"), "{}", text(&o.stdout));
+    assert!(
+        !text(&o.stdout).contains("10.88.0.1"),
+        "{}",
+        text(&o.stdout)
+    );
 
     let o = env.run(&["network", "rm", "front"]);
     assert!(text(&o.stderr).contains("in use"), "{}", text(&o.stderr));
@@ -172,7 +241,10 @@ fn names_resolve_on_a_user_network_and_networks_are_isolated() {
     // The responder ends once its network has no names left.
     wait_until("the DNS responder to exit", || {
         let ps = host_output("ps", &["-eo", "args"]);
-        if ps.lines().any(|l| l.contains("dns-serve") && l.contains(env.root().to_str().unwrap())) {
+        if ps
+            .lines()
+            .any(|l| l.contains("dns-serve") && l.contains(env.root().to_str().unwrap()))
+        {
             Err(ps)
         } else {
             Ok(())
@@ -191,14 +263,21 @@ fn connect_and_disconnect_change_a_running_container_live() {
     let out = env.ok(&["network", "connect", "side", &id]);
     assert!(out.contains("eth0 10.89.0."), "{out}");
     let addrs = env.ok(&["exec", &id, "ip", "-o", "-4", "addr"]);
-    assert!(addrs.contains("eth0") && addrs.contains("10.89.0."), "{addrs}");
+    assert!(
+        addrs.contains("eth0") && addrs.contains("10.89.0."),
+        "{addrs}"
+    );
     // The gateway (the bridge) answers from inside: the link is really up.
     let o = env.run(&["exec", &id, "ping", "-c", "1", "-W", "3", "10.89.0.1"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
 
     env.ok(&["network", "disconnect", "side", &id]);
     let links = env.ok(&["exec", &id, "ls", "/sys/class/net"]);
-    assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo"], "eth0 is gone");
+    assert_eq!(
+        links.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "eth0 is gone"
+    );
     let e = env.fails(&["network", "disconnect", "side", &id]);
     assert!(e.contains("not connected"), "{e}");
     env.ok(&["rm", "-f", &id]);
@@ -211,16 +290,25 @@ fn network_commands_list_inspect_and_refuse_bad_input() {
     let env = Env::new();
     env.ok(&["network", "create", "lab", "--subnet", "10.77.5.0/24"]);
     let ls = env.ok(&["network", "ls"]);
-    assert!(ls.contains("lab") && ls.contains("10.77.5.0/24") && ls.contains("10.77.5.1"), "{ls}");
+    assert!(
+        ls.contains("lab") && ls.contains("10.77.5.0/24") && ls.contains("10.77.5.1"),
+        "{ls}"
+    );
     let v: Value = serde_json::from_str(&env.ok(&["network", "inspect", "lab"])).unwrap();
     assert_eq!(v["dns"], "10.77.5.1:53");
     assert_eq!(v["instances"], serde_json::json!([]));
     for (args, says) in [
         (&["network", "create", "lab"][..], "already exists"),
-        (&["network", "create", "x", "--subnet", "10.77.5.128/25"], "overlaps network `lab`"),
+        (
+            &["network", "create", "x", "--subnet", "10.77.5.128/25"],
+            "overlaps network `lab`",
+        ),
         (&["network", "create", "host"], "invalid network name"),
         (&["network", "inspect", "nope"], "no network `nope`"),
-        (&["run", "--network", "nope", "test/none", "true"], "network create nope"),
+        (
+            &["run", "--network", "nope", "test/none", "true"],
+            "network create nope",
+        ),
     ] {
         let e = env.fails(args);
         assert!(e.contains(says), "{args:?}: {e}");
@@ -234,7 +322,15 @@ fn network_commands_list_inspect_and_refuse_bad_input() {
         let e = env.fails(&["run", "-p", p, "test/none", "true"]);
         assert!(e.contains(says), "-p {p}: {e}");
     }
-    let e = env.fails(&["run", "--network", "none", "-p", "80:80", "test/none", "true"]);
+    let e = env.fails(&[
+        "run",
+        "--network",
+        "none",
+        "-p",
+        "80:80",
+        "test/none",
+        "true",
+    ]);
     assert!(e.contains("needs a network"), "{e}");
     env.ok(&["network", "rm", "lab"]);
     assert!(!env.ok(&["network", "ls"]).contains("lab"));
@@ -245,7 +341,20 @@ fn a_killed_vcompare_leaves_nothing_after_the_next_command() {
     let env = Env::with_busybox();
     env.ok(&["network", "create", "crash"]);
     let mut child = env
-        .cmd(&["run", "--mode", "container", "--network", "crash", "--name", "doomed", "-p", "18083:80", BUSYBOX, "sleep", "300"])
+        .cmd(&[
+            "run",
+            "--mode",
+            "container",
+            "--network",
+            "crash",
+            "--name",
+            "doomed",
+            "-p",
+            "18083:80",
+            BUSYBOX,
+            "sleep",
+            "300",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -263,7 +372,11 @@ fn a_killed_vcompare_leaves_nothing_after_the_next_command() {
     // SAFETY: kill(2) of the container's process, found through vcompare's own record.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     wait_until("the container process to end", || {
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z") {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
             Err(format!("pid {pid} alive"))
         } else {
             Ok(())
@@ -273,6 +386,9 @@ fn a_killed_vcompare_leaves_nothing_after_the_next_command() {
     env.ok(&["ps", "-a"]);
     assert_no_network_leftovers();
     let leases = ipam_leases(&env);
-    assert!(!leases.contains(&v["id"].as_str().unwrap()[..12]), "{leases}");
+    assert!(
+        !leases.contains(&v["id"].as_str().unwrap()[..12]),
+        "{leases}"
+    );
     let _ = host_cmd("true").status();
 }

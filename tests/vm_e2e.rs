@@ -1164,3 +1164,97 @@ if [ -e /mnt/rw/tobedeleted ]; then echo still-there; else echo deleted; fi";
         text(&o)
     );
 }
+
+/// Networks, VM side: a web server in a microVM is reached through `-p` from the stand-in
+/// host (127.0.0.1 and the gateway address), and from a container on the same user-defined
+/// network by the name the network's DNS responder gives it; removing the VM leaves no TAP,
+/// bridge or rule behind. All inside this test's own network namespace.
+#[test]
+fn vm_serves_a_published_port_and_a_container_on_its_network() {
+    require_vm!();
+    use common::test_host::{assert_no_network_leftovers, http_get};
+    let root = Root::new("net");
+    root.ok(&["network", "create", "mixed"]);
+    let page = "mkdir -p /www && echo hello-vm > /www/index.html && exec httpd -f -p 80 -h /www";
+    let id = root
+        .ok(&[
+            "run",
+            "-d",
+            "--mode",
+            "vm",
+            "--timeout",
+            "540",
+            "--network",
+            "mixed",
+            "--name",
+            "vmweb",
+            "-p",
+            "18090:80",
+            "vcompare/probe",
+            "sh",
+            "-c",
+            page,
+        ])
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(360);
+    loop {
+        match http_get("127.0.0.1:18090") {
+            Ok(r) if r.contains("hello-vm") => break,
+            r => {
+                let log = root.run(&["logs", &id]);
+                assert!(
+                    Instant::now() < deadline,
+                    "no page through -p: {r:?}\nlog: {}",
+                    text(&log)
+                );
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&root.ok(&["inspect", &id, "--format", "json"])).unwrap();
+    let att = &v["view"]["network"]["attachments"][0];
+    assert_eq!(att["host"]["kind"], "tap", "{v}");
+    assert!(
+        att["host"]["link"].as_str().unwrap().starts_with("vct"),
+        "{v}"
+    );
+    let vm_ip = att["inside"]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(vm_ip.starts_with("10.89.0."), "{vm_ip}");
+    let gw = att["inside"]["gateway"].as_str().unwrap().to_string();
+    let r = http_get(&format!("{gw}:18090")).unwrap_or_default();
+    assert!(r.contains("hello-vm"), "through the gateway address: {r}");
+
+    // A container on the same bridge finds the VM by name and reaches it directly.
+    let script = format!(
+        "nslookup vmweb > /tmp/ns 2>&1; cat /tmp/ns; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {vm_ip} 80"
+    );
+    let o = root.run(&[
+        "run",
+        "--rm",
+        "--mode",
+        "container",
+        "--network",
+        "mixed",
+        "vcompare/probe",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let out = text(&o);
+    assert!(
+        out.contains(&vm_ip) && out.contains("hello-vm"),
+        "container -> VM: {out}"
+    );
+
+    root.ok(&["rm", "-f", &id]);
+    root.ok(&["network", "rm", "mixed"]);
+    assert_no_network_leftovers();
+}

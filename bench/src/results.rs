@@ -339,10 +339,9 @@ impl Results {
             || self.density.iter().any(|s| is_vm_subject(&s.subject))
             || self.disk.iter().any(|s| is_vm_subject(&s.subject))
             || self.share.iter().any(|s| is_vm_subject(&s.subject))
-            || self
-                .net
-                .iter()
-                .any(|s| !s.runs.is_empty() && (is_vm_subject(&s.server) || is_vm_subject(&s.client)))
+            || self.net.iter().any(|s| {
+                !s.runs.is_empty() && (is_vm_subject(&s.server) || is_vm_subject(&s.client))
+            })
     }
 
     /// Writes `results.json` into `dir` (pretty-printed, so diffs between runs are readable).

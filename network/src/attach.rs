@@ -69,7 +69,9 @@ pub struct Owner<'a> {
 impl Attachment {
     /// The subnet this attachment's address was taken from.
     pub fn subnet(&self) -> Subnet {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0);
         Subnet {
             base: Ipv4Addr::from(u32::from(self.address) & mask),
             prefix_len: self.prefix_len,
@@ -153,7 +155,10 @@ pub fn attachments(nets: &Networks, id: &str) -> Result<Vec<Attachment>> {
     let p = record_path(nets, id);
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            Error::Invalid(format!("the attachment record {} is unreadable ({e})", p.display()))
+            Error::Invalid(format!(
+                "the attachment record {} is unreadable ({e})",
+                p.display()
+            ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io("reading", &p, e)),
@@ -168,8 +173,12 @@ fn save_attachments(nets: &Networks, id: &str, atts: &[Attachment]) -> Result<()
             _ => Ok(()),
         };
     }
-    std::fs::create_dir_all(records_dir(nets)).map_err(|e| Error::io("creating", records_dir(nets), e))?;
-    write_atomic(&p, &serde_json::to_vec_pretty(atts).expect("attachments serialise"))
+    std::fs::create_dir_all(records_dir(nets))
+        .map_err(|e| Error::io("creating", records_dir(nets), e))?;
+    write_atomic(
+        &p,
+        &serde_json::to_vec_pretty(atts).expect("attachments serialise"),
+    )
 }
 
 /// The ids of every instance that has an attachment record in this data root.
@@ -177,7 +186,12 @@ pub fn attached_ids(nets: &Networks) -> Vec<String> {
     let mut ids: Vec<String> = std::fs::read_dir(records_dir(nets))
         .map(|rd| {
             rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".json")
+                        .map(String::from)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -234,7 +248,9 @@ pub fn join(
             def.name
         )));
     }
-    let slot = (0..).find(|n| !atts.iter().any(|a| a.interface == format!("eth{n}"))).unwrap();
+    let slot = (0..)
+        .find(|n| !atts.iter().any(|a| a.interface == format!("eth{n}")))
+        .unwrap();
     let prefix = match kind {
         LinkKind::Veth => "vcv",
         LinkKind::Tap => "vct",
@@ -290,13 +306,21 @@ pub fn join(
 /// attachment's interface), joins the host end to the bridge (with hairpin, so the instance
 /// reaches its own published ports), and gives the peer its address, link and — for the
 /// first network — the default route.
-pub fn plumb_veth(att: &Attachment, id: &str, netns: BorrowedFd<'_>, default_route: bool) -> Result<()> {
+pub fn plumb_veth(
+    att: &Attachment,
+    id: &str,
+    netns: BorrowedFd<'_>,
+    default_route: bool,
+) -> Result<()> {
     let mut nl = Netlink::open()?;
     let host = nl.create_veth(&att.host_link, &att.interface, netns, &link_alias(id))?;
     attach_to_bridge(&mut nl, att, host)?;
     let mut inside = Netlink::open_in(netns)?;
     let peer = inside.link_by_name(&att.interface)?.ok_or_else(|| {
-        Error::Invalid(format!("the veth peer {} did not appear in the container", att.interface))
+        Error::Invalid(format!(
+            "the veth peer {} did not appear in the container",
+            att.interface
+        ))
     })?;
     inside.add_address(peer.index, att.address, att.prefix_len)?;
     inside.set_up(peer.index)?;
@@ -308,7 +332,10 @@ pub fn plumb_veth(att: &Attachment, id: &str, netns: BorrowedFd<'_>, default_rou
 
 fn attach_to_bridge(nl: &mut Netlink, att: &Attachment, index: u32) -> Result<()> {
     let bridge = nl.link_by_name(&att.bridge)?.ok_or_else(|| {
-        Error::Invalid(format!("the bridge {} of network `{}` vanished; run again", att.bridge, att.network))
+        Error::Invalid(format!(
+            "the bridge {} of network `{}` vanished; run again",
+            att.bridge, att.network
+        ))
     })?;
     nl.set_master(index, Some(bridge.index))?;
     nl.set_hairpin(index, true)?;
@@ -320,9 +347,9 @@ fn attach_to_bridge(nl: &mut Netlink, att: &Attachment, index: u32) -> Result<()
 pub fn open_tap(att: &Attachment, id: &str) -> Result<Tap> {
     let tap = crate::tap::open_tap(&att.host_link)?;
     let mut nl = Netlink::open()?;
-    let link = nl.link_by_name(&att.host_link)?.ok_or_else(|| {
-        Error::Invalid(format!("the TAP {} did not appear", att.host_link))
-    })?;
+    let link = nl
+        .link_by_name(&att.host_link)?
+        .ok_or_else(|| Error::Invalid(format!("the TAP {} did not appear", att.host_link)))?;
     nl.set_alias(link.index, &link_alias(id))?;
     attach_to_bridge(&mut nl, att, link.index)?;
     Ok(tap)
@@ -354,7 +381,9 @@ pub fn leave(nets: &Networks, id: &str, network: &str) -> Result<()> {
         keep(firewall::remove_instance(id));
     }
     if att.dns {
-        keep(update_hosts(nets, network, |h| h.retain(|(a, _)| *a != att.address)));
+        keep(update_hosts(nets, network, |h| {
+            h.retain(|(a, _)| *a != att.address)
+        }));
     }
     keep(Ipam::new(nets.dir(), network, att.subnet()).release(id));
     if let Some(e) = first_err {
@@ -415,7 +444,11 @@ pub fn cleanup_stale(nets: &Networks, is_live: impl Fn(&str) -> bool) -> Vec<(St
 
 /// Rewrites the network's hosts file (the DNS responder's data) under the network lock
 /// held by the caller.
-fn update_hosts(nets: &Networks, network: &str, f: impl FnOnce(&mut Vec<(Ipv4Addr, String)>)) -> Result<()> {
+fn update_hosts(
+    nets: &Networks,
+    network: &str,
+    f: impl FnOnce(&mut Vec<(Ipv4Addr, String)>),
+) -> Result<()> {
     let path = hosts_path(nets, network);
     let mut entries = dns::read_hosts(&path);
     f(&mut entries);
@@ -445,9 +478,12 @@ pub fn ensure_dns(nets: &Networks, network: &str, exe: &Path, data_root: &Path) 
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| Error::sys(format!("starting the DNS responder of network `{network}`"), e))?;
+    let child = cmd.spawn().map_err(|e| {
+        Error::sys(
+            format!("starting the DNS responder of network `{network}`"),
+            e,
+        )
+    })?;
     write_atomic(&pid_path, child.id().to_string().as_bytes())
 }
 
@@ -506,7 +542,11 @@ pub fn remove_network_state(nets: &Networks, def: &NetworkDef) -> Result<()> {
         retire_bridge(nets, &def.name, &def.bridge)?;
     }
     Ipam::new(nets.dir(), &def.name, def.subnet).remove_files()?;
-    for p in [hosts_path(nets, &def.name), dns_pid_path(nets, &def.name), nets.dir().join(format!("{}.lock", def.name))] {
+    for p in [
+        hosts_path(nets, &def.name),
+        dns_pid_path(nets, &def.name),
+        nets.dir().join(format!("{}.lock", def.name)),
+    ] {
         let _ = std::fs::remove_file(p);
     }
     Ok(())

@@ -138,8 +138,7 @@ impl Networks {
     }
 
     fn create_locked(&self, name: &str, subnet: Option<Subnet>, dns: bool) -> Result<NetworkDef> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::io("creating", &self.dir, e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
         let _lock = self.lock()?;
         if let Some(d) = self.get(name)? {
             if name == DEFAULT_NETWORK {
@@ -228,15 +227,28 @@ mod tests {
         assert_eq!(b.subnet.to_string(), "10.89.1.0/24");
         assert_eq!((a.bridge.as_str(), b.bridge.as_str()), ("vcbr1", "vcbr2"));
         assert!(a.dns && b.dns);
-        let e = nets.create("c", Some("10.89.1.128/25".parse().unwrap())).unwrap_err();
+        let e = nets
+            .create("c", Some("10.89.1.128/25".parse().unwrap()))
+            .unwrap_err();
         assert!(e.to_string().contains("overlaps network `b`"), "{e}");
-        assert!(nets.create("a", None).unwrap_err().to_string().contains("already exists"));
-        assert!(nets.resolve("nope").unwrap_err().to_string().contains("network create nope"));
+        assert!(nets
+            .create("a", None)
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
+        assert!(nets
+            .resolve("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("network create nope"));
         nets.remove_def("a").unwrap();
         let names: Vec<_> = nets.list().unwrap().into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["b", "default"]);
         // The freed bridge number and subnet are reused.
         let c = nets.create("c", None).unwrap();
-        assert_eq!((c.bridge.as_str(), c.subnet.to_string()), ("vcbr1", "10.89.0.0/24".to_string()));
+        assert_eq!(
+            (c.bridge.as_str(), c.subnet.to_string()),
+            ("vcbr1", "10.89.0.0/24".to_string())
+        );
     }
 }

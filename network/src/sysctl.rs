@@ -11,11 +11,14 @@ pub fn set(key: &str, value: &str) -> Result<()> {
     if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
     }
-    std::fs::write(&path, value).map_err(|e| Error::io(format!("setting {key}={value} in"), &path, e))
+    std::fs::write(&path, value)
+        .map_err(|e| Error::io(format!("setting {key}={value} in"), &path, e))
 }
 
 /// Reads the sysctl `key` (dotted form); `None` if it does not exist here.
 pub fn get(key: &str) -> Option<String> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::read_to_string(path).ok().map(|v| v.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|v| v.trim().to_string())
 }

@@ -11,6 +11,7 @@
 //! It depends on `serde` and `libc` alone, because the guest init is a small static binary.
 
 pub mod clock;
+pub mod files;
 pub mod guest;
 pub mod phase;
 pub mod process;

@@ -196,15 +196,28 @@ fn inside_view(pid: i32) -> serde_json::Value {
         let addrs: Vec<String> = nl
             .addresses()?
             .iter()
-            .map(|a| format!("{} {}/{}", name(a.index).unwrap_or_default(), a.address, a.prefix_len))
+            .map(|a| {
+                format!(
+                    "{} {}/{}",
+                    name(a.index).unwrap_or_default(),
+                    a.address,
+                    a.prefix_len
+                )
+            })
             .collect();
         let routes: Vec<String> = nl
             .routes()?
             .iter()
             .map(|r| {
-                let dst = r.destination.map_or("default".to_string(), |(a, p)| format!("{a}/{p}"));
+                let dst = r
+                    .destination
+                    .map_or("default".to_string(), |(a, p)| format!("{a}/{p}"));
                 let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-                let dev = r.oif.and_then(name).map(|n| format!(" dev {n}")).unwrap_or_default();
+                let dev = r
+                    .oif
+                    .and_then(name)
+                    .map(|n| format!(" dev {n}"))
+                    .unwrap_or_default();
                 format!("{dst}{via}{dev}")
             })
             .collect();

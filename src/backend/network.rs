@@ -50,8 +50,12 @@ pub fn start_dns(nets: &Networks, network: &str, spec: &RunSpec) -> anyhow::Resu
 
 /// Leaves every network (run end, `rm`); an error names what is left.
 pub fn leave_all(spec: &RunSpec) -> anyhow::Result<()> {
-    attach::leave_all(&networks_of(spec), &spec.id)
-        .with_context(|| format!("disconnecting instance {} from its networks", &spec.id[..12]))
+    attach::leave_all(&networks_of(spec), &spec.id).with_context(|| {
+        format!(
+            "disconnecting instance {} from its networks",
+            &spec.id[..12]
+        )
+    })
 }
 
 /// Removes what killed vcompare processes left on the networks of this data root (links,

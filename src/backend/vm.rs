@@ -140,7 +140,9 @@ fn vcpus(spec: &RunSpec) -> anyhow::Result<u8> {
 /// network's bridge, handed to the VMM), boots, and leaves the network on every path.
 pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
     if spec.networks.len() > 1 {
-        anyhow::bail!("a VM has one network interface (its devices are fixed at boot); give one --network");
+        anyhow::bail!(
+            "a VM has one network interface (its devices are fixed at boot); give one --network"
+        );
     }
     let networks = network::join_all(spec, LinkKind::Tap)?;
     let ran = (|| {

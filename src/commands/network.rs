@@ -27,7 +27,9 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|d| {
-                        let members = attach::members(&nets, &d.name).map(|m| m.len()).unwrap_or(0);
+                        let members = attach::members(&nets, &d.name)
+                            .map(|m| m.len())
+                            .unwrap_or(0);
                         vec![
                             d.name.clone(),
                             d.bridge.clone(),
@@ -38,7 +40,10 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
                         ]
                     })
                     .collect();
-                table::print(&["NETWORK", "BRIDGE", "SUBNET", "GATEWAY", "DNS", "INSTANCES"], &rows);
+                table::print(
+                    &["NETWORK", "BRIDGE", "SUBNET", "GATEWAY", "DNS", "INSTANCES"],
+                    &rows,
+                );
             }
         }
         NetworkCommand::Rm { names } => {
@@ -79,7 +84,12 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
                 .collect();
             let rules = firewall::list_table()?.map(|t| {
                 t.lines()
-                    .filter(|l| l.contains(&def.bridge) || members.iter().any(|m| l.contains(m["id"].as_str().unwrap_or("-"))))
+                    .filter(|l| {
+                        l.contains(&def.bridge)
+                            || members
+                                .iter()
+                                .any(|m| l.contains(m["id"].as_str().unwrap_or("-")))
+                    })
                     .map(|l| l.trim().to_string())
                     .collect::<Vec<_>>()
             });
@@ -103,7 +113,10 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
             };
             let att = attach::join(&nets, &def, owner, LinkKind::Veth, &[])?;
             let plumbed = (|| {
-                let pid = inst.state.pid.ok_or_else(|| anyhow::anyhow!("the instance has no process"))?;
+                let pid = inst
+                    .state
+                    .pid
+                    .ok_or_else(|| anyhow::anyhow!("the instance has no process"))?;
                 let netns = vcompare_network::netns::open_netns_of(pid)?;
                 let first = attach::attachments(&nets, &inst.spec.id)?.len() == 1;
                 attach::plumb_veth(&att, &inst.spec.id, netns.as_fd(), first)?;
@@ -120,7 +133,10 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
         }
         NetworkCommand::Disconnect { network, instance } => {
             let inst = running_container(ctx, instance, "disconnect")?;
-            if !attach::attachments(&nets, &inst.spec.id)?.iter().any(|a| &a.network == network) {
+            if !attach::attachments(&nets, &inst.spec.id)?
+                .iter()
+                .any(|a| &a.network == network)
+            {
                 anyhow::bail!(
                     "instance {} is not connected to network `{network}`",
                     inst.short_id()
@@ -130,7 +146,9 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
             println!("{}", inst.short_id());
         }
         NetworkCommand::DnsServe { name } => {
-            let def = nets.get(name)?.ok_or_else(|| anyhow::anyhow!("there is no network `{name}`"))?;
+            let def = nets
+                .get(name)?
+                .ok_or_else(|| anyhow::anyhow!("there is no network `{name}`"))?;
             attach::serve_dns(&nets, &def)?;
         }
     }
@@ -139,7 +157,11 @@ pub fn network(ctx: &Ctx, cmd: &NetworkCommand) -> anyhow::Result<i32> {
 
 /// `connect`/`disconnect` change a running container's namespace live; a VM's devices are
 /// fixed at boot (virtio-mmio has no hotplug) and a stopped instance has no namespace.
-fn running_container(ctx: &Ctx, query: &str, verb: &str) -> anyhow::Result<crate::instance::Instance> {
+fn running_container(
+    ctx: &Ctx,
+    query: &str,
+    verb: &str,
+) -> anyhow::Result<crate::instance::Instance> {
     let inst = ctx.instances.resolve(query)?;
     if inst.spec.mode == Mode::Vm {
         anyhow::bail!(

@@ -15,7 +15,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<i32> {
     spec::refuse_container_only_flags(args)?;
     let (_, networks, _) = spec::network_flags(args)?;
     let nets = vcompare_network::Networks::open(&ctx.root);
-    for n in networks.iter().filter(|n| *n != vcompare_network::DEFAULT_NETWORK) {
+    for n in networks
+        .iter()
+        .filter(|n| *n != vcompare_network::DEFAULT_NETWORK)
+    {
         nets.resolve(n)?;
     }
     let image = crate::default_image::resolve_or_build(&ctx.store, &args.image)?;

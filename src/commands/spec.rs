@@ -389,7 +389,10 @@ pub fn network_flags(args: &RunArgs) -> Result<(bool, Vec<String>, Vec<PortMappi
     let ports = args
         .publish
         .iter()
-        .map(|p| p.parse::<PortMapping>().map_err(|e| SpecError::Publish(e.to_string())))
+        .map(|p| {
+            p.parse::<PortMapping>()
+                .map_err(|e| SpecError::Publish(e.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if !ports.is_empty() && networks.is_empty() {
         return Err(SpecError::Publish(format!(

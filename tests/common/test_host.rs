@@ -19,13 +19,27 @@ pub fn netns() -> &'static OwnedFd {
         std::thread::spawn(|| {
             // SAFETY: plain syscalls on this short-lived thread only.
             let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-            let up = Command::new("ip").args(["link", "set", "lo", "up"]).status();
-            assert!(up.is_ok_and(|s| s.success()), "ip link set lo up in the test netns");
+            assert_eq!(
+                r,
+                0,
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            );
+            let up = Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status();
+            assert!(
+                up.is_ok_and(|s| s.success()),
+                "ip link set lo up in the test netns"
+            );
             let path = c"/proc/thread-self/ns/net";
             // SAFETY: open(2) with a static C string; the fd is owned below.
             let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-            assert!(fd >= 0, "opening the test netns: {}", std::io::Error::last_os_error());
+            assert!(
+                fd >= 0,
+                "opening the test netns: {}",
+                std::io::Error::last_os_error()
+            );
             // SAFETY: fd was just opened and is owned by nobody else.
             unsafe { OwnedFd::from_raw_fd(fd) }
         })
@@ -62,7 +76,12 @@ pub fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
     std::thread::spawn(move || {
         // SAFETY: setns(2) on this thread only.
         let r = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns into the test netns: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            r,
+            0,
+            "setns into the test netns: {}",
+            std::io::Error::last_os_error()
+        );
         f()
     })
     .join()
@@ -78,7 +97,8 @@ pub fn http_get(addr: &str) -> Result<String, String> {
         let t = std::time::Duration::from_secs(3);
         let mut s = std::net::TcpStream::connect_timeout(&addr, t).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
         let mut out = String::new();
         s.read_to_string(&mut out).map_err(|e| e.to_string())?;
         Ok(out)
@@ -88,7 +108,11 @@ pub fn http_get(addr: &str) -> Result<String, String> {
 /// Output of a command run in the test's namespace (`ip -o link`, `nft list ruleset`).
 pub fn host_output(program: &str, args: &[&str]) -> String {
     let o = host_cmd(program).args(args).output().expect(program);
-    assert!(o.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -98,9 +122,16 @@ pub fn assert_no_network_leftovers() {
     let links = host_output("ip", &["-o", "link"]);
     let ours: Vec<&str> = links
         .lines()
-        .filter(|l| l.split(':').nth(1).is_some_and(|n| n.trim().starts_with("vc")))
+        .filter(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|n| n.trim().starts_with("vc"))
+        })
         .collect();
     assert!(ours.is_empty(), "links left behind: {ours:?}");
     let rules = host_output("nft", &["list", "ruleset"]);
-    assert!(!rules.contains("vcompare"), "nft rules left behind:\n{rules}");
+    assert!(
+        !rules.contains("vcompare"),
+        "nft rules left behind:\n{rules}"
+    );
 }

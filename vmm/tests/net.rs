@@ -60,16 +60,26 @@ fn kernel() -> PathBuf {
         .output()
         .expect("kernels/build.sh");
     let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(p.is_file(), "guest kernel {} not built: run kernels/build.sh", p.display());
+    assert!(
+        p.is_file(),
+        "guest kernel {} not built: run kernels/build.sh",
+        p.display()
+    );
     p
 }
 
 /// The static guest init (`VCOMPARE_INIT`, else `scripts/build-static.sh`'s output).
 fn init() -> PathBuf {
-    let p = std::env::var_os("VCOMPARE_INIT").map(PathBuf::from).unwrap_or_else(|| {
-        workspace().join("target/static/x86_64-unknown-linux-gnu/release/vcompare-init")
-    });
-    assert!(p.is_file(), "{} missing: run scripts/build-static.sh", p.display());
+    let p = std::env::var_os("VCOMPARE_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace().join("target/static/x86_64-unknown-linux-gnu/release/vcompare-init")
+        });
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/build-static.sh",
+        p.display()
+    );
     p
 }
 
@@ -95,7 +105,12 @@ fn sh(cmd: &str) {
 fn private_netns() {
     // SAFETY: unshare has no memory preconditions.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
     sh("ip link set lo up");
 }
 
@@ -126,7 +141,9 @@ fn create_tap() -> OwnedFd {
     // SAFETY: reads one int.
     let rc = unsafe { libc::ioctl(tap.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr) };
     assert_eq!(rc, 0, "TUNSETVNETHDRSZ");
-    sh(&format!("ip addr add {HOST_IP}/24 dev {TAP_NAME} && ip link set {TAP_NAME} up"));
+    sh(&format!(
+        "ip addr add {HOST_IP}/24 dev {TAP_NAME} && ip link set {TAP_NAME} up"
+    ));
     tap
 }
 
@@ -233,11 +250,14 @@ fn serve(l: TcpListener) -> std::thread::JoinHandle<(String, usize)> {
     std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(300);
         let mut s = accept(&l, deadline);
+        let t0 = Instant::now();
         let mut line = String::new();
         s.read_to_string(&mut line).unwrap();
         s.write_all(b"hello from the host\n").unwrap();
         drop(s);
+        let t1 = Instant::now();
         let mut s = accept(&l, deadline);
+        let t2 = Instant::now();
         let mut got = 0usize;
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -246,7 +266,18 @@ fn serve(l: TcpListener) -> std::thread::JoinHandle<(String, usize)> {
                 n => got += n,
             }
         }
+        let t3 = Instant::now();
         s.write_all(&vec![b'x'; BULK_DOWN]).unwrap();
+        drop(s);
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+        eprintln!(
+            "host side: line exchange {:.0} ms; bulk: {} B up in {:.0} ms, {} B down queued in {:.0} ms",
+            ms(t0, t1),
+            got,
+            ms(t2, t3),
+            BULK_DOWN,
+            ms(t3, Instant::now())
+        );
         (line, got)
     })
 }
@@ -271,7 +302,11 @@ fn vm_guest_talks_tcp_to_the_host_over_virtio_net() {
         address: GUEST_IP.into(),
         prefix_len: 24,
         gateway: HOST_IP.to_string(),
-        mac: MAC.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+        mac: MAC
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
         resolv_conf: "nameserver 10.77.0.1\n".into(),
         hosts: "127.0.0.1 localhost\n10.77.0.1 vmhost\n".into(),
     };
@@ -289,9 +324,21 @@ fn vm_guest_talks_tcp_to_the_host_over_virtio_net() {
     let _ = std::fs::remove_dir_all(&work);
     assert_eq!(exit, Ok(GuestExit::Exited(0)), "console:\n{out}");
     let (line, up) = server.join().expect("host side");
+    // Frames longer than the 1514-byte MTU frame exist only with TSO: the TAP's average frame
+    // each way shows the guest sent TSO frames (HOST_TSO4) and that the host delivered TSO
+    // frames to it (GUEST_TSO4, which TUNSETOFFLOAD must have enabled).
+    let (rx, tx) = tap_counters();
+    eprintln!("TAP counters (rx = from the guest, tx = to it): rx {rx:?}, tx {tx:?}");
+    assert!(rx.0 / rx.1.max(1) > 1514, "guest → host frames were not TSO: {rx:?}");
+    assert!(tx.0 / tx.1.max(1) > 1514, "host → guest frames were not TSO: {tx:?}");
     assert_eq!(line, "hello from the guest\n");
     assert_eq!(up, BULK_UP, "bytes the host received");
-    let lines: Vec<&str> = out.lines().map(str::trim_end).collect();
+    // (Kernel lines, with VCOMPARE_NET_BOOTLOG, start with their timestamp.)
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.starts_with('['))
+        .collect();
     assert_eq!(
         lines,
         [
@@ -303,6 +350,18 @@ fn vm_guest_talks_tcp_to_the_host_over_virtio_net() {
         ],
         "console:\n{out}"
     );
+}
+
+/// ((rx bytes, rx frames), (tx bytes, tx frames)) of the TAP, from this thread's network
+/// namespace (`/proc/thread-self/net/dev`).
+fn tap_counters() -> ((u64, u64), (u64, u64)) {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+    let line = dev
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{TAP_NAME}:")))
+        .expect("the TAP in /proc/net/dev");
+    let v: Vec<u64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    ((v[0], v[1]), (v[8], v[9]))
 }
 
 /// A job naming an fd that is not a TAP fails before boot with the typed network error.

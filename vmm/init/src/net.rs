@@ -59,10 +59,20 @@ fn ioctl<T>(sock: &OwnedFd, req: libc::c_ulong, arg: &mut T, what: &str) -> Resu
 /// Sets IFF_UP on `name`, keeping its other flags.
 fn link_up(sock: &OwnedFd, name: &str) -> Result<(), String> {
     let mut r = ifreq(name)?;
-    ioctl(sock, libc::SIOCGIFFLAGS, &mut r, &format!("flags of {name}"))?;
+    ioctl(
+        sock,
+        libc::SIOCGIFFLAGS,
+        &mut r,
+        &format!("flags of {name}"),
+    )?;
     // SAFETY: SIOCGIFFLAGS filled the flags member.
     unsafe { r.data.flags |= libc::IFF_UP as libc::c_short };
-    ioctl(sock, libc::SIOCSIFFLAGS, &mut r, &format!("bringing {name} up"))
+    ioctl(
+        sock,
+        libc::SIOCSIFFLAGS,
+        &mut r,
+        &format!("bringing {name} up"),
+    )
 }
 
 fn parse_ip(what: &str, s: &str) -> Result<Ipv4Addr, String> {
@@ -82,7 +92,11 @@ pub fn configure(net: &GuestNetwork) -> Result<(), String> {
     if net.prefix_len > 32 {
         return Err(format!("network: prefix length {} > 32", net.prefix_len));
     }
-    let mask = Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(net.prefix_len)).unwrap_or(0));
+    let mask = Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - u32::from(net.prefix_len))
+            .unwrap_or(0),
+    );
     let gateway = match net.gateway.as_str() {
         "" => None,
         g => Some(parse_ip("gateway", g)?),
@@ -102,10 +116,21 @@ pub fn configure(net: &GuestNetwork) -> Result<(), String> {
 
     let mut r = ifreq(name)?;
     r.data.addr = sockaddr(addr);
-    ioctl(&sock, libc::SIOCSIFADDR, &mut r, &format!("address {addr} on {name}"))
-        .map_err(|e| format!("network: {e} (is the VMM's virtio-net device there?)"))?;
+    ioctl(
+        &sock,
+        libc::SIOCSIFADDR,
+        &mut r,
+        &format!("address {addr} on {name}"),
+    )
+    .map_err(|e| format!("network: {e} (is the VMM's virtio-net device there?)"))?;
     r.data.addr = sockaddr(mask);
-    ioctl(&sock, libc::SIOCSIFNETMASK, &mut r, &format!("netmask {mask} on {name}")).map_err(ctx)?;
+    ioctl(
+        &sock,
+        libc::SIOCSIFNETMASK,
+        &mut r,
+        &format!("netmask {mask} on {name}"),
+    )
+    .map_err(ctx)?;
     link_up(&sock, name).map_err(ctx)?;
     if let Some(gw) = gateway {
         add_default_route(&sock, gw).map_err(ctx)?;
@@ -127,7 +152,12 @@ fn add_default_route(sock: &OwnedFd, gw: Ipv4Addr) -> Result<(), String> {
     rt.rt_genmask = as_sockaddr(Ipv4Addr::UNSPECIFIED);
     rt.rt_gateway = as_sockaddr(gw);
     rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-    ioctl(sock, libc::SIOCADDRT, &mut rt, &format!("default route via {gw}"))
+    ioctl(
+        sock,
+        libc::SIOCADDRT,
+        &mut rt,
+        &format!("default route via {gw}"),
+    )
 }
 
 /// Writes `contents` to `path` unless empty (then the image's file stays). The root disk

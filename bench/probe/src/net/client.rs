@@ -16,6 +16,10 @@ use super::wire::{Header, Mode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one read or write may block before the path is declared broken.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the bulk client waits for the server's byte count after its last write: the
+/// socket buffers (a few MiB) still drain then, and a nested guest receives at well under
+/// 1 MiB/s.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Nanoseconds between two instants, saturating.
 fn ns(d: Duration) -> u64 {
@@ -140,6 +144,8 @@ pub fn stream(target: SocketAddr, p: &Params) -> Result<StreamReport, NetError> 
     s.shutdown(Shutdown::Write)
         .map_err(NetError::io("ending the stream"))?;
     let mut count = [0u8; 8];
+    s.set_read_timeout(Some(DRAIN_TIMEOUT))
+        .map_err(NetError::io("setting socket options"))?;
     s.read_exact(&mut count)
         .map_err(NetError::io("reading the server's byte count"))?;
     let elapsed_ns = ns(start.elapsed());

@@ -10,10 +10,12 @@ use super::style::{
     title_style, with_caveat,
 };
 use super::ChartResult;
-use crate::report::markdown::{net_is_vm, net_slowdown, share_slowdown, NET_FIGURES, SHARE_FIGURES};
-use crate::suites::net::paths::LOOPBACK;
+use crate::report::markdown::{
+    net_is_vm, net_slowdown, share_slowdown, NET_FIGURES, SHARE_FIGURES,
+};
 use crate::results::{is_vm_subject, Results};
 use crate::stats::{median, ratio};
+use crate::suites::net::paths::LOOPBACK;
 
 /// Grouped bars: per workload, container and VM median cost as a multiple of host's (log y).
 pub(super) fn cpu_overhead<DB: DrawingBackend>(

@@ -154,10 +154,7 @@ mod tests {
             workload: "net-client".into(),
             target: "127.0.0.1:1".into(),
             rr: Some(rr),
-            stream: Some(StreamReport {
-                mib_s,
-                ..stream
-            }),
+            stream: Some(StreamReport { mib_s, ..stream }),
         };
         NetSeries {
             path: path.into(),
@@ -182,7 +179,10 @@ mod tests {
         assert_eq!(net_slowdown(&r, "container -p", "p99"), Some(1.5));
         let mut md = String::new();
         section(&mut md, &r);
-        assert!(md.contains("| container -p | host → container | 2 | 10 000 | 30.0 µs (1.50×)"), "{md}");
+        assert!(
+            md.contains("| container -p | host → container | 2 | 10 000 | 30.0 µs (1.50×)"),
+            "{md}"
+        );
         assert!(!md.contains('¹'));
     }
 }

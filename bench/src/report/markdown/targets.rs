@@ -48,15 +48,19 @@ fn net_targets(r: &Results) -> Vec<Target> {
         .map(|x| format!("; p99 {}", fmt_ratio(x)))
         .unwrap_or_default();
     let bulk = net_ratio(r, c, "bulk");
-    let both = |fig: &str, f: &dyn Fn(f64) -> String| match (net_median(r, c, fig), net_median(r, l, fig)) {
-        (Some(a), Some(b)) => Some((f(a), f(b))),
-        _ => None,
-    };
+    let both =
+        |fig: &str, f: &dyn Fn(f64) -> String| match (net_median(r, c, fig), net_median(r, l, fig))
+        {
+            (Some(a), Some(b)) => Some((f(a), f(b))),
+            _ => None,
+        };
     vec![
         Target {
             what: "host → container through `-p`: TCP request/response p50 ≤ 1.3 × host loopback's",
             measured: match (both("p50", &fmt_ns), p50) {
-                (Some((a, b)), Some(x)) => format!("{a} vs loopback {b} → ratio {x:.2}{p99} (medians over runs of each run's p50)"),
+                (Some((a, b)), Some(x)) => format!(
+                    "{a} vs loopback {b} → ratio {x:.2}{p99} (medians over runs of each run's p50)"
+                ),
                 _ => "not measured (needs the loopback and container -p paths)".into(),
             },
             met: p50.map(|x| x <= NET_LATENCY_MAX_RATIO),

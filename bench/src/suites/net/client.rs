@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use probe::net::{ClientReport, Params};
 
+use super::super::{host_command, run_instance_on, Network};
 use super::paths::{self, NetPath};
 use super::servers::World;
-use super::super::{host_command, run_instance_on, Network};
 use crate::error::{BenchError, Result};
 use crate::harness::{failed, json_lines, spawn_timed, Harness};
 
@@ -36,10 +36,14 @@ pub fn probe_args(target: SocketAddr, params: &Params) -> Vec<String> {
     v
 }
 
-/// Longest a client run may take: its own bounds, the probe's I/O timeouts (60 s) on a path
-/// that stalls, and a container start.
-pub fn timeout(params: &Params) -> Duration {
-    Duration::from_secs_f64(params.warmup_secs + params.max_secs + params.stream_secs + 120.0)
+/// Longest a client run over `path` may take: its own bounds, the probe's I/O timeout (60 s)
+/// on a path that stalls, a container start, and for a VM server the bulk drain (the probe
+/// waits up to 300 s for a nested guest to read what the socket buffers still hold).
+pub fn timeout(params: &Params, path: &NetPath) -> Duration {
+    let drain = if path.server == "vm" { 300.0 } else { 0.0 };
+    Duration::from_secs_f64(
+        params.warmup_secs + params.max_secs + params.stream_secs + 120.0 + drain,
+    )
 }
 
 /// Reads the client's report from its stdout.
@@ -71,9 +75,14 @@ pub fn once(
         "host" => {
             let mut c = host_command(h.rootfs.join("bin/probe"));
             c.args(&args);
-            let out = spawn_timed(c, &what)?.finish(&what, timeout(params))?;
+            let out = spawn_timed(c, &what)?.finish(&what, timeout(params, path))?;
             if !out.status.success() {
-                return Err(failed(&what, &out.status.to_string(), &out.stderr, &out.stdout));
+                return Err(failed(
+                    &what,
+                    &out.status.to_string(),
+                    &out.stderr,
+                    &out.stdout,
+                ));
             }
             out.stdout
         }
@@ -91,7 +100,7 @@ pub fn once(
                 &[],
                 &command,
                 "probe net-client",
-                timeout(params),
+                timeout(params, path),
             )?
         }
     };

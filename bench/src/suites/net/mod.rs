@@ -20,7 +20,9 @@ pub mod client;
 pub mod paths;
 pub mod servers;
 
-use probe::net::Params;
+/// The probe's network definitions, re-exported so callers of the suite (the CLI, its tests)
+/// read the same parameter and report types without depending on the probe package.
+pub use probe::net::{ClientReport, Params, RrReport, StreamReport};
 
 use super::{cost, vm_failed, vm_usable, Plan};
 use crate::harness::Harness;
@@ -72,12 +74,12 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
     rounds + plan.mode("vm") as u64 * cost::VM + plan.mode("container") as u64 * cost::CONTAINER
 }
 
-/// Runs the net suite and always tears down what it created.
+/// Runs the net suite; what it created goes with the [`World`] when this returns (or unwinds).
 pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     let paths = selected(plan);
-    let mut world = World::default();
+    let mut world = World::new(h);
     measure(h, plan, results, &paths, &mut world);
-    world.teardown(h);
+    h.advance(0, "net: removing servers and the bench network");
 }
 
 /// Skips `paths` (those not yet skipped) with `reason`.
@@ -105,10 +107,18 @@ fn measure(
             return;
         }
     }
-    let remote: Vec<&NetPath> = paths.iter().copied().filter(|x| x.server != "host").collect();
+    let remote: Vec<&NetPath> = paths
+        .iter()
+        .copied()
+        .filter(|x| x.server != "host")
+        .collect();
     if !remote.is_empty() {
         if let Err(e) = world.create_network(h) {
-            skip_all(results, &remote, &format!("creating the bench network: {e}"));
+            skip_all(
+                results,
+                &remote,
+                &format!("creating the bench network: {e}"),
+            );
         } else {
             start_servers(h, plan, results, &remote, world);
         }
@@ -140,7 +150,11 @@ fn start_servers(
     world: &mut World,
 ) {
     let of = |server: &str| -> Vec<&NetPath> {
-        remote.iter().copied().filter(|x| x.server == server).collect()
+        remote
+            .iter()
+            .copied()
+            .filter(|x| x.server == server)
+            .collect()
     };
     let containers = of("container");
     if !containers.is_empty() {
@@ -150,14 +164,23 @@ fn start_servers(
         }
     }
     let vms = of("vm");
-    if !vms.is_empty() && vm_usable(h, plan, results, "net", cost::VM) {
-        h.advance(0, "net: booting the VM server");
-        match world.start_instance_server(h, "vm") {
-            Ok(_) => h.advance(cost::VM, "net: VM server ready"),
-            Err(e) => {
-                skip_all(results, &vms, &format!("VM server: {e}"));
-                vm_failed(h, results, "net", &e);
-            }
+    if vms.is_empty() {
+        return;
+    }
+    if !vm_usable(h, plan, results, "net", cost::VM) {
+        skip_all(
+            results,
+            &vms,
+            "VM mode failed earlier in this run (see `vm net`)",
+        );
+        return;
+    }
+    h.advance(0, "net: booting the VM server");
+    match world.start_instance_server(h, "vm") {
+        Ok(_) => h.advance(cost::VM, "net: VM server ready"),
+        Err(e) => {
+            skip_all(results, &vms, &format!("VM server: {e}"));
+            vm_failed(h, results, "net", &e);
         }
     }
 }

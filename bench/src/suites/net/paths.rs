@@ -69,7 +69,11 @@ mod tests {
     fn names_are_unique_and_loopback_is_first() {
         assert_eq!(PATHS[0].name, LOOPBACK);
         for (i, p) in PATHS.iter().enumerate() {
-            assert!(PATHS[i + 1..].iter().all(|q| q.name != p.name), "{}", p.name);
+            assert!(
+                PATHS[i + 1..].iter().all(|q| q.name != p.name),
+                "{}",
+                p.name
+            );
             assert!(["host", "container"].contains(&p.client));
             assert!(["host", "container", "vm"].contains(&p.server));
         }

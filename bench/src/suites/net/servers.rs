@@ -1,11 +1,13 @@
 //! The servers a run measures against and everything the suite creates for them — the host
 //! loopback server process, the bench network, the detached server instances — kept in one
-//! [`World`] whose [`World::teardown`] removes all of it on every path out of the suite,
-//! failures included: a benchmark must not leave bridges, nftables rules or VMs behind.
+//! [`World`] that removes all of it when it is dropped — on every path out of the suite,
+//! failures and panics included: a benchmark must not leave bridges, nftables rules or VMs
+//! behind.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use probe::net::{ServeParams, ServeReady, DEFAULT_PORT};
@@ -18,6 +20,10 @@ use crate::harness::Harness;
 const CONTAINER_READY: Duration = Duration::from_secs(60);
 /// How long a VM server may take: a boot on a nested PVM host is 25–60 s, sometimes more.
 const VM_READY: Duration = Duration::from_secs(400);
+
+/// Said when the image's probe does not know the net commands: the default image is built
+/// once per data root, so one built before them keeps an older probe.
+const STALE_PROBE_HINT: &str = " (the image's probe predates `probe net-serve`: rebuild it with scripts/build-static.sh, then `vcompare image rm vcompare/probe`; the next run builds the image again)";
 
 /// The host's `probe net-serve` on 127.0.0.1 (kernel-chosen port); killed when dropped.
 pub struct HostServer {
@@ -58,7 +64,10 @@ impl HostServer {
             _ => {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                let stderr = std::fs::read(&err_path).unwrap_or_default();
+                let mut stderr = std::fs::read(&err_path).unwrap_or_default();
+                if String::from_utf8_lossy(&stderr).contains("unknown command") {
+                    stderr.extend_from_slice(STALE_PROBE_HINT.as_bytes());
+                }
                 Err(crate::harness::failed(label, &status, &stderr, b""))
             }
         };
@@ -93,9 +102,11 @@ impl InstanceServer {
     }
 }
 
-/// Everything the suite created, torn down together.
-#[derive(Default)]
+/// Everything the suite created, torn down together when dropped.
 pub struct World {
+    /// `vcompare --root R`, to remove what was created without borrowing the harness (the
+    /// teardown runs in `Drop`).
+    vcompare: (PathBuf, PathBuf),
     /// The bench network, once created.
     pub network: Option<String>,
     /// The host loopback server.
@@ -110,6 +121,18 @@ pub struct World {
 }
 
 impl World {
+    /// An empty world for the harness's `vcompare` and data root.
+    pub fn new(h: &Harness) -> World {
+        World {
+            vcompare: (h.exe.clone(), h.root.clone()),
+            network: None,
+            host: None,
+            container: None,
+            vm: None,
+            instances: Vec::new(),
+        }
+    }
+
     /// Creates the suite's own bridge network (`vcompare network create`), named after this
     /// process so a leftover from a crashed run cannot block it.
     pub fn create_network(&mut self, h: &Harness) -> Result<String> {
@@ -147,7 +170,11 @@ impl World {
             &port,
         ];
         h.vcompare_ok(&run_args(Network::Named(&network), &flags))?;
-        let timeout = if mode == "vm" { VM_READY } else { CONTAINER_READY };
+        let timeout = if mode == "vm" {
+            VM_READY
+        } else {
+            CONTAINER_READY
+        };
         h.wait_for_log(&name, "\"net-serve\"", timeout)?;
         let logs = h.vcompare_ok(&["logs", &name])?;
         let label = format!("probe net-serve in {mode} {name}");
@@ -184,15 +211,34 @@ impl World {
         Ok(server)
     }
 
-    /// Stops the host server, removes every instance (`rm -f`) and then the network.
-    pub fn teardown(&mut self, h: &Harness) {
+    /// `vcompare --root R ARGS…`, quiet, its success.
+    fn quiet(&self, args: &[&str]) -> bool {
+        Command::new(&self.vcompare.0)
+            .arg("--root")
+            .arg(&self.vcompare.1)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for World {
+    /// Stops the host server, removes every instance (`rm -f`), then the network (after its
+    /// members, or `network rm` would refuse it).
+    fn drop(&mut self) {
         self.host = None;
-        h.remove(&std::mem::take(&mut self.instances));
-        self.container = None;
-        self.vm = None;
+        let names = std::mem::take(&mut self.instances);
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = self.quiet(&args);
+        }
         if let Some(n) = self.network.take() {
-            if let Err(e) = h.vcompare_ok(&["network", "rm", &n]) {
-                h.say(&format!("net suite: removing network {n} failed: {e}"));
+            if !self.quiet(&["network", "rm", &n]) {
+                eprintln!("vcompare bench: net suite: removing network {n} failed; remove it with `vcompare network rm {n}`");
             }
         }
     }
@@ -211,7 +257,7 @@ pub fn free_port() -> Result<u16> {
 pub fn parse_ready(line: &str, what: &str) -> Result<ServeReady> {
     serde_json::from_str(line.trim()).map_err(|e| BenchError::Parse {
         what: what.to_string(),
-        detail: format!("{e}: {line:?} (does the image's probe know `net-serve`? rebuild it: scripts/build-static.sh, then `vcompare image rm vcompare/probe`)"),
+        detail: format!("{e}: {line:?}{STALE_PROBE_HINT}"),
     })
 }
 

@@ -51,7 +51,11 @@ impl Driver {
         d.w32(0x70, 1 | 2);
         d.w32(0x14, 0);
         let offered = u64::from(d.r32(0x10));
-        assert_eq!(offered & acked, acked & 0xffff_ffff, "all acked features offered");
+        assert_eq!(
+            offered & acked,
+            acked & 0xffff_ffff,
+            "all acked features offered"
+        );
         d.w32(0x24, 0);
         d.w32(0x20, acked as u32);
         d.w32(0x24, 1);
@@ -93,7 +97,11 @@ impl Driver {
             let at = GuestAddress(desc + 16 * (first + i as u64));
             let more = i + 1 < bufs.len();
             let flags: u16 = u16::from(more) | if q == RX_QUEUE { 2 } else { 0 };
-            let next = if more { (first + i as u64 + 1) as u16 } else { 0 };
+            let next = if more {
+                (first + i as u64 + 1) as u16
+            } else {
+                0
+            };
             self.mem.write_obj(addr, at).unwrap();
             self.mem.write_obj(len, GuestAddress(at.0 + 8)).unwrap();
             self.mem.write_obj(flags, GuestAddress(at.0 + 12)).unwrap();
@@ -134,8 +142,12 @@ fn frame(payload: &[u8], flags: u8) -> Vec<u8> {
 fn tx_chain_reaches_the_tap_as_one_frame() {
     let mut d = Driver::new(VIRTIO_NET_F_MAC);
     let f = frame(&[0xab; 60], 0);
-    d.mem.write_slice(&f[..VNET_HDR_LEN], GuestAddress(0x20000)).unwrap();
-    d.mem.write_slice(&f[VNET_HDR_LEN..], GuestAddress(0x21000)).unwrap();
+    d.mem
+        .write_slice(&f[..VNET_HDR_LEN], GuestAddress(0x20000))
+        .unwrap();
+    d.mem
+        .write_slice(&f[VNET_HDR_LEN..], GuestAddress(0x21000))
+        .unwrap();
     d.post(TX_QUEUE, &[(0x20000, 12), (0x21000, 60)]);
     d.w32(0x50, TX_QUEUE as u32);
     assert_eq!(d.used(TX_QUEUE), (1, 0));
@@ -168,7 +180,9 @@ fn rx_frame_waits_for_a_buffer_then_arrives_on_notify() {
     // SAFETY: one valid pollfd.
     assert_eq!(unsafe { libc::poll(&mut p, 1, 0) }, 0);
 
-    d.mem.write_slice(&[0xff; 12], GuestAddress(0x30000)).unwrap();
+    d.mem
+        .write_slice(&[0xff; 12], GuestAddress(0x30000))
+        .unwrap();
     d.post(RX_QUEUE, &[(0x30000, 1526)]);
     d.w32(0x50, RX_QUEUE as u32);
     assert_eq!(d.used(RX_QUEUE), (1, f.len() as u32));
@@ -189,7 +203,9 @@ fn rx_frame_waits_for_a_buffer_then_arrives_on_notify() {
     d.t.process_host_event();
     assert_eq!(d.used(RX_QUEUE), (2, f2.len() as u32));
     let mut tail = [0u8; 6];
-    d.mem.read_slice(&mut tail, GuestAddress(0x31000 + 6)).unwrap();
+    d.mem
+        .read_slice(&mut tail, GuestAddress(0x31000 + 6))
+        .unwrap();
     assert_eq!(&tail, b"second", "header split across two buffers");
     assert_eq!(d.metrics.rx_frames.load(Ordering::Relaxed), 2);
     assert_eq!(d.metrics.losses(), 0);
@@ -212,11 +228,12 @@ fn guest_csum_keeps_header_flags_and_bad_chains_are_counted() {
 #[test]
 fn offload_flags_follow_the_guest_features() {
     assert_eq!(tun_offload_flags(0), 0);
-    assert_eq!(tun_offload_flags(VIRTIO_NET_F_GUEST_TSO4), 0, "TSO needs CSUM");
     assert_eq!(
-        tun_offload_flags(VIRTIO_NET_F_GUEST_CSUM),
-        libc::TUN_F_CSUM
+        tun_offload_flags(VIRTIO_NET_F_GUEST_TSO4),
+        0,
+        "TSO needs CSUM"
     );
+    assert_eq!(tun_offload_flags(VIRTIO_NET_F_GUEST_CSUM), libc::TUN_F_CSUM);
     assert_eq!(
         tun_offload_flags(VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_CSUM),
         libc::TUN_F_CSUM | libc::TUN_F_TSO4
