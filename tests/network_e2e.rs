@@ -7,7 +7,9 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 
-use common::test_host::{assert_no_network_leftovers, host_cmd, host_output, http_get, in_netns};
+use common::test_host::{
+    address_of, assert_no_network_leftovers, host_cmd, host_output, http_get, in_netns,
+};
 use common::{text, wait_until, Env, BUSYBOX};
 use serde_json::Value;
 
@@ -128,16 +130,19 @@ fn a_busy_host_port_fails_before_the_instance_starts_and_leaves_nothing() {
         })
     });
     ready_rx.recv().unwrap();
-    let o = env.run(&[
-        "run",
-        "--rm",
-        "--mode",
-        "container",
-        "-p",
-        "18081:80",
-        BUSYBOX,
-        "true",
-    ]);
+    let publish = |port: &str| {
+        env.run(&[
+            "run",
+            "--rm",
+            "--mode",
+            "container",
+            "-p",
+            port,
+            BUSYBOX,
+            "true",
+        ])
+    };
+    let o = publish("18081:80");
     assert_ne!(o.status.code(), Some(0));
     let err = text(&o.stderr);
     assert!(
@@ -150,16 +155,7 @@ fn a_busy_host_port_fails_before_the_instance_starts_and_leaves_nothing() {
 
     // A port another instance publishes is just as busy.
     let (id, _) = env.run_detached(&["-p", "18082:80", BUSYBOX, "sleep", "300"]);
-    let o = env.run(&[
-        "run",
-        "--rm",
-        "--mode",
-        "container",
-        "-p",
-        "18082:80",
-        BUSYBOX,
-        "true",
-    ]);
+    let o = publish("18082:80");
     assert_ne!(o.status.code(), Some(0));
     assert!(
         text(&o.stderr).contains("already in use"),
@@ -186,13 +182,7 @@ fn names_resolve_on_a_user_network_and_networks_are_isolated() {
         "-c",
         &httpd("hello-web"),
     ]);
-    let web_ip = inspect(&env, &web)["network"]["attachments"][0]["inside"]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let web_ip = address_of(&inspect(&env, &web)["network"]["attachments"][0]);
 
     // Same network: the name resolves (through the responder on the gateway) to web's
     // address, and web answers there.

@@ -1220,13 +1220,7 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
         att["host"]["link"].as_str().unwrap().starts_with("vct"),
         "{v}"
     );
-    let vm_ip = att["inside"]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let vm_ip = common::test_host::address_of(att);
     assert!(vm_ip.starts_with("10.89.0."), "{vm_ip}");
     let gw = att["inside"]["gateway"].as_str().unwrap().to_string();
     let r = http_get(&format!("{gw}:18090")).unwrap_or_default();

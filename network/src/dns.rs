@@ -45,16 +45,9 @@ pub fn serve_with_upstream(
     let mut hosts = Hosts::default();
     let mut buf = [0u8; 4096];
     while keep_running() {
-        let (len, peer) = match sock.recv_from(&mut buf) {
-            Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+        let (len, peer) = match retry_later(sock.recv_from(&mut buf)) {
+            Ok(Some(got)) => got,
+            Ok(None) => continue,
             Err(e) => {
                 return Err(Error::sys(
                     format!("receiving on the DNS socket {listen}:53"),
@@ -88,6 +81,23 @@ pub fn serve_with_upstream(
         }
     }
     Ok(())
+}
+
+/// A receive that timed out or was interrupted is `Ok(None)`: the caller checks its clock or
+/// its stop condition and tries again.
+fn retry_later<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Asks `server` for the A record of `name`: `Some(address)`, or `None` for NXDOMAIN or no A
@@ -129,16 +139,9 @@ pub fn query_a(server: SocketAddrV4, name: &str, timeout: Duration) -> Result<Op
         }
         sock.set_read_timeout(Some(left))
             .map_err(|e| Error::sys(what(), e))?;
-        let len = match sock.recv(&mut buf) {
-            Ok(len) => len,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+        let len = match retry_later(sock.recv(&mut buf)) {
+            Ok(Some(len)) => len,
+            Ok(None) => continue,
             Err(e) => return Err(Error::sys(what(), e)),
         };
         let Ok(reply) = Packet::parse(&buf[..len]) else {

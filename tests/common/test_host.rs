@@ -135,3 +135,12 @@ pub fn assert_no_network_leftovers() {
         "nft rules left behind:\n{rules}"
     );
 }
+
+/// The instance's address (without the prefix length) from one attachment of `inspect`'s
+/// network view.
+pub fn address_of(attachment: &serde_json::Value) -> String {
+    let cidr = attachment["inside"]["address"]
+        .as_str()
+        .expect("an address in the attachment");
+    cidr.split('/').next().unwrap().to_string()
+}
