@@ -344,7 +344,8 @@ pub struct BenchArgs {
     /// Peers to measure side by side: crun,runc,qemu,firecracker.
     #[arg(long, default_value = "crun,runc,qemu,firecracker")]
     pub peers: String,
-    /// Suites: startup,cpu,memory,density,disk,io,share.
+    /// Suites: startup,cpu,memory,density,disk,io,share,net (net: TCP latency and throughput
+    /// through -p and between instances; not in the default set, it makes a bridge network).
     #[arg(long, default_value = "startup,cpu,memory,density,disk")]
     pub suite: String,
     /// Sizes of the share suite.

@@ -16,7 +16,6 @@ use crate::default_image;
 
 const MODES: &[&str] = &["host", "container", "vm"];
 const PEERS: &[&str] = &["crun", "runc", "qemu", "firecracker"];
-const SUITES: &[&str] = &["startup", "cpu", "memory", "density", "disk", "io", "share"];
 
 /// Splits a comma list and checks every item against `known`.
 fn list(flag: &str, value: &str, known: &[&str]) -> anyhow::Result<Vec<String>> {
@@ -102,7 +101,7 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
     let mut plan = Plan {
         modes: list("modes", &a.modes, MODES)?,
         peers: list("peers", &a.peers, PEERS)?,
-        suites: list("suite", &a.suite, SUITES)?,
+        suites: list("suite", &a.suite, suites::NAMES)?,
         share: (&a.share).into(),
     };
     anyhow::ensure!(a.runs >= 1, "--runs must be at least 1");
@@ -128,7 +127,10 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<i32> {
     let warm = std::process::Command::new(&exe)
         .arg("--root")
         .arg(&ctx.root)
-        .args(["run", "--rm", &image.reference, "/bin/probe", "true"])
+        .args(suites::run_args(
+            suites::Network::None,
+            &["--rm", &image.reference, "/bin/probe", "true"],
+        ))
         .output()?;
     if !warm.status.success() {
         anyhow::bail!(
