@@ -7,30 +7,31 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A netlink request was refused by the kernel (errno from the NLMSG_ERROR reply).
-    #[error("{op}: the kernel refused it ({source})")]
+    #[error("{op}: {errno}{}", permission_hint(errno))]
     Netlink {
         /// What we asked for, e.g. "creating bridge vcbr0".
         op: String,
-        /// The kernel's errno.
-        source: std::io::Error,
+        /// The kernel's errno (part of the message, not a separate cause, so the CLI's error
+        /// chain prints it once).
+        errno: std::io::Error,
     },
     /// A file under the data root (network definitions, IPAM, hosts) could not be used.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {errno}", path.display())]
     Io {
         /// What we were doing.
         what: String,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message; see [`Error::Netlink`]).
+        errno: std::io::Error,
     },
     /// A system call outside netlink failed (TAP ioctls, setns, sockets).
-    #[error("{what}: {source}")]
+    #[error("{what}: {errno}{}", permission_hint(errno))]
     Sys {
         /// What we were doing.
         what: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message; see [`Error::Netlink`]).
+        errno: std::io::Error,
     },
     /// `nft` failed or is missing.
     #[error("nftables: {what}: {detail}")]
@@ -93,19 +94,29 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// An [`Error::Io`] in one call.
-    pub fn io(what: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub fn io(what: impl Into<String>, path: impl Into<PathBuf>, errno: std::io::Error) -> Error {
         Error::Io {
             what: what.into(),
             path: path.into(),
-            source,
+            errno,
         }
     }
 
     /// An [`Error::Sys`] from `errno` in one call.
-    pub fn sys(what: impl Into<String>, source: std::io::Error) -> Error {
+    pub fn sys(what: impl Into<String>, errno: std::io::Error) -> Error {
         Error::Sys {
             what: what.into(),
-            source,
+            errno,
         }
+    }
+}
+
+/// The fix for the one failure a user can act on at once: networks are root's business.
+fn permission_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "; networks need root (CAP_NET_ADMIN): run vcompare as root, or use --network none"
+        }
+        _ => "",
     }
 }

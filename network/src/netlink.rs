@@ -118,7 +118,7 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.into()));
         match self.get_link(&format!("looking up link {name}"), msg) {
-            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+            Err(Error::Netlink { errno, .. }) if errno.raw_os_error() == Some(libc::ENODEV) => {
                 Ok(None)
             }
             other => other.map(Some),
@@ -325,7 +325,7 @@ impl Netlink {
     pub fn delete_link(&mut self, index: u32) -> Result<()> {
         let op = format!("deleting link {index}");
         match self.ack(&op, RouteNetlinkMessage::DelLink(link_message(index)), 0) {
-            Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+            Err(Error::Netlink { errno, .. }) if errno.raw_os_error() == Some(libc::ENODEV) => {
                 Ok(())
             }
             other => other,
@@ -343,7 +343,7 @@ impl Netlink {
         // The alias cannot be given at creation (the kernel ignores IFLA_IFALIAS there).
         let link = self.link_by_name(name)?.ok_or_else(|| Error::Netlink {
             op: op.into(),
-            source: io::Error::from_raw_os_error(libc::ENODEV),
+            errno: io::Error::from_raw_os_error(libc::ENODEV),
         })?;
         if !alias.is_empty() {
             self.set_alias(link.index, alias)?;
@@ -442,13 +442,13 @@ impl Netlink {
                     NetlinkPayload::Error(e) => {
                         return Err(Error::Netlink {
                             op: op.into(),
-                            source: io::Error::from_raw_os_error(-e.raw_code()),
+                            errno: io::Error::from_raw_os_error(-e.raw_code()),
                         })
                     }
                     NetlinkPayload::Done(d) if d.code < 0 => {
                         return Err(Error::Netlink {
                             op: op.into(),
-                            source: io::Error::from_raw_os_error(-d.code),
+                            errno: io::Error::from_raw_os_error(-d.code),
                         })
                     }
                     NetlinkPayload::Done(_) => return Ok((replies, interrupted)),

@@ -17,7 +17,7 @@ fn setup() -> Netlink {
 
 fn errno(e: Error) -> i32 {
     match e {
-        Error::Netlink { source, .. } => source.raw_os_error().unwrap(),
+        Error::Netlink { errno, .. } => errno.raw_os_error().unwrap(),
         other => panic!("expected a netlink error, got {other}"),
     }
 }

@@ -144,6 +144,10 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
             "a VM has one network interface (its devices are fixed at boot); give one --network"
         );
     }
+    // What can refuse the run goes first, so a refusal creates nothing on any network.
+    machine::validate(memory_mib(spec), vcpus(spec)?)?;
+    open_kvm()?;
+    find_kernel()?;
     let networks = network::join_all(spec, LinkKind::Tap)?;
     let ran = (|| {
         let nic = match networks.first() {
@@ -156,6 +160,16 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     let outcome = ran?;
     left?;
     Ok(outcome)
+}
+
+/// Fails fast on a missing or inaccessible /dev/kvm, before any disk or network work.
+fn open_kvm() -> anyhow::Result<()> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| machine::VmError::KvmOpen(e).into())
 }
 
 /// The guest's view of its network interface, as the init configures it.
@@ -187,14 +201,7 @@ fn run_booted(
     if placement == VmmPlacement::InProcess {
         eprintln!("vcompare: warning: {INPROCESS_ENV}=1: the VMM runs inside this vcompare process, so its pid and memory figures are the CLI's (debugging only)");
     }
-    // Fail fast on a missing/inaccessible /dev/kvm, before any disk work.
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        return Err(machine::VmError::KvmOpen(e).into());
-    }
+    open_kvm()?;
     let kernel = find_kernel()?;
     let init = crate::artifacts::find_static("vcompare-init")?;
     if spec.interactive {

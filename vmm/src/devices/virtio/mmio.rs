@@ -205,10 +205,7 @@ impl MmioTransport {
     /// Called by the main loop when [`MmioTransport::host_event_fd`] is readable: lets the
     /// device move host-side work into the guest's queues, and interrupts if it used any.
     pub fn process_host_event(&mut self) {
-        if self
-            .device
-            .process_host_event(&mut self.queues, &self.mem)
-        {
+        if self.device.process_host_event(&mut self.queues, &self.mem) {
             self.signal_used();
         }
     }
