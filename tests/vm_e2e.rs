@@ -297,14 +297,29 @@ fn vm_exit_code_and_signal_propagate() {
     let root = Root::new("exit");
     let samples = root.0.join("samples");
     let o = root.run_env(
-        &["run", "--mode", "vm", "--rm", "--timeout", "300"]
-            .into_iter()
-            .chain(["vcompare/probe", "/bin/sh", "-c", "echo out; exit 7"])
-            .collect::<Vec<_>>(),
+        &[
+            "run",
+            "--mode",
+            "vm",
+            "--rm",
+            "--timeout",
+            "300",
+            "--network",
+            "none",
+        ]
+        .into_iter()
+        .chain([
+            "vcompare/probe",
+            "/bin/sh",
+            "-c",
+            "ls /sys/class/net; cat /sys/class/net/lo/flags; echo out; exit 7",
+        ])
+        .collect::<Vec<_>>(),
         &[("VCOMPARE_VMM_PROFILE", &samples)],
     );
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    // `--network none`: no NIC, and `lo` is up (IFF_UP|IFF_LOOPBACK), as in a container.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "lo\n0x9\nout\n");
     let lines = std::fs::read_to_string(&samples).unwrap();
     let parsed: Vec<(u64, u64, u8)> = lines
         .lines()

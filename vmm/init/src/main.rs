@@ -394,10 +394,8 @@ fn main() {
     if let Err(e) = mount_shares(&spec.shares) {
         fail(port, &e);
     }
-    if let Some(n) = &spec.network {
-        if let Err(e) = net::configure(n) {
-            fail(port, &e);
-        }
+    if let Err(e) = net::configure(spec.network.as_ref()) {
+        fail(port, &e);
     }
     if !spec.hostname.is_empty() {
         // SAFETY: pointer/length of a valid byte string.

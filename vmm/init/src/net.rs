@@ -80,9 +80,33 @@ fn parse_ip(what: &str, s: &str) -> Result<Ipv4Addr, String> {
         .map_err(|_| format!("network: {what} {s:?} is not an IPv4 address"))
 }
 
-/// Configures the guest's network from the spec; the error is one sentence for the
-/// console (the init's failure path adds the rest).
-pub fn configure(net: &GuestNetwork) -> Result<(), String> {
+/// Configures the guest's network from the spec: `lo` always (as a container's), and with
+/// `--network` the virtio-net interface; the error is one sentence for the console (the
+/// init's failure path adds the rest). Without a network, a kernel without IPv4 is fine.
+pub fn configure(net: Option<&GuestNetwork>) -> Result<(), String> {
+    // SAFETY: socket returns a new fd (or -1), which we own.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return match net {
+            None => Ok(()),
+            Some(_) => Err(format!(
+                "network: no IPv4 socket ({}): the guest kernel lacks CONFIG_INET; rebuild it with kernels/build.sh",
+                std::io::Error::last_os_error()
+            )),
+        };
+    }
+    // SAFETY: `raw` is the fresh socket.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let ctx = |e: String| format!("network: {e}");
+    link_up(&sock, "lo").map_err(ctx)?;
+    match net {
+        Some(net) => configure_interface(&sock, net),
+        None => Ok(()),
+    }
+}
+
+/// Address, netmask, link, default route and the two files of the `--network` interface.
+fn configure_interface(sock: &OwnedFd, net: &GuestNetwork) -> Result<(), String> {
     let name = if net.interface.is_empty() {
         "eth0"
     } else {
@@ -101,23 +125,11 @@ pub fn configure(net: &GuestNetwork) -> Result<(), String> {
         "" => None,
         g => Some(parse_ip("gateway", g)?),
     };
-    // SAFETY: socket returns a new fd (or -1), which we own.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(format!(
-            "network: no IPv4 socket ({}): the guest kernel lacks CONFIG_INET; rebuild it with kernels/build.sh",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: `raw` is the fresh socket.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
     let ctx = |e: String| format!("network: {e}");
-    link_up(&sock, "lo").map_err(ctx)?;
-
     let mut r = ifreq(name)?;
     r.data.addr = sockaddr(addr);
     ioctl(
-        &sock,
+        sock,
         libc::SIOCSIFADDR,
         &mut r,
         &format!("address {addr} on {name}"),
@@ -125,15 +137,15 @@ pub fn configure(net: &GuestNetwork) -> Result<(), String> {
     .map_err(|e| format!("network: {e} (is the VMM's virtio-net device there?)"))?;
     r.data.addr = sockaddr(mask);
     ioctl(
-        &sock,
+        sock,
         libc::SIOCSIFNETMASK,
         &mut r,
         &format!("netmask {mask} on {name}"),
     )
     .map_err(ctx)?;
-    link_up(&sock, name).map_err(ctx)?;
+    link_up(sock, name).map_err(ctx)?;
     if let Some(gw) = gateway {
-        add_default_route(&sock, gw).map_err(ctx)?;
+        add_default_route(sock, gw).map_err(ctx)?;
     }
     write_file("/etc/resolv.conf", &net.resolv_conf)?;
     write_file("/etc/hosts", &net.hosts)
