@@ -2,7 +2,7 @@
 //!
 //! Built on the rust-vmm crates: `kvm-ioctls` (VM, vCPUs), `vm-memory` (guest RAM),
 //! `linux-loader` (ELF vmlinux + PVH), `vm-superio` (8250 UART, i8042), `virtio-queue`
-//! (virtio-blk, virtio-9p). Entry points: [`machine::run`] (in this process) and
+//! (virtio-blk, virtio-9p, virtio-net). Entry points: [`machine::run`] (in this process) and
 //! [`process::run_job`] (the `vcompare-vmm` binary: one VM in a small dedicated process).
 //! The VMM ↔ guest-init protocol (spec area, boot-timer port and phases, console marker,
 //! signal byte) is `vcompare_spec::guest`, shared with the init.
@@ -25,7 +25,7 @@
 //! - `boot/`: kernel and initrd loading, PVH start info, MP table, GDT, boot registers.
 //! - `cpuid.rs`: the CPUID each vCPU sees (PVM masking).
 //! - `backend_detect.rs`: hardware KVM or PVM.
-//! - `devices/`: COM1, i8042 reset, the boot timer, virtio-mmio (block, 9p) and the buses.
+//! - `devices/`: COM1, i8042 reset, the boot timer, virtio-mmio (block, 9p, net on a TAP) and the buses.
 //! - `disk.rs`: the root disk image and the spec area on it.
 //! - `initramfs.rs`: cpio newc archives for booting without a root disk.
 //! - `trace.rs`: the setup stopwatch (debug events, `RUST_LOG=vcompare_vmm=debug`).
