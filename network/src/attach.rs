@@ -69,13 +69,7 @@ pub struct Owner<'a> {
 impl Attachment {
     /// The subnet this attachment's address was taken from.
     pub fn subnet(&self) -> Subnet {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len))
-            .unwrap_or(0);
-        Subnet {
-            base: Ipv4Addr::from(u32::from(self.address) & mask),
-            prefix_len: self.prefix_len,
-        }
+        Subnet::containing(self.address, self.prefix_len)
     }
 
     /// The MAC as `aa:bb:cc:dd:ee:ff`.

@@ -47,6 +47,18 @@ impl Subnet {
         Ok(subnet)
     }
 
+    /// The subnet of `prefix_len` bits that holds `address` (host bits cleared).
+    pub fn containing(address: Ipv4Addr, prefix_len: u8) -> Subnet {
+        let s = Subnet {
+            base: address,
+            prefix_len,
+        };
+        Subnet {
+            base: Ipv4Addr::from(u32::from(address) & s.mask()),
+            prefix_len,
+        }
+    }
+
     /// The bridge's address: the first host of the subnet, as every instance's default route.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.base).wrapping_add(1))

@@ -104,8 +104,7 @@ fn start_failure(e: ctr::Error) -> anyhow::Result<i32> {
 /// Runs the instance in the foreground until its main process ends. Forwards SIGINT/SIGTERM
 /// received by this process to the instance, calls `hooks.started` once there is a pid to signal.
 pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> {
-    let networks = network::join_all(spec, LinkKind::Veth)?;
-    let ran = (|| {
+    network::while_joined(spec, LinkKind::Veth, |networks| {
         let mut cfg = config(spec);
         if let Some(first) = networks.first() {
             cfg.volumes.extend(etc_files(spec, first)?);
@@ -114,17 +113,13 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
             hooks,
             base: super::process_start_ns(),
             id: &spec.id,
-            networks: &networks,
+            networks,
         };
         match ctr::run(&cfg, &mut obs) {
             Ok(status) => Ok(status.into()),
             Err(e) => start_failure(e).map(Outcome::Exited),
         }
-    })();
-    let left = network::leave_all(spec);
-    let outcome = ran?;
-    left?;
-    Ok(outcome)
+    })
 }
 
 /// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
@@ -151,7 +146,6 @@ pub fn exec(
 
 /// Frees what the instance owns on the host (copy-on-write layer, disk copy). Idempotent.
 pub fn remove(spec: &RunSpec) -> anyhow::Result<()> {
-    network::leave_all(spec)?;
     ctr::remove(&spec.instance_dir)?;
     Ok(())
 }

@@ -41,6 +41,22 @@ pub fn join_all(spec: &RunSpec, kind: LinkKind) -> anyhow::Result<Vec<Attachment
     Ok(out)
 }
 
+/// Runs `f` with the instance joined to its networks ([`join_all`]) and leaves them on every
+/// path afterwards; the run's own error wins over a failure to leave. The one join/run/leave
+/// bracket of both backends.
+pub fn while_joined<T>(
+    spec: &RunSpec,
+    kind: LinkKind,
+    f: impl FnOnce(&[Attachment]) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let networks = join_all(spec, kind)?;
+    let ran = f(&networks);
+    let left = leave_all(spec);
+    let value = ran?;
+    left?;
+    Ok(value)
+}
+
 /// Makes sure the network's DNS responder runs (a `vcompare network dns-serve` daemon).
 pub fn start_dns(nets: &Networks, network: &str, spec: &RunSpec) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the vcompare executable")?;

@@ -145,21 +145,26 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
         );
     }
     // What can refuse the run goes first, so a refusal creates nothing on any network.
-    machine::validate(memory_mib(spec), vcpus(spec)?)?;
+    let cpus = vcpus(spec)?;
+    let mem = memory_mib(spec);
+    machine::validate(mem, cpus)?;
     open_kvm()?;
-    find_kernel()?;
-    let networks = network::join_all(spec, LinkKind::Tap)?;
-    let ran = (|| {
+    let kernel = find_kernel()?;
+    network::while_joined(spec, LinkKind::Tap, |networks| {
         let nic = match networks.first() {
             Some(att) => Some((att, attach::open_tap(att, &spec.id)?)),
             None => None,
         };
-        run_booted(spec, hooks, nic.as_ref().map(|(a, t)| (*a, t)))
-    })();
-    let left = network::leave_all(spec);
-    let outcome = ran?;
-    left?;
-    Ok(outcome)
+        let booted = Boot { cpus, mem, kernel };
+        run_booted(spec, hooks, booted, nic.as_ref().map(|(a, t)| (*a, t)))
+    })
+}
+
+/// What the checks before any network work established, for the boot itself.
+struct Boot {
+    cpus: u8,
+    mem: u64,
+    kernel: PathBuf,
 }
 
 /// Fails fast on a missing or inaccessible /dev/kvm, before any disk or network work.
@@ -191,18 +196,14 @@ const TAP_FD_IN_VMM: i32 = 3;
 fn run_booted(
     spec: &RunSpec,
     hooks: &mut dyn RunHooks,
+    Boot { cpus, mem, kernel }: Boot,
     nic: Option<(&Attachment, &Tap)>,
 ) -> anyhow::Result<Outcome> {
     let base = process_start_ns();
-    let cpus = vcpus(spec)?;
-    let mem = memory_mib(spec);
-    machine::validate(mem, cpus)?;
     let placement = vmm_placement()?;
     if placement == VmmPlacement::InProcess {
         eprintln!("vcompare: warning: {INPROCESS_ENV}=1: the VMM runs inside this vcompare process, so its pid and memory figures are the CLI's (debugging only)");
     }
-    open_kvm()?;
-    let kernel = find_kernel()?;
     let init = crate::artifacts::find_static("vcompare-init")?;
     if spec.interactive {
         eprintln!("vcompare: warning: -i is not supported in --mode vm; the entrypoint's stdin is /dev/null");
@@ -451,7 +452,6 @@ pub fn exec(
 
 /// Frees what the instance owns on the host (its disk copy). Idempotent.
 pub fn remove(spec: &RunSpec) -> anyhow::Result<()> {
-    network::leave_all(spec)?;
     disk::remove_instance_disk(&spec.instance_dir)?;
     let _ = std::fs::remove_file(spec.instance_dir.join(VM_STATE));
     let _ = std::fs::remove_file(spec.instance_dir.join(GUEST_STATE));

@@ -77,11 +77,12 @@ pub fn supervise(instances: &Instances, inst: &Instance) -> anyhow::Result<Outco
 
 /// Removes what the instance owns on the host, then its record.
 pub fn remove(instances: &Instances, inst: &Instance) -> anyhow::Result<()> {
-    match inst.spec.mode {
-        Mode::Container => backend::container::remove(&inst.spec),
-        Mode::Vm => backend::vm::remove(&inst.spec),
-    }
-    .with_context(|| format!("cleaning up instance {}", inst.short_id()))?;
+    backend::network::leave_all(&inst.spec)
+        .and_then(|()| match inst.spec.mode {
+            Mode::Container => backend::container::remove(&inst.spec),
+            Mode::Vm => backend::vm::remove(&inst.spec),
+        })
+        .with_context(|| format!("cleaning up instance {}", inst.short_id()))?;
     instances.delete(&inst.spec.id)?;
     Ok(())
 }
