@@ -94,6 +94,15 @@ pub enum Command {
         /// Allocate a pseudo-terminal.
         #[arg(short, long)]
         tty: bool,
+        /// Environment variable K=V for this command (repeatable; added to the instance's).
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Working directory inside (default: the instance's).
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// USER[:GROUP] or UID[:GID] inside (default: the instance's).
+        #[arg(short, long)]
+        user: Option<String>,
         id: String,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
@@ -344,8 +353,10 @@ pub struct BenchArgs {
     /// Peers to measure side by side: crun,runc,qemu,firecracker.
     #[arg(long, default_value = "crun,runc,qemu,firecracker")]
     pub peers: String,
-    /// Suites: startup,cpu,memory,density,disk,io,share,net (net: TCP latency and throughput
-    /// through -p and between instances; not in the default set, it makes a bridge network).
+    /// Suites: startup,cpu,memory,density,disk,io,share,net,exec (net: TCP latency and
+    /// throughput through -p and between instances; exec: `exec` round trip and output
+    /// bytes/s, container vs VM; neither is in the default set: net makes a bridge network,
+    /// exec keeps a VM up for the whole suite).
     #[arg(long, default_value = "startup,cpu,memory,density,disk")]
     pub suite: String,
     /// Sizes of the share suite.

@@ -339,3 +339,17 @@ fn workloads_get_default_sigpipe_and_a_closed_stdout_ends_quietly() {
     );
     assert_eq!(text(&out.stderr), "");
 }
+
+#[test]
+fn exec_contract_codes_flags_and_streams() {
+    crate::require_root!();
+    let env = Env::with_busybox();
+    let (id, _) = env.run_detached(&[BUSYBOX, "sleep", "1000"]);
+    let cmd = |a: &[&str]| env.cmd(a);
+    common::exec_checks::check_exec_contract(&common::exec_checks::Exec {
+        cmd: &cmd,
+        instance: &id[..12],
+    });
+    assert_eq!(env.instance(&id)["status"], "running");
+    env.ok(&["rm", "-f", &id]);
+}

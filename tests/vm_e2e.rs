@@ -44,14 +44,27 @@ impl Root {
     }
 
     fn run_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
-        common::test_host::host_cmd(vcompare())
-            .arg("--root")
-            .arg(&self.0)
-            .args(args)
+        self.cmd(args)
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// `vcompare --root ROOT ARGS…` in the test's network namespace, not yet started.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = common::test_host::host_cmd(vcompare());
+        c.arg("--root").arg(&self.0).args(args);
+        c
+    }
+
+    /// The VMM pid of the running VM `q`, once it has one.
+    fn vmm_pid(&self, q: &str) -> i32 {
+        wait_boot(&format!("a VMM pid for {q}"), || {
+            self.inspect(q)["view"]["host"]["vmm_pid"]
+                .as_i64()
+                .map(|p| p as i32)
+        })
     }
 
     /// Runs and asserts exit status 0; returns stdout.
@@ -464,13 +477,19 @@ fn vm_stop_runs_the_trap_and_the_disk_survives_start() {
     );
 
     let id = root.id_of("p");
-    let o = root.run(&["stop", "-t", "300", "p"]);
+    // The guest agent is up (the entrypoint runs), so `stop` asks it to SIGTERM the
+    // entrypoint; `--debug` shows which path was taken.
+    let o = root.run(&["--debug", "stop", "-t", "300", "p"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         format!("{}\n", &id[..12])
     );
-    assert!(o.stderr.is_empty(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("signal for the VM's entrypoint") && err.contains("through_agent=true"),
+        "stop went through the guest agent: {err}"
+    );
     let rec = root.record("p");
     assert_eq!(
         (
@@ -525,7 +544,9 @@ fn vm_stop_runs_the_trap_and_the_disk_survives_start() {
         second.contains("FOUND-MARK"),
         "the file written to / survived stop + start: {second}"
     );
-    root.ok(&["stop", "-t", "300", "p"]);
+    let o = root.run(&["stop", "-t", "300", "p"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(o.stderr.is_empty(), "{}", text(&o));
     assert_eq!(root.record("p")["exit_code"], 7);
     let disks: Vec<_> = walk(&root.0.join("instances"))
         .into_iter()
@@ -805,10 +826,6 @@ fn vm_refuses_container_only_flags() {
         (
             &["--userns", "host"],
             "--userns host is not supported in --mode vm: the guest has its own kernel and user ids, there is no host user namespace to join; drop --userns host, or use --mode container",
-        ),
-        (
-            &["-t"],
-            "-t is not supported in --mode vm: the guest's console is a serial line, not a pseudo-terminal; drop -t, or use --mode container",
         ),
     ];
     for (flags, why) in cases {
@@ -1266,4 +1283,158 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
     root.ok(&["rm", "-f", &id]);
     root.ok(&["network", "rm", "mixed"]);
     assert_no_network_leftovers();
+}
+
+/// `exec` into a detached VM goes through the guest agent (virtio-vsock) and keeps the
+/// container's contract: the same checks as `container_cli`'s exec test (exit codes, `-e`,
+/// `-w`, `-u`, `-i`, `-t`, large streams both ways), the guest kernel's `uname`, an
+/// interactive `exec -it` shell with Ctrl-C, and one clear line while the agent cannot answer
+/// (the VMM frozen with SIGSTOP: deterministic on any host, however fast it boots).
+#[test]
+fn vm_exec_through_the_guest_agent_keeps_the_container_contract() {
+    require_vm!();
+    let root = Root::new("exec");
+    root.ok(&[
+        "run",
+        "--mode",
+        "vm",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "x",
+        "vcompare/probe",
+        "sleep",
+        "1000000",
+    ]);
+    let pid = root.vmm_pid("x");
+    // SAFETY: signalling the VMM this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let o = root.run(&["exec", "x", "true"]);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let lines = stderr_lines(&o);
+    assert!(
+        lines.len() == 1
+            && lines[0].contains("guest agent")
+            && (lines[0].contains("not up yet") || lines[0].contains("did not answer")),
+        "one line saying the agent cannot answer yet: {lines:?}"
+    );
+    wait_boot("the guest agent to answer", || {
+        root.run(&["exec", "x", "true"])
+            .status
+            .success()
+            .then_some(())
+    });
+
+    let guest = root.ok(&["exec", "x", "uname", "-r"]);
+    let info = root.inspect("x");
+    assert_eq!(
+        guest.trim(),
+        info["view"]["guest"]["kernel_release"]
+            .as_str()
+            .unwrap_or("?"),
+        "{info}"
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_ne!(guest.trim(), host.trim(), "exec ran in the guest kernel");
+
+    let cmd = |a: &[&str]| root.cmd(a);
+    common::exec_checks::check_exec_contract(&common::exec_checks::Exec {
+        cmd: &cmd,
+        instance: "x",
+    });
+
+    let s = common::pty::PtySession::spawn(root.cmd(&["exec", "-it", "x", "sh"]));
+    common::pty::drive_shell(s, common::pty::Side::Guest);
+    assert_eq!(
+        root.record("x")["status"],
+        "running",
+        "exec ended, the VM did not"
+    );
+    root.ok(&["rm", "-f", "x"]);
+}
+
+/// `run -it` in a VM: the entrypoint gets a pty inside the guest, reached over the agent,
+/// with the user's window size (also after a resize), Ctrl-C and the exit code; `run -i`
+/// streams stdin to the entrypoint.
+#[test]
+fn vm_run_it_gives_the_entrypoint_a_terminal_and_run_i_streams_stdin() {
+    require_vm!();
+    let root = Root::new("tty");
+    let mut s = common::pty::PtySession::spawn_sized(
+        root.cmd(&[
+            "run",
+            "-it",
+            "--rm",
+            "--mode",
+            "vm",
+            "--network",
+            "none",
+            "--timeout",
+            "540",
+            "vcompare/probe",
+            "sh",
+        ]),
+        33,
+        101,
+    );
+    s.expect("# ");
+    s.send(b"stty size\n");
+    s.expect("\r\n33 101\r\n");
+    s.resize(40, 120);
+    // The resize reaches the guest asynchronously (SIGWINCH → message → TIOCSWINSZ).
+    let mut seen = String::new();
+    for _ in 0..50 {
+        s.expect("# ");
+        s.send(b"stty size\n");
+        s.expect("\r\n"); // the echoed command line
+        seen = s.expect("\r\n");
+        if seen.contains("40 120") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seen.contains("40 120"),
+        "window size after the resize: {seen:?}"
+    );
+    common::pty::drive_shell(s, common::pty::Side::Guest);
+    assert!(root.ps_json().is_empty(), "--rm left an instance");
+
+    let mut child = root
+        .cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "--mode",
+            "vm",
+            "--network",
+            "none",
+            "--timeout",
+            "540",
+            "vcompare/probe",
+            "sh",
+            "-c",
+            "cat; echo end",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"a\nb\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "a\nb\nend\n",
+        "{}",
+        text(&o)
+    );
 }

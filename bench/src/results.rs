@@ -43,6 +43,10 @@ pub struct Results {
     /// (`--suite net`). Absent from older files, hence the default.
     #[serde(default)]
     pub net: Vec<NetSeries>,
+    /// `vcompare exec` into a running instance: round-trip time and stdout throughput, one
+    /// series per mode (`--suite exec`). Absent from older files, hence the default.
+    #[serde(default)]
+    pub exec: Vec<ExecSeries>,
     /// What was not measured, and why (peer not installed, VM mode failing…).
     #[serde(default)]
     pub skipped: Vec<Skipped>,
@@ -285,6 +289,54 @@ pub struct NetSeries {
     pub runs: Vec<probe::net::ClientReport>,
 }
 
+/// `vcompare exec` into one detached instance of the bench image (container or VM): the
+/// round trip of a trivial command and the throughput of a large fixed output through the
+/// CLI's stdout, each timed from outside like every CLI spawn (see `suites::exec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecSeries {
+    /// container, vm (VM rows carry the backend caveat).
+    pub subject: String,
+    /// The `vcompare` arguments that started the instance (`run --network none -d …`, the
+    /// generated name left out).
+    pub instance: Vec<String>,
+    /// The timed round-trip command after `vcompare` (`exec ID /bin/probe true`).
+    pub round_trip_args: Vec<String>,
+    /// What one round-trip sample spans.
+    pub round_trip_definition: String,
+    /// Spawn of `vcompare exec` → its exit, ns, one per measured call (warm-up not kept).
+    pub round_trip_ns: Vec<u64>,
+    /// The timed output command after `vcompare` (`exec ID /bin/dd if=/dev/zero …`).
+    pub stream_args: Vec<String>,
+    /// What one output sample spans and counts.
+    pub stream_definition: String,
+    /// Bytes the command writes per run (every run must deliver exactly these).
+    pub stream_bytes: u64,
+    /// One per measured run (warm-up not kept).
+    pub stream: Vec<ExecStreamRun>,
+}
+
+/// One run of the output command through `vcompare exec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecStreamRun {
+    /// Bytes read from `vcompare exec`'s stdout pipe up to EOF.
+    pub bytes: u64,
+    /// Spawn of `vcompare exec` → the later of its exit and EOF on its stdout, ns.
+    pub wall_ns: u64,
+    /// `bytes` ÷ `wall_ns`, in bytes per second.
+    pub bytes_per_s: f64,
+}
+
+impl ExecStreamRun {
+    /// A run that read `bytes` in `wall_ns`.
+    pub fn new(bytes: u64, wall_ns: u64) -> ExecStreamRun {
+        ExecStreamRun {
+            bytes,
+            wall_ns,
+            bytes_per_s: bytes as f64 * 1e9 / wall_ns.max(1) as f64,
+        }
+    }
+}
+
 /// A measurement that was not taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -308,6 +360,7 @@ impl Results {
             disk: Vec::new(),
             share: Vec::new(),
             net: Vec::new(),
+            exec: Vec::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
         }
@@ -341,6 +394,9 @@ impl Results {
             || self.share.iter().any(|s| is_vm_subject(&s.subject))
             || self.net.iter().any(|s| {
                 !s.runs.is_empty() && (is_vm_subject(&s.server) || is_vm_subject(&s.client))
+            })
+            || self.exec.iter().any(|s| {
+                is_vm_subject(&s.subject) && !(s.round_trip_ns.is_empty() && s.stream.is_empty())
             })
     }
 

@@ -84,6 +84,12 @@ pub struct GuestSpec {
     /// `None` = `--network none`, only `lo`.
     #[serde(default)]
     pub network: Option<GuestNetwork>,
+    /// `run -i`/`-t`: the entrypoint's stdio goes over the guest agent (see
+    /// [`crate::agent`]): the init starts the agent, waits for the host's
+    /// [`crate::agent::Message::Attach`] and starts the entrypoint with a pty (`-t`) or pipes
+    /// on that connection. `false`: stdout/stderr on the console, stdin `/dev/null`.
+    #[serde(default)]
+    pub attach: bool,
 }
 
 /// One network interface as the guest init configures it (the host side allocated the

@@ -4,12 +4,14 @@
 //!   CLI's run spec, the container runtime's run and exec configurations and the guest spec.
 //! - [`clock`]: the one clock of every phase timestamp.
 //! - [`phase`]: the names of the startup phase marks of both modes.
+//! - [`agent`]: the host ↔ guest-agent protocol over virtio-vsock (`exec`, `run -i/-t`, `stop`).
 //! - [`volume`]: a host directory shown inside an instance (`-v`).
 //! - [`guest`]: the VMM ↔ guest-init protocol (the spec area on the root disk, what the init is
 //!   told to do, the boot-timer port and phase numbers, the console marker and signal byte).
 //!
-//! It depends on `serde` and `libc` alone, because the guest init is a small static binary.
+//! It depends on `serde`, `serde_json` and `libc` alone, because the guest init is a small static binary.
 
+pub mod agent;
 pub mod clock;
 pub mod files;
 pub mod guest;

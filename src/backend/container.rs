@@ -122,19 +122,16 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
     })
 }
 
-/// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
+/// Runs `process` inside the running container whose init has host pid `pid`; returns its
+/// exit code.
 pub fn exec(
-    spec: &RunSpec,
     pid: i32,
-    args: &[String],
+    process: ctr::ProcessSpec,
     tty: bool,
     interactive: bool,
 ) -> anyhow::Result<i32> {
     let cfg = ctr::exec::ExecConfig {
-        process: ctr::ProcessSpec {
-            args: args.to_vec(),
-            ..spec.process.clone()
-        },
+        process,
         interactive,
         tty,
     };

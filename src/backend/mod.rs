@@ -5,6 +5,7 @@
 pub mod container;
 pub mod network;
 pub mod vm;
+pub mod vm_agent;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,23 +1,26 @@
 //! `--mode vm`: glue between the lifecycle code and the `vcompare-vmm` crate. It finds the
 //! guest kernel and the static guest init, prepares the root disk (cached per image with the
 //! init on it, copied per VM), writes the run's spec onto it, and runs the VMM (the pid the
-//! lifecycle signals: SIGTERM asks the guest init to SIGTERM the entrypoint).
+//! lifecycle signals: SIGTERM asks the guest init to SIGTERM the entrypoint). `exec`, `run
+//! -i/-t` and `stop` go through the guest agent ([`super::vm_agent`]).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vcompare_network::attach::{self, Attachment, LinkKind};
 use vcompare_network::tap::Tap;
+use vcompare_spec::agent::{ExecRequest, StdioMode};
 use vcompare_spec::guest::{GuestShare, BOOT_TIMER_PORT};
-use vcompare_spec::GuestNetwork;
+use vcompare_spec::{GuestNetwork, StartupPhase};
 use vcompare_vmm::devices::virtio::p9;
 use vcompare_vmm::signals::{SavedMask, FORWARDED_SIGNALS};
 use vcompare_vmm::{disk, machine, process, DebugOptions, GuestExit, GuestSpec};
 
-use vcompare_spec::StartupPhase;
-
+use super::vm_agent::{self, Agent, AgentError};
 use super::{monotonic_ns, network, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
 
 /// Guest RAM when `--memory` is not given.
@@ -190,6 +193,15 @@ fn guest_network(spec: &RunSpec, att: &Attachment) -> GuestNetwork {
     }
 }
 
+/// The guest's vsock context id (each VM has its own device, so every guest can be 3).
+const GUEST_CID: u64 = 3;
+
+/// The Unix socket of the VM's vsock device (the guest agent's channel), in its instance
+/// directory.
+pub fn agent_socket(instance_dir: &Path) -> PathBuf {
+    instance_dir.join("vsock.sock")
+}
+
 /// The fd number the VMM process finds its TAP at (set up between fork and exec).
 const TAP_FD_IN_VMM: i32 = 3;
 
@@ -205,9 +217,6 @@ fn run_booted(
         eprintln!("vcompare: warning: {INPROCESS_ENV}=1: the VMM runs inside this vcompare process, so its pid and memory figures are the CLI's (debugging only)");
     }
     let init = crate::artifacts::find_static("vcompare-init")?;
-    if spec.interactive {
-        eprintln!("vcompare: warning: -i is not supported in --mode vm; the entrypoint's stdin is /dev/null");
-    }
 
     let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs, &init)?;
     let root_disk = disk::instance_disk(&spec.instance_dir, &image_disk)?;
@@ -242,6 +251,7 @@ fn run_booted(
         shares: guest_shares,
         boot_timer_port: BOOT_TIMER_PORT,
         network: nic.map(|(att, _)| guest_network(spec, att)),
+        attach: spec.interactive || spec.tty,
     };
     // No initramfs: the kernel mounts the disk as its root and starts the init stored on it,
     // which reads this run's spec from the disk's spec area (see vcompare_vmm::disk).
@@ -288,6 +298,10 @@ fn run_booted(
             },
             mac: att.mac,
         }),
+        vsock: Some(vcompare_vmm::VsockJob {
+            guest_cid: GUEST_CID,
+            uds_path: agent_socket(&spec.instance_dir),
+        }),
         extra_cmdline,
         boot_log,
         timeout_secs: spec.timeout_secs,
@@ -295,6 +309,8 @@ fn run_booted(
         guest_info_path: Some(spec.instance_dir.join(GUEST_STATE)),
         result_path: spec.instance_dir.join("vm-result.json"),
     };
+    // `-i`/`-t`: the entrypoint starts once we attached to the agent (the init waits).
+    let attached = (spec.interactive || spec.tty).then(|| Attacher::start(spec));
     let result = match &placement {
         VmmPlacement::Process(bin) => {
             let tap = nic.map(|(_, t)| t.fd.as_raw_fd());
@@ -308,6 +324,9 @@ fn run_booted(
             process::execute(job, DebugOptions::from_env(), Instant::now())
         }
     };
+    if let Some(a) = attached {
+        a.finish();
+    }
     drop(held);
     let rel = |ns: u64| ns.saturating_sub(base);
     // `vmm_launch`: the VMM process's `main` (span: disk ready → VMM launch = the CLI's
@@ -360,6 +379,62 @@ fn guest_reported_oom(spec: &RunSpec) -> bool {
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .is_some_and(|g| g["entrypoint_oom_killed"] == true)
+}
+
+/// `run -i/-t` in a VM: a thread that connects to the guest agent as soon as it listens
+/// (retrying while the guest boots) and relays our terminal or stdin to the entrypoint,
+/// which the init starts only then, with a pty or pipes in the guest.
+struct Attacher {
+    vmm_done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Attacher {
+    fn start(spec: &RunSpec) -> Attacher {
+        let vmm_done = Arc::new(AtomicBool::new(false));
+        let done = vmm_done.clone();
+        let dir = spec.instance_dir.clone();
+        let id = spec.id[..12].to_string();
+        let stdio = StdioMode {
+            tty: spec.tty,
+            stdin: spec.interactive,
+            window: spec.tty.then(vm_agent::window_size).flatten(),
+        };
+        let thread = std::thread::spawn(move || {
+            let agent = loop {
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                match Agent::connect(&dir, &id, Duration::from_secs(1)) {
+                    Ok(a) => break a,
+                    Err(AgentError::NotUp { .. } | AgentError::NoAnswer { .. }) => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => {
+                        eprintln!("vcompare: cannot attach to the VM's entrypoint: {e}");
+                        return;
+                    }
+                }
+            };
+            match agent.attach(stdio) {
+                // The VMM's result carries the status; a failure to start prints its cause.
+                Ok(ended) => {
+                    ended.exit_code();
+                }
+                Err(e) if done.load(Ordering::SeqCst) => {
+                    tracing::debug!("attach ended with the VM: {e}")
+                }
+                Err(e) => tracing::debug!("attach: {e}"),
+            }
+        });
+        Attacher { vmm_done, thread }
+    }
+
+    /// The VMM has ended: stop retrying and wait for the relay to finish its output.
+    fn finish(self) {
+        self.vmm_done.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
 }
 
 /// Where this run's VMM goes: `vcompare-vmm` next to this executable (the only place looked
@@ -437,17 +512,44 @@ fn run_child(
     }
 }
 
-/// Runs `args` inside the running instance whose signal target is `pid`; returns the exit code.
+/// How long `exec` and `stop` wait for the agent to answer each step.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs `process` in the running VM through its guest agent (`vcompare exec`); returns its
+/// exit code (128+N for signal N; 127/126 when it cannot start, as in container mode).
 pub fn exec(
-    _spec: &RunSpec,
-    _pid: i32,
-    _args: &[String],
-    _tty: bool,
-    _interactive: bool,
+    spec: &RunSpec,
+    process: vcompare_spec::ProcessSpec,
+    tty: bool,
+    interactive: bool,
 ) -> anyhow::Result<i32> {
-    anyhow::bail!(
-        "exec is not supported in --mode vm: the guest has no agent to start a second process"
-    )
+    let agent = Agent::connect(&spec.instance_dir, &spec.id[..12], AGENT_TIMEOUT)?;
+    let req = ExecRequest {
+        process,
+        stdio: StdioMode {
+            tty,
+            stdin: interactive,
+            window: tty.then(vm_agent::window_size).flatten(),
+        },
+    };
+    Ok(agent.exec(req)?.exit_code())
+}
+
+/// Asks the VM's guest agent to send `sig` to the entrypoint (`stop`, `kill -s`); false if
+/// the agent is not up (yet) or the entrypoint does not run, so the caller falls back to
+/// signalling the VMM, which passes the signal on over the console.
+pub fn signal_entrypoint(spec: &RunSpec, sig: i32) -> bool {
+    let started = Instant::now();
+    let done = Agent::connect(&spec.instance_dir, &spec.id[..12], AGENT_TIMEOUT)
+        .and_then(|a| a.signal_entrypoint(sig))
+        .unwrap_or(false);
+    tracing::debug!(
+        sig,
+        through_agent = done,
+        ms = started.elapsed().as_millis() as u64,
+        "signal for the VM's entrypoint"
+    );
+    done
 }
 
 /// Frees what the instance owns on the host (its disk copy). Idempotent.

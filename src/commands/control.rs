@@ -8,12 +8,22 @@ use nix::unistd::Pid;
 
 use super::supervise::remove;
 use super::Ctx;
-use crate::backend::Outcome;
+use crate::backend::{self, Mode, Outcome};
 use crate::instance::{now_unix, process, Instance, Status};
 
-/// Sends `sig` to the instance's process if it is still the recorded one.
+/// Sends `sig` to the instance's process if it is still the recorded one. For a VM, any
+/// signal but SIGKILL is for the entrypoint: the guest agent delivers it once it is up;
+/// until then the VMM gets it and passes it on over the console.
 fn signal(inst: &Instance, sig: Signal) -> bool {
     match inst.state.pid {
+        Some(_)
+            if inst.target_alive()
+                && inst.spec.mode == Mode::Vm
+                && sig != Signal::SIGKILL
+                && backend::vm::signal_entrypoint(&inst.spec, sig as i32) =>
+        {
+            true
+        }
         Some(pid) if inst.target_alive() => send(Pid::from_raw(pid), sig).is_ok(),
         _ => false,
     }

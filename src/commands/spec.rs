@@ -61,9 +61,9 @@ pub enum SpecError {
 
 /// Refuses the container-only flags of `run` in `--mode vm` (the first one given, in a fixed
 /// order). The lesson is which knob exists on which side: a microVM is sized by `--memory`
-/// and `--cpus` and has its own kernel, PID 1, user ids, network stack and a serial console,
-/// so these five flags have nothing to act on there. `-i` is not here: it is accepted with
-/// a warning (stdin is /dev/null in the guest). The one place that decides, called before
+/// and `--cpus` and has its own kernel, PID 1, user ids and network stack, so these four
+/// flags have nothing to act on there (`-i` and `-t` work: the guest agent gives the
+/// entrypoint pipes or a pty inside the guest). The one place that decides, called before
 /// anything is created.
 pub fn refuse_container_only_flags(args: &RunArgs) -> Result<(), SpecError> {
     if args.mode != crate::backend::Mode::Vm {
@@ -93,12 +93,6 @@ pub fn refuse_container_only_flags(args: &RunArgs) -> Result<(), SpecError> {
             "--userns host",
             "the guest has its own kernel and user ids, there is no host user namespace to join",
             "drop --userns host, or use --mode container",
-        ),
-        (
-            args.tty,
-            "-t",
-            "the guest's console is a serial line, not a pseudo-terminal",
-            "drop -t, or use --mode container",
         ),
     ];
     match refusals.into_iter().find(|r| r.0) {
@@ -268,6 +262,35 @@ pub struct SpecInputs<'a> {
     pub config: &'a ImageConfiguration,
     /// The data directory.
     pub data_root: &'a Path,
+}
+
+/// The process `vcompare exec` starts: the instance's environment, working directory and
+/// user unless `-e`/`-w`/`-u` say otherwise (one function for both modes, so a flag cannot
+/// reach one and miss the other). Names in `-u` resolve through the image's files.
+pub fn exec_process(
+    spec: &RunSpec,
+    cmd: &[String],
+    env: &[String],
+    workdir: Option<&str>,
+    user: Option<&str>,
+) -> Result<ProcessSpec, SpecError> {
+    let cwd = workdir
+        .map(str::to_string)
+        .unwrap_or_else(|| spec.process.cwd.clone());
+    if !is_clean_absolute(&cwd) {
+        return Err(SpecError::Workdir(cwd));
+    }
+    let (uid, gid) = match user {
+        Some(_) => parse_user(user, &spec.rootfs)?,
+        None => (spec.process.uid, spec.process.gid),
+    };
+    Ok(ProcessSpec {
+        args: cmd.to_vec(),
+        env: merge_env(&spec.process.env, env)?,
+        cwd,
+        uid,
+        gid,
+    })
 }
 
 /// Builds the spec from flags and image; validates everything before anything is created

@@ -276,14 +276,24 @@ pub fn logs(ctx: &Ctx, q: &str, follow: bool) -> anyhow::Result<i32> {
     }
 }
 
-/// `vcompare exec [-i] [-t] ID CMD…`.
-pub fn exec(
-    ctx: &Ctx,
-    q: &str,
-    cmd: &[String],
-    interactive: bool,
-    tty: bool,
-) -> anyhow::Result<i32> {
+/// What `vcompare exec` was asked for, as typed.
+pub struct ExecArgs<'a> {
+    /// The command and its arguments.
+    pub cmd: &'a [String],
+    /// `-e K=V` (added to the instance's environment, same key replaced).
+    pub env: &'a [String],
+    /// `-w DIR`.
+    pub workdir: Option<&'a str>,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<&'a str>,
+    /// `-i`.
+    pub interactive: bool,
+    /// `-t`.
+    pub tty: bool,
+}
+
+/// `vcompare exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] ID CMD…`.
+pub fn exec(ctx: &Ctx, q: &str, a: &ExecArgs<'_>) -> anyhow::Result<i32> {
     let i = ctx.instances.resolve(q)?;
     let pid = match i.state.pid {
         Some(p) if i.status() == Status::Running && i.target_alive() => p,
@@ -293,8 +303,9 @@ pub fn exec(
             i.short_id()
         ),
     };
+    let process = crate::commands::spec::exec_process(&i.spec, a.cmd, a.env, a.workdir, a.user)?;
     match i.spec.mode {
-        Mode::Container => backend::container::exec(&i.spec, pid, cmd, tty, interactive),
-        Mode::Vm => backend::vm::exec(&i.spec, pid, cmd, tty, interactive),
+        Mode::Container => backend::container::exec(pid, process, a.tty, a.interactive),
+        Mode::Vm => backend::vm::exec(&i.spec, process, a.tty, a.interactive),
     }
 }

@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+pub mod exec_checks;
+pub mod pty;
 pub mod skip;
 pub mod test_host;
 

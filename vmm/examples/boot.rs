@@ -50,6 +50,7 @@ fn main() {
         hostname: "example".into(),
         boot_timer_port: vcompare_spec::guest::BOOT_TIMER_PORT,
         network: None,
+        attach: false,
         ..Default::default()
     };
     disk::write_spec(&inst, &serde_json::to_vec(&spec).unwrap()).unwrap();
@@ -70,6 +71,7 @@ fn main() {
         root_disk: Some(inst),
         shares: Vec::new(),
         net: None,
+        vsock: None,
         extra_cmdline,
         boot_log: bootlog,
         timeout_secs: timeout,

@@ -22,6 +22,7 @@ use crate::devices::boot_timer::InfoCallback;
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::net::Net;
 use crate::devices::virtio::p9::P9Device;
+use crate::devices::virtio::vsock::Vsock;
 use crate::devices::Devices;
 use crate::error::{kvm_err, VmError};
 use crate::memory::{self, GuestMem};
@@ -218,8 +219,8 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
     }
     trace.step("vcpu cpuid+regs");
 
-    // Devices, in the order of their MMIO slots: the root disk, one per share, then the NIC
-    // (last, so adding a network never moves the disk or the shares). Each
+    // Devices, in the order of their MMIO slots: the root disk, one per share, the NIC, then
+    // the vsock device (after the others, so adding one never moves an earlier slot). Each
     // attach appends its `virtio_mmio.device=` argument, between ours and the extra ones.
     let tsc_khz = vcpus[0].get_tsc_khz().ok();
     let mut cmdline = KernelCmdline::base(backend, tsc_khz, job.boot_log);
@@ -235,6 +236,10 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
     if let Some(net) = &job.net {
         let dev = Net::new(net.tap_fd, net.mac)?;
         dm.attach_virtio_device(&vm, Box::new(dev), "virtio-net irqfd", &mut cmdline)?;
+    }
+    if let Some(vsock) = &job.vsock {
+        let dev = Vsock::new(vsock.guest_cid, &vsock.uds_path)?;
+        dm.attach_virtio_device(&vm, Box::new(dev), "virtio-vsock irqfd", &mut cmdline)?;
     }
     cmdline.extend(job.extra_cmdline.iter().cloned());
     boot::write_cmdline(&mem, &cmdline.to_string())?;

@@ -37,6 +37,10 @@ pub struct VmJob {
     /// `--network`: one virtio-net device on an already-open TAP (see [`NetJob`]); `None` = no NIC.
     #[serde(default)]
     pub net: Option<NetJob>,
+    /// The guest-agent channel: one virtio-vsock device served in this process, its host
+    /// side a Unix socket (see [`VsockJob`]); `None` = no vsock device.
+    #[serde(default)]
+    pub vsock: Option<VsockJob>,
     /// Extra kernel arguments (after ours).
     pub extra_cmdline: Vec<String>,
     /// Forward the kernel's boot log instead of only the entrypoint's output.
@@ -60,6 +64,19 @@ pub struct NetJob {
     pub tap_fd: i32,
     /// The guest NIC's MAC address (virtio-net config space, `VIRTIO_NET_F_MAC`).
     pub mac: [u8; 6],
+}
+
+/// The VM's virtio-vsock device. Its host side follows Firecracker's "hybrid vsock": the
+/// VMM listens on `uds_path`; a host process connects, writes `CONNECT <port>\n` and, once
+/// a guest listener accepted, reads `OK <host port>\n` and then talks to the guest. A guest
+/// connection to host port P reaches a listener on `<uds_path>_P`. There is no
+/// `/dev/vhost-vsock` on the hosts we develop on, so the device lives in user space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VsockJob {
+    /// The guest's context id (3 or more; 0–2 are reserved).
+    pub guest_cid: u64,
+    /// The Unix socket the VMM listens on (created by the VMM, removed when it ends).
+    pub uds_path: PathBuf,
 }
 
 /// Diagnostics switches, off by default; never part of the job on the wire.

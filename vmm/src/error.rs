@@ -43,6 +43,9 @@ pub enum VmError {
     /// The network interface (`--network`): the TAP handed to the VMM is unusable.
     #[error(transparent)]
     Net(#[from] crate::devices::virtio::net::NetError),
+    /// The guest-agent channel: the vsock device's Unix socket could not be set up.
+    #[error(transparent)]
+    Vsock(#[from] crate::devices::virtio::vsock::VsockError),
     /// Host resources (eventfd, threads, signals).
     #[error("VMM error: {0}")]
     Host(std::io::Error),

@@ -60,7 +60,7 @@ pub mod guest_spec {
 }
 
 pub use backend_detect::KvmBackend;
-pub use config::{DebugOptions, NetJob, VmConfig, VmHooks, VmJob};
+pub use config::{DebugOptions, NetJob, VmConfig, VmHooks, VmJob, VsockJob};
 pub use error::VmError;
 pub use exit::GuestExit;
 pub use guest_spec::GuestSpec;

@@ -158,6 +158,7 @@ mod tests {
             root_disk: Some("/d".into()),
             shares: Vec::new(),
             net: None,
+            vsock: None,
             extra_cmdline: vec!["x=1".into()],
             boot_log: false,
             timeout_secs: None,
@@ -184,7 +185,8 @@ mod tests {
                 "result_path",
                 "root_disk",
                 "shares",
-                "timeout_secs"
+                "timeout_secs",
+                "vsock"
             ]
         );
     }

@@ -157,6 +157,7 @@ fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
         },
         boot_timer_port: vcompare_vmm::machine::BOOT_TIMER_PORT,
         network: None,
+        attach: false,
         ..Default::default()
     };
     let json = serde_json::to_vec(&spec).map_err(|e| failed("encode the spec", e))?;

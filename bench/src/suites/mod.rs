@@ -9,6 +9,7 @@
 pub mod cpu;
 pub mod density;
 pub mod disk;
+pub mod exec;
 pub mod memory;
 pub mod net;
 pub mod share;
@@ -25,7 +26,7 @@ use crate::results::Results;
 /// Every suite `vcompare bench --suite` accepts (`io` is an alias for the cpu suite's file
 /// I/O workload). Exported so the CLI checks its flag against the suites that exist here.
 pub const NAMES: &[&str] = &[
-    "startup", "cpu", "memory", "density", "disk", "io", "share", "net",
+    "startup", "cpu", "memory", "density", "disk", "io", "share", "net", "exec",
 ];
 
 /// What to measure, parsed from `vcompare bench` flags.
@@ -35,7 +36,7 @@ pub struct Plan {
     pub modes: Vec<String>,
     /// crun, runc, qemu, firecracker.
     pub peers: Vec<String>,
-    /// startup, cpu, memory, density, disk, share, net.
+    /// startup, cpu, memory, density, disk, share, net, exec.
     pub suites: Vec<String>,
     /// Workload sizes of the share suite.
     pub share: share::Sizes,
@@ -112,6 +113,9 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
     if plan.suite("net") {
         t += net::estimate_ms(h, plan);
     }
+    if plan.suite("exec") {
+        t += exec::estimate_ms(h, plan);
+    }
     t
 }
 
@@ -134,6 +138,10 @@ pub fn run_all(h: &mut Harness, plan: &Plan, results: &mut Results) {
     }
     if plan.suite("share") {
         share::run(h, plan, results);
+    }
+    // Its VM is booted once and stays up for the suite; removed before net starts.
+    if plan.suite("exec") {
+        exec::run(h, plan, results);
     }
     // Last: it is the only suite that creates a network, and its VM server boots once.
     if plan.suite("net") {

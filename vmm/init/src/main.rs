@@ -1,21 +1,37 @@
 //! vcompare's guest init: PID 1 inside the microVM, started by the kernel from the image's
 //! root disk (which the kernel mounted as `/`). It mounts /proc, /sys and /dev, reads the
 //! run's spec from the disk's spec area, configures the network (`net.rs`, with `--network`),
-//! sets hostname, user, environment and working directory,
-//! runs the entrypoint as its child, reaps zombies, turns the VMM's shutdown request (a byte
-//! on the console) into SIGTERM for the entrypoint, and reports phases and the exit status
-//! through the boot-timer I/O port. Then it syncs and reboots (= the VM is done).
+//! sets hostname, user, environment and working directory, opens the guest agent's vsock
+//! listener (`agent.rs`: `exec`, `run -i/-t`, `stop`), runs the entrypoint as its child
+//! (`spawn.rs`; at boot, or — with `run -i/-t` — when the host attaches), reaps zombies,
+//! turns the VMM's shutdown request (a byte on the console) into SIGTERM for the entrypoint
+//! (`supervise.rs`), and reports phases and the exit status through the boot-timer I/O port.
+//! Then it syncs and reboots (= the VM is done).
+//!
+//! Agent sessions (`session.rs`, one forked process per connection) keep PID 1 free of any
+//! wait on the host; see `supervise.rs` for how the attached entrypoint stays PID 1's child.
 
+mod agent;
 mod net;
+mod pty;
+mod relay;
+mod session;
+mod spawn;
+mod stdio;
+mod supervise;
+mod sys;
 
-use std::ffi::CString;
 use std::io::Write;
+
+use spawn::cstr;
+use sys::errno;
 
 use vcompare_spec::guest::{
     console_marker, encode_report, exit_arg, spec_area, GuestShare, GuestSpec, Phase,
-    BOOT_TIMER_PORT, MARKER_INFO_PREFIX, SIGNAL_BYTE, SPEC_AREA_BYTES, SPEC_DEVICE_VAR,
+    BOOT_TIMER_PORT, MARKER_INFO_PREFIX, SPEC_AREA_BYTES, SPEC_DEVICE_VAR,
 };
 
+/// One line on the console (the init's stderr), prefixed so it is told from the workload's.
 fn log(msg: &str) {
     let _ = writeln!(std::io::stderr(), "vcompare-init: {msg}");
 }
@@ -52,14 +68,7 @@ fn report(port: u16, phase: Phase, arg: u32) {
     }
 }
 
-fn cstr(s: &str) -> CString {
-    CString::new(s.as_bytes().to_vec()).unwrap_or_else(|_| CString::new("?").unwrap())
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
+/// mount(2) with Rust strings; the error names what was mounted where.
 fn mount(
     src: &str,
     dst: &str,
@@ -97,6 +106,7 @@ fn fail(port: u16, msg: &str) -> ! {
     finish();
 }
 
+/// Ends the VM: sync the disks, then reboot (the VMM treats the guest's reboot as the end).
 fn finish() -> ! {
     // SAFETY: sync and reboot have no memory-safety preconditions; we are PID 1.
     unsafe {
@@ -292,85 +302,6 @@ fn console_raw() {
     }
 }
 
-/// Resolves `prog` through PATH from the spec's environment, as execvp would.
-fn resolve(prog: &str, env: &[String]) -> String {
-    if prog.contains('/') {
-        return prog.to_string();
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':') {
-        let cand = format!("{dir}/{prog}");
-        if let Ok(m) = std::fs::metadata(&cand) {
-            use std::os::unix::fs::PermissionsExt;
-            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
-                return cand;
-            }
-        }
-    }
-    prog.to_string()
-}
-
-/// Forks and execs the entrypoint; returns its pid.
-fn spawn(spec: &GuestSpec) -> Result<libc::pid_t, String> {
-    let path = cstr(&resolve(&spec.process.args[0], &spec.process.env));
-    let argv: Vec<CString> = spec.process.args.iter().map(|a| cstr(a)).collect();
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let env = vcompare_spec::guest::entrypoint_env(&spec.process.env, |k| std::env::var(k).ok());
-    let envp: Vec<CString> = env.iter().map(|a| cstr(a)).collect();
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
-    let cwd = cstr(if spec.process.cwd.is_empty() {
-        "/"
-    } else {
-        &spec.process.cwd
-    });
-    let devnull = cstr("/dev/null");
-    // SAFETY: fork in a single-threaded process; the child only calls async-signal-safe
-    // functions on data prepared before the fork, then execs or _exits.
-    unsafe {
-        let pid = libc::fork();
-        if pid < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            libc::setsid();
-            let fd = libc::open(devnull.as_ptr(), libc::O_RDONLY);
-            if fd >= 0 {
-                libc::dup2(fd, 0);
-                libc::close(fd);
-            }
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(spec.process.gid) != 0
-                || libc::setuid(spec.process.uid) != 0
-            {
-                let m = b"vcompare-init: cannot switch user\n";
-                libc::write(2, m.as_ptr().cast(), m.len());
-                libc::_exit(126);
-            }
-            if libc::chdir(cwd.as_ptr()) != 0 {
-                let m = b"vcompare-init: cannot change to the working directory\n";
-                libc::write(2, m.as_ptr().cast(), m.len());
-                libc::_exit(126);
-            }
-            libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
-            let code = if errno() == libc::ENOENT { 127 } else { 126 };
-            let m = b"vcompare-init: cannot execute the entrypoint: ";
-            libc::write(2, m.as_ptr().cast(), m.len());
-            libc::write(2, argv[0].as_ptr().cast(), argv[0].as_bytes().len());
-            libc::write(2, b"\n".as_ptr().cast(), 1);
-            libc::_exit(code);
-        }
-        Ok(pid)
-    }
-}
-
 fn main() {
     // Until the spec is read, the protocol's default port; then the spec's.
     let port = use_port(BOOT_TIMER_PORT);
@@ -413,72 +344,29 @@ fn main() {
         libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
     };
     send_info(false);
-    report(port, Phase::EntrypointExec, 0);
-    let child = match spawn(&spec) {
-        Ok(p) => p,
-        Err(e) => fail(port, &e),
-    };
-
-    let status = loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: valid pollfd array.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if fds[0].revents & libc::POLLIN != 0 {
-            let mut b = [0u8; 64];
-            // SAFETY: reading into a local buffer.
-            let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) };
-            let got = &b[..n.max(0) as usize];
-            for (i, _) in got.iter().enumerate().filter(|(_, &c)| c == SIGNAL_BYTE) {
-                let sig = got.get(i + 1).map_or(libc::SIGTERM, |&s| i32::from(s));
-                let sig = if (1..=64).contains(&sig) {
-                    sig
-                } else {
-                    libc::SIGTERM
-                };
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(child, sig) };
-            }
-        } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-            fds[0].fd = -1;
+    let listener = match agent::listen() {
+        Ok(Some(l)) => Some(l),
+        Ok(None) if spec.attach => fail(
+            port,
+            "run -i/-t needs the guest agent, but the guest kernel has no vsock (AF_VSOCK); \
+             use a guest kernel built with CONFIG_VIRTIO_VSOCKETS",
+        ),
+        Ok(None) => {
+            log("no vsock in the guest kernel: running without the guest agent (no exec)");
+            None
         }
-        if fds[1].revents != 0 {
-            let mut info = [0u8; 128];
-            // SAFETY: draining the signalfd into a local buffer.
-            while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
-        }
-        // Reap everything; remember the entrypoint's status.
-        let mut done = None;
-        loop {
-            let mut st = 0;
-            // SAFETY: waitpid with a valid status pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-            if pid <= 0 {
-                break;
-            }
-            if pid == child {
-                done = Some(st);
-            }
-        }
-        if let Some(st) = done {
-            break st;
+        Err(e) if spec.attach => fail(port, &format!("run -i/-t needs the guest agent: {e}")),
+        Err(e) => {
+            log(&format!("running without the guest agent (no exec): {e}"));
+            None
         }
     };
-    let (code, sig) = if libc::WIFSIGNALED(status) {
-        (0, libc::WTERMSIG(status))
-    } else {
-        (libc::WEXITSTATUS(status), 0)
-    };
+    let mut supervisor = supervise::Supervisor::new(port, &spec, sfd, listener);
+    if !spec.attach {
+        supervisor.start_on_console();
+    }
+    let status = supervisor.run();
+    let vcompare_spec::agent::ExitStatus { code, signal: sig } = spawn::exit_status(status);
     // The container side's rule: killed by SIGKILL while the OOM killer was at work.
     if sig == libc::SIGKILL && oom_kills() > 0 {
         send_info(true);

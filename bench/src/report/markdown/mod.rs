@@ -8,6 +8,7 @@
 
 mod compare;
 mod cpu;
+mod exec;
 mod footprint;
 mod format;
 mod net;
@@ -17,6 +18,7 @@ mod targets;
 
 pub use compare::compare;
 pub use cpu::{cpu_median, cpu_min};
+pub use exec::{exec_copy_rate, exec_figure, exec_ratio, EXEC_FIGURES};
 pub use footprint::{density_slopes, memory_median};
 pub use format::{fmt_bytes, fmt_ns, fmt_num, fmt_ratio, vm_caveat};
 pub use net::{net_is_vm, net_median, net_ratio, net_samples, net_slowdown, NET_FIGURES};
@@ -101,6 +103,9 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     if !r.net.is_empty() {
         net::section(&mut md, r);
         chart(&mut md, charts, "net", "network paths vs host loopback");
+    }
+    if !r.exec.is_empty() {
+        exec::section(&mut md, r);
     }
     if !r.skipped.is_empty() {
         let _ = writeln!(md, "## Not measured in this run\n");

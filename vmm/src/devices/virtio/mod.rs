@@ -6,6 +6,7 @@ pub mod driver_model;
 pub mod mmio;
 pub mod net;
 pub mod p9;
+pub mod vsock;
 
 use std::os::fd::RawFd;
 
