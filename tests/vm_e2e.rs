@@ -34,9 +34,18 @@ impl Root {
     /// fires before nextest's 600 s limit (so a hung VM is ended by vcompare, not left behind)
     /// but leaves room for a nested boot on a loaded host.
     fn run_vm(&self, args: &[&str]) -> Output {
+        self.vm_cmd(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// [`Root::run_vm`]'s command line, not yet started (for a test that feeds its stdin or
+    /// gives it a terminal).
+    fn vm_cmd(&self, args: &[&str]) -> Command {
         let mut all = vec!["run", "--mode", "vm", "--rm", "--timeout", "540"];
         all.extend_from_slice(args);
-        self.run(&all)
+        self.cmd(&all)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -1229,21 +1238,26 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
         ])
         .trim()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(360);
-    loop {
-        match http_get("127.0.0.1:18090") {
-            Ok(r) if r.contains("hello-vm") => break,
-            r => {
-                let log = root.run(&["logs", &id]);
-                assert!(
-                    Instant::now() < deadline,
-                    "no page through -p: {r:?}\nlog: {}",
-                    text(&log)
-                );
-                std::thread::sleep(Duration::from_secs(2));
+    // Polls `addr` until the page comes (the guest boots, then its httpd forks per request in
+    // an emulated kernel: seconds each on a loaded nested host; not a timing assertion).
+    let wait_page = |addr: &str, what: &str, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            match http_get(addr) {
+                Ok(r) if r.contains("hello-vm") => break,
+                r => {
+                    let log = root.run(&["logs", &id]);
+                    assert!(
+                        Instant::now() < deadline,
+                        "no page {what}: {r:?}\nlog: {}",
+                        text(&log)
+                    );
+                    std::thread::sleep(Duration::from_secs(2));
+                }
             }
         }
-    }
+    };
+    wait_page("127.0.0.1:18090", "through -p", 360);
     let v: serde_json::Value =
         serde_json::from_str(&root.ok(&["inspect", &id, "--format", "json"])).unwrap();
     let att = &v["view"]["network"]["attachments"][0];
@@ -1255,8 +1269,7 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
     let vm_ip = common::test_host::address_of(att);
     assert!(vm_ip.starts_with("10.89.0."), "{vm_ip}");
     let gw = att["inside"]["gateway"].as_str().unwrap().to_string();
-    let r = http_get(&format!("{gw}:18090")).unwrap_or_default();
-    assert!(r.contains("hello-vm"), "through the gateway address: {r}");
+    wait_page(&format!("{gw}:18090"), "through the gateway address", 60);
 
     // A container on the same bridge finds the VM by name and reaches it directly.
     let script = format!(
@@ -1285,7 +1298,8 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
     assert_no_network_leftovers();
 }
 
-/// `exec` into a detached VM goes through the guest agent (virtio-vsock) and keeps the
+/// `exec` into a detached VM (`run -dit … sh`, whose shell keeps running with its prompt in
+/// the log) goes through the guest agent (virtio-vsock) and keeps the
 /// container's contract: the same checks as `container_cli`'s exec test (exit codes, `-e`,
 /// `-w`, `-u`, `-i`, `-t`, large streams both ways), the guest kernel's `uname`, an
 /// interactive `exec -it` shell with Ctrl-C, and one clear line while the agent cannot answer
@@ -1294,18 +1308,19 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
 fn vm_exec_through_the_guest_agent_keeps_the_container_contract() {
     require_vm!();
     let root = Root::new("exec");
+    // `-dit` as in a container: the detached entrypoint's shell gets a pty in the guest
+    // whose output goes to the log, and keeps running although nothing types into it.
     root.ok(&[
         "run",
         "--mode",
         "vm",
-        "-d",
+        "-dit",
         "--network",
         "none",
         "--name",
         "x",
         "vcompare/probe",
-        "sleep",
-        "1000000",
+        "sh",
     ]);
     let pid = root.vmm_pid("x");
     // SAFETY: signalling the VMM this test started.
@@ -1327,6 +1342,7 @@ fn vm_exec_through_the_guest_agent_keeps_the_container_contract() {
             .success()
             .then_some(())
     });
+    root.wait_log("x", "# ", 1);
 
     let guest = root.ok(&["exec", "x", "uname", "-r"]);
     let info = root.inspect("x");
@@ -1364,19 +1380,7 @@ fn vm_run_it_gives_the_entrypoint_a_terminal_and_run_i_streams_stdin() {
     require_vm!();
     let root = Root::new("tty");
     let mut s = common::pty::PtySession::spawn_sized(
-        root.cmd(&[
-            "run",
-            "-it",
-            "--rm",
-            "--mode",
-            "vm",
-            "--network",
-            "none",
-            "--timeout",
-            "540",
-            "vcompare/probe",
-            "sh",
-        ]),
+        root.vm_cmd(&["-it", "--network", "none", "vcompare/probe", "sh"]),
         33,
         101,
     );
@@ -1404,16 +1408,10 @@ fn vm_run_it_gives_the_entrypoint_a_terminal_and_run_i_streams_stdin() {
     assert!(root.ps_json().is_empty(), "--rm left an instance");
 
     let mut child = root
-        .cmd(&[
-            "run",
+        .vm_cmd(&[
             "-i",
-            "--rm",
-            "--mode",
-            "vm",
             "--network",
             "none",
-            "--timeout",
-            "540",
             "vcompare/probe",
             "sh",
             "-c",

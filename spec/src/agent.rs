@@ -405,6 +405,12 @@ impl FrameBuffer {
         }
     }
 
+    /// Takes the bytes not yet returned as messages (an unfinished frame), for a parser
+    /// that continues the stream.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     /// True if bytes of an unfinished frame are held (an end of stream now is truncation).
     pub fn has_partial(&self) -> bool {
         !self.buf.is_empty()

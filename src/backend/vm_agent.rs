@@ -179,7 +179,7 @@ impl Agent {
         if stdio.stdin {
             let w = writer.clone();
             // Detached: a read on our stdin cannot be cancelled; it ends with the process.
-            std::thread::spawn(move || forward_stdin(&w));
+            std::thread::spawn(move || forward_stdin(&w, !stdio.tty));
         }
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr();
@@ -208,8 +208,10 @@ impl Agent {
     }
 }
 
-/// Copies our stdin to the agent in chunks; tells it when stdin ends.
-fn forward_stdin(w: &Mutex<UnixStream>) {
+/// Copies our stdin to the agent in chunks. At its end, tells the agent (`tell_end`: pipes)
+/// or just stops (a terminal: as a container's pty relay does, so `run -dit … sh`, whose
+/// stdin is /dev/null, keeps its shell).
+fn forward_stdin(w: &Mutex<UnixStream>, tell_end: bool) {
     let mut buf = vec![0u8; STREAM_CHUNK];
     loop {
         // SAFETY: reading into a local buffer from fd 0.
@@ -224,6 +226,9 @@ fn forward_stdin(w: &Mutex<UnixStream>) {
             _ => Message::StdinClosed,
         };
         let end = msg == Message::StdinClosed;
+        if end && !tell_end {
+            return;
+        }
         if msg.write_to(&mut *w.lock().unwrap()).is_err() || end {
             return;
         }

@@ -31,14 +31,18 @@
 //! stay up for the whole suite, so an idle VM's host cost (timer ticks of a nested guest) is
 //! paid during the container's samples too. The instances are removed (`rm -f`) at the end,
 //! also when a step fails or the suite unwinds. Not in the default suite set: it boots a VM.
+//!
+//! [`spawn_timed`]: crate::harness::spawn_timed
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{cost, instance_timeout, run_args, vm_failed, vm_usable, Network, Plan};
+use super::{
+    cost, instance_timeout, run_args, vcompare_timed, vm_failed, vm_usable, Network, Plan,
+};
 use crate::error::{BenchError, Result};
-use crate::harness::{failed, spawn_timed, wait_exit, Harness};
+use crate::harness::{failed, wait_exit, Harness};
 use crate::results::{ExecSeries, ExecStreamRun, Results};
 
 /// The modes this suite measures, in table order.
@@ -424,16 +428,7 @@ fn rounds(h: &mut Harness, results: &mut Results, subjects: &mut [Subject], mib:
 fn round_trip(h: &Harness, args: &[String], mode: &str) -> Result<u64> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let label = format!("vcompare {}", args.join(" "));
-    let out = spawn_timed(h.vcompare(&args), &label)?.finish(&label, instance_timeout(mode))?;
-    if !out.status.success() {
-        return Err(failed(
-            &label,
-            &out.status.to_string(),
-            &out.stderr,
-            &out.stdout,
-        ));
-    }
-    Ok(out.wall_ns)
+    Ok(vcompare_timed(h, &args, &label, instance_timeout(mode))?.wall_ns)
 }
 
 /// How long one output run may take: a container 120 s; a VM its instance timeout plus 10 s

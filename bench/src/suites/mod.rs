@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::harness::{failed, spawn_timed, Harness, IMAGE_PATH};
+use crate::harness::{failed, spawn_timed, Harness, TimedOutput, IMAGE_PATH};
 use crate::peers::qemu;
 use crate::results::Results;
 
@@ -236,18 +236,29 @@ pub fn run_instance_on(
     flags.extend_from_slice(command);
     let args = run_args(network, &flags);
     let label = format!("vcompare run --mode {mode} … {what}");
-    let r = spawn_timed(h.vcompare(&args), &label).and_then(|t| t.finish(&label, timeout));
+    let r = vcompare_timed(h, &args, &label, timeout);
     h.remove(&[name]);
-    let out = r?;
+    Ok(r?.stdout)
+}
+
+/// Runs `vcompare ARGS…` timed, for at most `timeout`; an exit other than success is an
+/// error naming `label`, with the status and the line of the output that says what failed.
+pub fn vcompare_timed(
+    h: &Harness,
+    args: &[&str],
+    label: &str,
+    timeout: Duration,
+) -> Result<TimedOutput> {
+    let out = spawn_timed(h.vcompare(args), label)?.finish(label, timeout)?;
     if !out.status.success() {
         return Err(failed(
-            &label,
+            label,
             &out.status.to_string(),
             &out.stderr,
             &out.stdout,
         ));
     }
-    Ok(out.stdout)
+    Ok(out)
 }
 
 /// One untimed warm-up round, then `h.runs` rounds over the selected host and container

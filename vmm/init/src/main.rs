@@ -12,6 +12,7 @@
 //! wait on the host; see `supervise.rs` for how the attached entrypoint stays PID 1's child.
 
 mod agent;
+mod inbound;
 mod net;
 mod pty;
 mod relay;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use vcompare_spec::agent::{FrameBuffer, Kind, Message, HEADER_BYTES, STREAM_CHUNK};
 
+use crate::inbound::{Inbound, ReadError};
+
 use crate::stdio::HostEnds;
 use crate::sys;
 
@@ -132,23 +134,26 @@ struct Flow {
     /// How much of `out` the connection took. `out` is cleared once all of it was sent
     /// rather than shifted after each partial send: see [`Flow::read_outputs`].
     sent: usize,
-    /// Stdin from the host, not yet written.
+    /// Stdin from the host; bytes before `stdin_sent` are written. Cleared once all of it
+    /// was written rather than shifted after each partial write (no user-space copy).
     stdin_buf: Vec<u8>,
+    /// How much of `stdin_buf` the process's stdin took.
+    stdin_sent: usize,
     /// The host's stdin ended: close the pipe once `stdin_buf` is written.
     close_stdin: bool,
-    /// Bytes from the host, split into messages.
-    frames: FrameBuffer,
+    /// Bytes from the host, parsed (stdin lands in `stdin_buf` directly).
+    inbound: Inbound,
+    /// Control messages received, not yet acted on.
+    pending: Vec<Message>,
     /// The wait status and when it was learnt, once the process ended.
     status: Option<(i32, Instant)>,
     /// When output last arrived (or the relay last waited on the host instead).
     quiet_since: Instant,
-    /// Read buffer, one stream chunk.
-    chunk: Vec<u8>,
 }
 
 impl Flow {
     /// The state at the start: `Started` queued, the handshake's leftover bytes taken.
-    fn new(r: &mut Relay) -> Flow {
+    fn new(r: &mut Relay) -> Result<Flow, HostGone> {
         let source = |fd: &OwnedFd, stderr| Source {
             fd: fd.as_raw_fd(),
             stderr,
@@ -169,29 +174,48 @@ impl Flow {
                 None,
             ),
         };
-        Flow {
+        let mut f = Flow {
             sources,
             sink,
             master,
             out: {
-                // Room for a full backlog, so reads into it rarely move it (a move is a copy).
-                let mut out = Vec::with_capacity(2 * OUT_LIMIT + HEADER_BYTES + STREAM_CHUNK);
+                // Room for the whole backlog (see `throttled`), so it is never moved (a copy).
+                let mut out = Vec::with_capacity(OUT_LIMIT + 2 * (HEADER_BYTES + STREAM_CHUNK));
                 out.extend(Message::Started(r.pid as u32).encode());
                 out
             },
             sent: 0,
-            stdin_buf: Vec::new(),
+            stdin_buf: Vec::with_capacity(IN_LIMIT + STREAM_CHUNK),
+            stdin_sent: 0,
             close_stdin: false,
-            frames: std::mem::take(&mut r.frames),
+            inbound: Inbound::default(),
+            pending: Vec::new(),
             status: None,
             quiet_since: Instant::now(),
-            chunk: vec![0u8; STREAM_CHUNK],
-        }
+        };
+        // What the handshake read behind the request continues the stream.
+        let (keep, mut pending) = (f.sink.is_some(), Vec::new());
+        f.inbound
+            .feed(&r.frames.take_bytes(), &mut f.stdin_buf, keep, |m| {
+                pending.push(m)
+            })
+            .map_err(|e| crate::log(&format!("agent session: {e}")))
+            .map_err(|()| HostGone)?;
+        f.pending = pending;
+        Ok(f)
+    }
+
+    /// Forgets buffered stdin (all written, or nobody will read it).
+    fn clear_stdin(&mut self) {
+        self.stdin_buf.clear();
+        self.stdin_sent = 0;
     }
 
     /// Too much output waits for the host: stop reading the process's output.
     fn throttled(&self) -> bool {
-        self.out.len() - self.sent >= OUT_LIMIT
+        // The whole buffer, sent part included: it is only cleared once all was sent, so
+        // this bound keeps it within its capacity (never moved).
+        self.out.len() >= OUT_LIMIT
     }
 
     /// The next poll's timeout (`Some(None)` = no limit), or `None` when the relay is done:
@@ -270,6 +294,7 @@ impl Flow {
                 // The terminal is gone: nothing more can be typed into it.
                 self.sink = None;
                 self.stdin_buf.clear();
+                self.stdin_sent = 0;
             }
         }
     }
@@ -290,11 +315,19 @@ impl Flow {
             }
         }
         if revents & libc::POLLIN != 0 {
-            match sys::read(conn, &mut self.chunk) {
-                Ok(0) => return Err(HostGone),
-                Ok(n) => self.frames.push(&self.chunk[..n]),
-                Err(libc::EAGAIN) | Err(libc::EINTR) => {}
-                Err(_) => return Err(HostGone),
+            let keep = self.sink.is_some();
+            match self.inbound.read(conn, &mut self.stdin_buf, keep) {
+                Ok(Some(m)) => self.pending.push(m),
+                Ok(None) | Err(ReadError::Again) => {}
+                Err(ReadError::Protocol(e)) => {
+                    crate::log(&format!("agent session: {e}"));
+                    return Err(HostGone);
+                }
+                Err(ReadError::Io(errno)) => {
+                    crate::log(&format!("agent session: connection error (errno {errno})"));
+                    return Err(HostGone);
+                }
+                Err(ReadError::Eof) => return Err(HostGone),
             }
         } else if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
             // Both directions are shut (or the connection failed): the host is gone.
@@ -322,7 +355,9 @@ impl Relay {
     pub fn run(mut self) -> i32 {
         let conn = self.conn.as_raw_fd();
         sys::set_nonblocking(conn);
-        let mut f = Flow::new(&mut self);
+        let Ok(mut f) = Flow::new(&mut self) else {
+            return self.host_gone(true);
+        };
         if self.pump(&mut f).is_err() {
             return self.host_gone(f.status.is_none());
         }
@@ -369,15 +404,8 @@ impl Relay {
 
     /// Acts on every whole message received; a malformed one counts as the host gone.
     fn take_messages(&mut self, f: &mut Flow) -> Result<(), HostGone> {
-        loop {
-            match f.frames.next_message() {
-                Ok(Some(m)) => self.on_message(m, f),
-                Ok(None) => break,
-                Err(e) => {
-                    crate::log(&format!("agent session: {e}"));
-                    return Err(HostGone);
-                }
-            }
+        for m in std::mem::take(&mut f.pending) {
+            self.on_message(m, f);
         }
         if f.close_stdin && f.stdin_buf.is_empty() && f.sink.is_some() {
             self.close_stdin();
@@ -389,12 +417,17 @@ impl Relay {
     /// Writes buffered stdin to the process (its stdin became writable).
     fn write_stdin(&mut self, f: &mut Flow) {
         let Some(fd) = f.sink else { return };
-        match sys::write(fd, &f.stdin_buf, false) {
-            Ok(n) => drop(f.stdin_buf.drain(..n)),
+        match sys::write(fd, &f.stdin_buf[f.stdin_sent..], false) {
+            Ok(n) => {
+                f.stdin_sent += n;
+                if f.stdin_sent == f.stdin_buf.len() {
+                    f.clear_stdin();
+                }
+            }
             Err(libc::EAGAIN) | Err(libc::EINTR) => {}
             Err(_) => {
                 // The process closed its stdin: what it did not read is dropped.
-                f.stdin_buf.clear();
+                f.clear_stdin();
                 f.sink = None;
                 self.close_stdin();
             }
@@ -405,7 +438,6 @@ impl Relay {
     /// here and ignored.
     fn on_message(&self, m: Message, f: &mut Flow) {
         match m {
-            Message::Stdin(b) if f.sink.is_some() => f.stdin_buf.extend(b),
             Message::StdinClosed => match f.master {
                 Some(m) if f.sink.is_some() => f.stdin_buf.push(crate::pty::eof_char(m)),
                 _ => f.close_stdin = true,

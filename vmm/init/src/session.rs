@@ -91,25 +91,30 @@ pub fn exec(conn: OwnedFd, frames: FrameBuffer, req: ExecRequest) -> i32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
     use std::time::Duration;
     use vcompare_spec::agent::{ExitStatus, StdioMode, WindowSize};
     use vcompare_spec::ProcessSpec;
 
+    /// `args` as root in `/` with a minimal PATH: the process the init's tests run.
+    pub(crate) fn process(args: &[&str]) -> ProcessSpec {
+        ProcessSpec {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+        }
+    }
+
     /// Runs an exec session on one end of a socketpair (as the vsock connection) in a thread;
     /// the test is the host on the other end (Hello is PID 1's part, so it is skipped).
     fn start(args: &[&str], stdio: StdioMode) -> (UnixStream, std::thread::JoinHandle<i32>) {
         let (host, agent) = UnixStream::pair().unwrap();
         let req = ExecRequest {
-            process: ProcessSpec {
-                args: args.iter().map(|s| s.to_string()).collect(),
-                env: vec!["PATH=/usr/bin:/bin".into()],
-                cwd: "/".into(),
-                uid: 0,
-                gid: 0,
-            },
+            process: process(args),
             stdio,
         };
         let t = std::thread::spawn(move || exec(OwnedFd::from(agent), FrameBuffer::default(), req));
@@ -129,6 +134,22 @@ mod tests {
         }
     }
 
+    /// Runs `args` with `stdio` to its end — if it has stdin, once started it gets `input`
+    /// and then EOF: (stdout, stderr, last message, the session's exit code once the host has
+    /// hung up).
+    fn run(args: &[&str], stdio: StdioMode, input: &[u8]) -> (Vec<u8>, Vec<u8>, Message, i32) {
+        let stdin = stdio.stdin;
+        let (mut host, t) = start(args, stdio);
+        if stdin {
+            started(&mut host);
+            Message::Stdin(input.to_vec()).write_to(&mut host).unwrap();
+            Message::StdinClosed.write_to(&mut host).unwrap();
+        }
+        let (out, err, last) = collect(&mut host);
+        drop(host);
+        (out, err, last, t.join().unwrap())
+    }
+
     fn started(host: &mut UnixStream) -> u32 {
         match Message::read_from(host).unwrap() {
             Some(Message::Started(pid)) => pid,
@@ -138,15 +159,14 @@ mod tests {
 
     #[test]
     fn pipes_carry_stdout_stderr_and_the_exit_code() {
-        let (mut host, t) = start(
+        let (out, err, last, code) = run(
             &["sh", "-c", "echo out; echo err >&2; exit 3"],
             StdioMode::default(),
+            b"",
         );
-        let (out, err, last) = collect(&mut host);
         assert_eq!((&out[..], &err[..]), (&b"out\n"[..], &b"err\n"[..]));
         assert_eq!(last, Message::Exited(ExitStatus { code: 3, signal: 0 }));
-        drop(host);
-        assert_eq!(t.join().unwrap(), 0);
+        assert_eq!(code, 0);
     }
 
     #[test]
@@ -156,30 +176,20 @@ mod tests {
             stdin: true,
             window: None,
         };
-        let (mut host, t) = start(&["cat"], stdio);
-        started(&mut host);
-        Message::Stdin(b"hello".to_vec())
-            .write_to(&mut host)
-            .unwrap();
-        Message::StdinClosed.write_to(&mut host).unwrap();
-        let (out, _, last) = collect(&mut host);
+        let (out, _, last, _) = run(&["cat"], stdio, b"hello");
         assert_eq!(out, b"hello");
         assert_eq!(last, Message::Exited(ExitStatus { code: 0, signal: 0 }));
-        drop(host);
-        t.join().unwrap();
     }
 
     #[test]
     fn a_large_output_arrives_whole_in_chunks() {
-        let (mut host, t) = start(
+        let (out, _, last, _) = run(
             &["sh", "-c", "head -c 3000000 /dev/zero"],
             StdioMode::default(),
+            b"",
         );
-        let (out, _, last) = collect(&mut host);
         assert_eq!(out.len(), 3_000_000);
         assert_eq!(last, Message::Exited(ExitStatus { code: 0, signal: 0 }));
-        drop(host);
-        t.join().unwrap();
     }
 
     #[test]
@@ -193,16 +203,11 @@ mod tests {
             stdin: true,
             window: Some(WindowSize { rows: 33, cols: 77 }),
         };
-        let (mut host, t) = start(
+        let (out, err, last, _) = run(
             &["sh", "-c", "stty size; test -t 0 && echo tty; cat"],
             stdio,
+            b"abc\n",
         );
-        started(&mut host);
-        Message::Stdin(b"abc\n".to_vec())
-            .write_to(&mut host)
-            .unwrap();
-        Message::StdinClosed.write_to(&mut host).unwrap();
-        let (out, err, last) = collect(&mut host);
         let out = String::from_utf8_lossy(&out);
         assert!(
             out.contains("33 77") && out.contains("tty") && out.contains("abc"),
@@ -210,8 +215,6 @@ mod tests {
         );
         assert!(err.is_empty());
         assert_eq!(last, Message::Exited(ExitStatus { code: 0, signal: 0 }));
-        drop(host);
-        t.join().unwrap();
     }
 
     #[test]
@@ -233,8 +236,7 @@ mod tests {
 
     #[test]
     fn a_missing_command_fails_with_127_instead_of_starting() {
-        let (mut host, t) = start(&["no-such-cmd-here"], StdioMode::default());
-        let (_, _, last) = collect(&mut host);
+        let (_, _, last, _) = run(&["no-such-cmd-here"], StdioMode::default(), b"");
         let Message::Failed(f) = last else {
             panic!("{last:?}")
         };
@@ -244,8 +246,6 @@ mod tests {
             "{}",
             f.message
         );
-        drop(host);
-        t.join().unwrap();
     }
 
     #[test]

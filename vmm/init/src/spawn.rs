@@ -368,16 +368,7 @@ unsafe fn child(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(args: &[&str]) -> ProcessSpec {
-        ProcessSpec {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec!["PATH=/usr/bin:/bin".into()],
-            cwd: "/".into(),
-            uid: 0,
-            gid: 0,
-        }
-    }
+    use crate::session::tests::process as spec;
 
     fn wait(pid: libc::pid_t) -> ExitStatus {
         let mut st = 0;

@@ -360,13 +360,7 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let (console_r, console_w) = sys::pipe().unwrap();
         let spec = GuestSpec {
-            process: ProcessSpec {
-                args: args.iter().map(|s| s.to_string()).collect(),
-                env: vec!["PATH=/usr/bin:/bin".into()],
-                cwd: "/".into(),
-                uid: 0,
-                gid: 0,
-            },
+            process: crate::session::tests::process(args),
             attach,
             ..Default::default()
         };

@@ -1,7 +1,8 @@
 //! A minimal in-process model of the Linux virtio-mmio block driver: it negotiates features,
 //! sets up one queue in guest memory and submits requests the way the guest does. The unit
 //! tests and the criterion bench (`vmm/benches/virtio_queue.rs`) drive the real device and
-//! transport through it, so queue handling is exercised without KVM.
+//! transport through it, so queue handling is exercised without KVM. The register, queue
+//! setup and descriptor helpers below serve the net and vsock device tests too.
 
 use std::path::Path;
 
@@ -24,6 +25,41 @@ pub const HDR: u64 = 0x4000;
 pub const DATA: u64 = 0x5000;
 /// Guest-physical address of the status byte.
 pub const STATUS: u64 = 0x6000;
+
+/// Writes the 32-bit transport register at `off`.
+pub fn write_reg(t: &mut MmioTransport, off: u64, v: u32) {
+    t.write(off, &v.to_le_bytes());
+}
+
+/// Reads the 32-bit transport register at `off`.
+pub fn read_reg(t: &mut MmioTransport, off: u64) -> u32 {
+    let mut b = [0u8; 4];
+    t.read(off, &mut b);
+    u32::from_le_bytes(b)
+}
+
+/// Sets up queue `q` the way the Linux driver does: selects it, checks that the device offers
+/// `max` entries, uses `size` of them with the rings at `(desc, avail, used)` and marks it
+/// ready.
+pub fn setup_queue(t: &mut MmioTransport, q: u32, max: u16, size: u16, rings: (u64, u64, u64)) {
+    let (desc, avail, used) = rings;
+    write_reg(t, 0x30, q);
+    assert_eq!(read_reg(t, 0x34), u32::from(max), "queue {q} size offered");
+    write_reg(t, 0x38, u32::from(size));
+    write_reg(t, 0x80, desc as u32);
+    write_reg(t, 0x90, avail as u32);
+    write_reg(t, 0xa0, used as u32);
+    write_reg(t, 0x44, 1);
+}
+
+/// Writes descriptor `i` of the table at `table`: buffer `addr`/`len`, `flags`, `next`.
+pub fn write_desc(mem: &GuestMem, table: u64, i: u64, buf: (u64, u32), flags: u16, next: u16) {
+    let at = GuestAddress(table + 16 * i);
+    mem.write_obj(buf.0, at).unwrap();
+    mem.write_obj(buf.1, at.unchecked_add(8)).unwrap();
+    mem.write_obj(flags, at.unchecked_add(12)).unwrap();
+    mem.write_obj(next, at.unchecked_add(14)).unwrap();
+}
 
 /// A virtio-blk device behind its MMIO transport, with 32 MiB of guest memory and the queue
 /// already set up (status DRIVER_OK).
@@ -65,13 +101,7 @@ impl BlockDriver {
         d.w32(0x20, 1);
         d.w32(0x70, 1 | 2 | 8);
         assert_eq!(d.transport.status() & 8, 8, "FEATURES_OK accepted");
-        d.w32(0x30, 0);
-        assert_eq!(d.r32(0x34), u32::from(QUEUE_SIZE));
-        d.w32(0x38, 16);
-        d.w32(0x80, DESC as u32);
-        d.w32(0x90, AVAIL as u32);
-        d.w32(0xa0, USED as u32);
-        d.w32(0x44, 1);
+        setup_queue(&mut d.transport, 0, QUEUE_SIZE, 16, (DESC, AVAIL, USED));
         d.w32(0x70, 1 | 2 | 8 | 4);
         let mut cap = [0u8; 8];
         d.transport.read(0x100, &mut cap);
@@ -81,22 +111,12 @@ impl BlockDriver {
 
     /// Writes a 32-bit transport register.
     pub fn w32(&mut self, off: u64, v: u32) {
-        self.transport.write(off, &v.to_le_bytes());
+        write_reg(&mut self.transport, off, v);
     }
 
     /// Reads a 32-bit transport register.
     pub fn r32(&mut self, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        self.transport.read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    fn desc(&self, i: u64, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = GuestAddress(DESC + 16 * i);
-        self.mem.write_obj(addr, at).unwrap();
-        self.mem.write_obj(len, at.unchecked_add(8)).unwrap();
-        self.mem.write_obj(flags, at.unchecked_add(12)).unwrap();
-        self.mem.write_obj(next, at.unchecked_add(14)).unwrap();
+        read_reg(&mut self.transport, off)
     }
 
     /// Submits one request (header, 512-byte data buffer, status) and notifies the device,
@@ -106,9 +126,10 @@ impl BlockDriver {
         hdr[0..4].copy_from_slice(&kind.to_le_bytes());
         hdr[8..16].copy_from_slice(&sector.to_le_bytes());
         self.mem.write_slice(&hdr, GuestAddress(HDR)).unwrap();
-        self.desc(0, HDR, 16, 1, 1);
-        self.desc(1, DATA, 512, 1 | if write_data { 0 } else { 2 }, 2);
-        self.desc(2, STATUS, 1, 2, 0);
+        write_desc(&self.mem, DESC, 0, (HDR, 16), 1, 1);
+        let data_flags = 1 | if write_data { 0 } else { 2 };
+        write_desc(&self.mem, DESC, 1, (DATA, 512), data_flags, 2);
+        write_desc(&self.mem, DESC, 2, (STATUS, 1), 2, 0);
         let idx = self.next_avail;
         let slot = u64::from(idx.wrapping_sub(1) % 16);
         self.mem

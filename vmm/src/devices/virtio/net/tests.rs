@@ -8,6 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::*;
+use crate::devices::virtio::driver_model::{read_reg, setup_queue, write_desc, write_reg};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::memory::GuestMem;
 
@@ -62,14 +63,7 @@ impl Driver {
         d.w32(0x20, 1); // VERSION_1
         d.w32(0x70, 1 | 2 | 8);
         for q in 0..2 {
-            let (desc, avail, used) = rings(q);
-            d.w32(0x30, q as u32);
-            assert_eq!(d.r32(0x34), u32::from(QUEUE_SIZE));
-            d.w32(0x38, 16);
-            d.w32(0x80, desc as u32);
-            d.w32(0x90, avail as u32);
-            d.w32(0xa0, used as u32);
-            d.w32(0x44, 1);
+            setup_queue(&mut d.t, q as u32, QUEUE_SIZE, 16, rings(q));
         }
         d.w32(0x70, 1 | 2 | 8 | 4);
         assert_eq!(d.t.status() & 0x40, 0, "activated");
@@ -80,21 +74,18 @@ impl Driver {
     }
 
     fn w32(&mut self, off: u64, v: u32) {
-        self.t.write(off, &v.to_le_bytes());
+        write_reg(&mut self.t, off, v);
     }
 
     fn r32(&mut self, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        self.t.read(off, &mut b);
-        u32::from_le_bytes(b)
+        read_reg(&mut self.t, off)
     }
 
     /// Posts a chain of `bufs` (address, length) on queue `q` (device-writable on RX).
     fn post(&mut self, q: usize, bufs: &[(u64, u32)]) {
         let (desc, avail, _) = rings(q as u64);
         let first = u64::from(self.next_avail[q]) * 4 % 16;
-        for (i, &(addr, len)) in bufs.iter().enumerate() {
-            let at = GuestAddress(desc + 16 * (first + i as u64));
+        for (i, &buf) in bufs.iter().enumerate() {
             let more = i + 1 < bufs.len();
             let flags: u16 = u16::from(more) | if q == RX_QUEUE { 2 } else { 0 };
             let next = if more {
@@ -102,10 +93,7 @@ impl Driver {
             } else {
                 0
             };
-            self.mem.write_obj(addr, at).unwrap();
-            self.mem.write_obj(len, GuestAddress(at.0 + 8)).unwrap();
-            self.mem.write_obj(flags, GuestAddress(at.0 + 12)).unwrap();
-            self.mem.write_obj(next, GuestAddress(at.0 + 14)).unwrap();
+            write_desc(&self.mem, desc, first + i as u64, buf, flags, next);
         }
         let idx = self.next_avail[q];
         let slot = u64::from(idx % 16);

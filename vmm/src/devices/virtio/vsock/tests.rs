@@ -14,6 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::packet::{Header, Op, HDR_LEN, MAX_PAYLOAD, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 use super::*;
+use crate::devices::virtio::driver_model::{read_reg, setup_queue, write_desc, write_reg};
 use crate::devices::virtio::mmio::MmioTransport;
 
 const CID: u64 = 3;
@@ -95,13 +96,13 @@ impl Guest {
             for a in [avail, used] {
                 self.mem.write_slice(&[0u8; 4], GuestAddress(a)).unwrap();
             }
-            self.w32(0x30, q as u32);
-            assert_eq!(self.r32(0x34), u32::from(QUEUE_SIZE));
-            self.w32(0x38, u32::from(QSIZE));
-            self.w32(0x80, desc as u32);
-            self.w32(0x90, avail as u32);
-            self.w32(0xa0, used as u32);
-            self.w32(0x44, 1);
+            setup_queue(
+                &mut self.t,
+                q as u32,
+                QUEUE_SIZE,
+                QSIZE,
+                (desc, avail, used),
+            );
         }
         self.w32(0x70, 1 | 2 | 8 | 4);
         assert_eq!(self.t.status() & 0x40, 0, "activated");
@@ -111,13 +112,11 @@ impl Guest {
     }
 
     fn w32(&mut self, off: u64, v: u32) {
-        self.t.write(off, &v.to_le_bytes());
+        write_reg(&mut self.t, off, v);
     }
 
     fn r32(&mut self, off: u64) -> u32 {
-        let mut b = [0u8; 4];
-        self.t.read(off, &mut b);
-        u32::from_le_bytes(b)
+        read_reg(&mut self.t, off)
     }
 
     /// Puts a chain of (address, length, device-writable) buffers on queue `q` without
@@ -127,15 +126,10 @@ impl Guest {
         let (desc, avail, _) = rings(q);
         let first = (self.next_avail[q] % (QSIZE / 2)) * 2;
         for (i, &(addr, len, w)) in bufs.iter().enumerate() {
-            let at = desc + 16 * (u64::from(first) + i as u64);
             let more = i + 1 < bufs.len();
             let flags: u16 = u16::from(more) | if w { 2 } else { 0 };
-            self.mem.write_obj(addr, GuestAddress(at)).unwrap();
-            self.mem.write_obj(len, GuestAddress(at + 8)).unwrap();
-            self.mem.write_obj(flags, GuestAddress(at + 12)).unwrap();
-            self.mem
-                .write_obj(first + 1, GuestAddress(at + 14))
-                .unwrap();
+            let at = u64::from(first) + i as u64;
+            write_desc(&self.mem, desc, at, (addr, len), flags, first + 1);
         }
         let slot = u64::from(self.next_avail[q] % QSIZE);
         self.mem
@@ -214,25 +208,9 @@ impl Guest {
 
     /// Moves used RX buffers into the inbox, consuming the data as a reader would.
     fn collect(&mut self) {
-        let (desc, _, used) = rings(RX_QUEUE);
-        let idx: u16 = self.mem.read_obj(GuestAddress(used + 2)).unwrap();
-        while self.last_used[RX_QUEUE] != idx {
-            let slot = u64::from(self.last_used[RX_QUEUE] % QSIZE);
-            let id: u32 = self
-                .mem
-                .read_obj(GuestAddress(used + 4 + 8 * slot))
-                .unwrap();
-            let len: u32 = self
-                .mem
-                .read_obj(GuestAddress(used + 8 + 8 * slot))
-                .unwrap();
-            let addr: u64 = self
-                .mem
-                .read_obj(GuestAddress(desc + 16 * u64::from(id)))
-                .unwrap();
-            let mut raw = [0u8; HDR_LEN];
-            self.mem.read_slice(&mut raw, GuestAddress(addr)).unwrap();
-            let h = Header::parse(&raw);
+        for (d, len) in self.take_used_rx() {
+            let addr: u64 = self.mem.read_obj(GuestAddress(d)).unwrap();
+            let h = self.header_at(addr);
             assert_eq!(len as usize, HDR_LEN + h.len as usize, "used length");
             let mut data = vec![0u8; h.len as usize];
             self.mem
@@ -240,8 +218,30 @@ impl Guest {
                 .unwrap();
             self.fwd_cnt = self.fwd_cnt.wrapping_add(h.len);
             self.inbox.push_back((h, data));
+        }
+    }
+
+    /// The RX chains used since the last call, in order, as (address of the chain's first
+    /// descriptor, used length).
+    fn take_used_rx(&mut self) -> Vec<(u64, u32)> {
+        let (desc, _, used) = rings(RX_QUEUE);
+        let idx: u16 = self.mem.read_obj(GuestAddress(used + 2)).unwrap();
+        let mut out = Vec::new();
+        while self.last_used[RX_QUEUE] != idx {
+            let elem = used + 4 + 8 * u64::from(self.last_used[RX_QUEUE] % QSIZE);
+            let id: u32 = self.mem.read_obj(GuestAddress(elem)).unwrap();
+            let len: u32 = self.mem.read_obj(GuestAddress(elem + 4)).unwrap();
+            out.push((desc + 16 * u64::from(id), len));
             self.last_used[RX_QUEUE] = self.last_used[RX_QUEUE].wrapping_add(1);
         }
+        out
+    }
+
+    /// The packet header at guest address `addr`.
+    fn header_at(&self, addr: u64) -> Header {
+        let mut raw = [0u8; HDR_LEN];
+        self.mem.read_slice(&mut raw, GuestAddress(addr)).unwrap();
+        Header::parse(&raw)
     }
 
     /// The next packet for the guest within `ms`, posting RX buffers as needed.
@@ -649,25 +649,11 @@ impl Guest {
     /// The RX chains used since the last call: (header, used length, bytes of the chain's
     /// second buffer, if it has one), read the way a driver that posted them would.
     fn used_rx_chains(&mut self) -> Vec<(Header, u32, Option<Vec<u8>>)> {
-        let (desc, _, used) = rings(RX_QUEUE);
-        let idx: u16 = self.mem.read_obj(GuestAddress(used + 2)).unwrap();
         let mut out = Vec::new();
-        while self.last_used[RX_QUEUE] != idx {
-            let slot = u64::from(self.last_used[RX_QUEUE] % QSIZE);
-            let id: u32 = self
-                .mem
-                .read_obj(GuestAddress(used + 4 + 8 * slot))
-                .unwrap();
-            let len: u32 = self
-                .mem
-                .read_obj(GuestAddress(used + 8 + 8 * slot))
-                .unwrap();
-            let d = desc + 16 * u64::from(id);
+        for (d, len) in self.take_used_rx() {
             let addr: u64 = self.mem.read_obj(GuestAddress(d)).unwrap();
             let flags: u16 = self.mem.read_obj(GuestAddress(d + 12)).unwrap();
-            let mut raw = [0u8; HDR_LEN];
-            self.mem.read_slice(&mut raw, GuestAddress(addr)).unwrap();
-            let h = Header::parse(&raw);
+            let h = self.header_at(addr);
             let data = (flags & 1 != 0).then(|| {
                 let addr: u64 = self.mem.read_obj(GuestAddress(d + 16)).unwrap();
                 let mut v = vec![0u8; h.len as usize];
@@ -675,7 +661,6 @@ impl Guest {
                 v
             });
             out.push((h, len, data));
-            self.last_used[RX_QUEUE] = self.last_used[RX_QUEUE].wrapping_add(1);
         }
         out
     }
