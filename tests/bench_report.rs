@@ -210,6 +210,36 @@ fn compare_shows_both_runs() {
     );
 }
 
+/// `--compare` of a run with the exec suite against one without: the exec rows are there,
+/// with the figures of the run that has them (the committed exec report).
+#[test]
+fn compare_shows_the_exec_rows() {
+    let exec = Results::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/reports/2026-12-02-2core-nested-pvm-exec"
+    )))
+    .unwrap();
+    let md = markdown::compare(&fixture(), "before", &exec, "exec");
+    for subject in ["container", "vm"] {
+        let p50 = vcompare_bench::report::markdown::exec_figure(&exec, subject, "p50").unwrap();
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| exec {subject} round trip p50 |")))
+            .unwrap_or_else(|| panic!("no {subject} p50 row in {md}"));
+        assert_eq!(
+            line,
+            format!(
+                "| exec {subject} round trip p50 | – | {} | – |",
+                markdown::fmt_ns(p50)
+            )
+        );
+        assert!(
+            md.contains(&format!("| exec {subject} output (MiB/s) | – |")),
+            "{md}"
+        );
+    }
+}
+
 #[test]
 fn formatting_scales() {
     assert_eq!(markdown::fmt_ns(1_500_000.0), "1.5 ms");

@@ -2,6 +2,7 @@
 //! Separate because it reads two results instead of rendering one.
 
 use super::cpu::cpu_median;
+use super::exec::exec_figure;
 use super::footprint::{density_slopes, memory_median};
 use super::format::{fmt_bytes, fmt_ns, fmt_num};
 use super::net::{net_median, NET_FIGURES};
@@ -119,6 +120,23 @@ pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
             };
             row(name, net_median(a, p, f), net_median(b, p, f), fmt);
         }
+    }
+    for s in &sorted_union(&a.exec, &b.exec, |s| s.subject.clone()) {
+        for f in ["p50", "p99"] {
+            row(
+                format!("exec {s} round trip {f}"),
+                exec_figure(a, s, f),
+                exec_figure(b, s, f),
+                &fmt_ns,
+            );
+        }
+        let mib_s = |r: &Results| exec_figure(r, s, "bytes_per_s").map(|v| v / (1u64 << 20) as f64);
+        row(
+            format!("exec {s} output (MiB/s)"),
+            mib_s(a),
+            mib_s(b),
+            &fmt_num,
+        );
     }
     if a.has_vm_numbers() || b.has_vm_numbers() {
         md.push_str(&format!(
