@@ -87,26 +87,7 @@ pub enum Command {
         id: String,
     },
     /// Run a command inside a running instance.
-    Exec {
-        /// Keep stdin open.
-        #[arg(short, long)]
-        interactive: bool,
-        /// Allocate a pseudo-terminal.
-        #[arg(short, long)]
-        tty: bool,
-        /// Environment variable K=V for this command (repeatable; added to the instance's).
-        #[arg(short, long = "env")]
-        env: Vec<String>,
-        /// Working directory inside (default: the instance's).
-        #[arg(short, long)]
-        workdir: Option<String>,
-        /// USER[:GROUP] or UID[:GID] inside (default: the instance's).
-        #[arg(short, long)]
-        user: Option<String>,
-        id: String,
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        cmd: Vec<String>,
-    },
+    Exec(ExecArgs),
     /// Host view vs instance view of one instance.
     Inspect {
         id: String,
@@ -167,6 +148,31 @@ pub enum CompletionShell {
     Zsh,
     /// Fish (`complete -c` lines).
     Fish,
+}
+
+/// `vcompare exec`: what to run inside a running instance, as typed.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Environment variable K=V for this command (repeatable; added to the instance's).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside (default: the instance's).
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// USER[:GROUP] or UID[:GID] inside (default: the instance's).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The instance (id, id prefix or name).
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
 }
 
 /// `vcompare run`.

@@ -720,10 +720,8 @@ fn vm_guest_panic_is_reported_with_console_lines() {
     require_vm!();
     let root = Root::new("panic");
     // No init anywhere: the guest kernel panics ("No working init found").
-    let o = common::test_host::host_cmd(vcompare())
-        .arg("--root")
-        .arg(&root.0)
-        .args([
+    let o = root
+        .cmd(&[
             "run",
             "--mode",
             "vm",
@@ -1142,10 +1140,8 @@ i=0
 while [ ! -e /mnt/rw/go ]; do sleep 0.2; i=$((i+1)); [ $i -lt 1500 ]; done
 cat /mnt/rw/late.txt
 if [ -e /mnt/rw/tobedeleted ]; then echo still-there; else echo deleted; fi";
-    let child = common::test_host::host_cmd(vcompare())
-        .arg("--root")
-        .arg(&root.0)
-        .args(["run", "--mode", "vm", "--rm", "--timeout", "600", "-v"])
+    let child = root
+        .cmd(&["run", "--mode", "vm", "--rm", "--timeout", "600", "-v"])
         .arg(rw.arg("/mnt/rw"))
         .args(["vcompare/probe", "sh", "-c", script])
         .stdout(std::process::Stdio::piped())

@@ -93,6 +93,13 @@ pub struct RunSpec {
     pub data_root: PathBuf,
 }
 
+impl RunSpec {
+    /// The 12-hex short id users see (`ps`, errors).
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
 /// How an instance's main process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]

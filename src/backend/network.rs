@@ -69,7 +69,7 @@ pub fn leave_all(spec: &RunSpec) -> anyhow::Result<()> {
     attach::leave_all(&networks_of(spec), &spec.id).with_context(|| {
         format!(
             "disconnecting instance {} from its networks",
-            &spec.id[..12]
+            spec.short_id()
         )
     })
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vcompare_network::attach::{self, Attachment, LinkKind};
 use vcompare_network::tap::Tap;
-use vcompare_spec::agent::{ExecRequest, StdioMode};
+use vcompare_spec::agent::ExecRequest;
 use vcompare_spec::guest::{GuestShare, BOOT_TIMER_PORT};
 use vcompare_spec::{GuestNetwork, StartupPhase};
 use vcompare_vmm::devices::virtio::p9;
@@ -245,13 +245,15 @@ fn run_booted(
             (share, guest)
         })
         .unzip();
+    // `-i`/`-t`: the entrypoint's stdio goes over the guest agent (see `Attacher`).
+    let attach = spec.interactive || spec.tty;
     let guest = GuestSpec {
         process: spec.process.clone(),
         hostname: spec.hostname.clone(),
         shares: guest_shares,
         boot_timer_port: BOOT_TIMER_PORT,
         network: nic.map(|(att, _)| guest_network(spec, att)),
-        attach: spec.interactive || spec.tty,
+        attach,
     };
     // No initramfs: the kernel mounts the disk as its root and starts the init stored on it,
     // which reads this run's spec from the disk's spec area (see vcompare_vmm::disk).
@@ -309,8 +311,8 @@ fn run_booted(
         guest_info_path: Some(spec.instance_dir.join(GUEST_STATE)),
         result_path: spec.instance_dir.join("vm-result.json"),
     };
-    // `-i`/`-t`: the entrypoint starts once we attached to the agent (the init waits).
-    let attached = (spec.interactive || spec.tty).then(|| Attacher::start(spec));
+    // The init starts an attached entrypoint once we are connected to the agent.
+    let attached = attach.then(|| Attacher::start(spec));
     let result = match &placement {
         VmmPlacement::Process(bin) => {
             let tap = nic.map(|(_, t)| t.fd.as_raw_fd());
@@ -394,12 +396,8 @@ impl Attacher {
         let vmm_done = Arc::new(AtomicBool::new(false));
         let done = vmm_done.clone();
         let dir = spec.instance_dir.clone();
-        let id = spec.id[..12].to_string();
-        let stdio = StdioMode {
-            tty: spec.tty,
-            stdin: spec.interactive,
-            window: spec.tty.then(vm_agent::window_size).flatten(),
-        };
+        let id = spec.short_id().to_string();
+        let stdio = vm_agent::stdio_mode(spec.tty, spec.interactive);
         let thread = std::thread::spawn(move || {
             let agent = loop {
                 if done.load(Ordering::SeqCst) {
@@ -421,10 +419,7 @@ impl Attacher {
                 Ok(ended) => {
                     ended.exit_code();
                 }
-                Err(e) if done.load(Ordering::SeqCst) => {
-                    tracing::debug!("attach ended with the VM: {e}")
-                }
-                Err(e) => tracing::debug!("attach: {e}"),
+                Err(e) => tracing::debug!("attach ended: {e}"),
             }
         });
         Attacher { vmm_done, thread }
@@ -523,14 +518,10 @@ pub fn exec(
     tty: bool,
     interactive: bool,
 ) -> anyhow::Result<i32> {
-    let agent = Agent::connect(&spec.instance_dir, &spec.id[..12], AGENT_TIMEOUT)?;
+    let agent = Agent::connect(&spec.instance_dir, spec.short_id(), AGENT_TIMEOUT)?;
     let req = ExecRequest {
         process,
-        stdio: StdioMode {
-            tty,
-            stdin: interactive,
-            window: tty.then(vm_agent::window_size).flatten(),
-        },
+        stdio: vm_agent::stdio_mode(tty, interactive),
     };
     Ok(agent.exec(req)?.exit_code())
 }
@@ -540,7 +531,7 @@ pub fn exec(
 /// signalling the VMM, which passes the signal on over the console.
 pub fn signal_entrypoint(spec: &RunSpec, sig: i32) -> bool {
     let started = Instant::now();
-    let done = Agent::connect(&spec.instance_dir, &spec.id[..12], AGENT_TIMEOUT)
+    let done = Agent::connect(&spec.instance_dir, spec.short_id(), AGENT_TIMEOUT)
         .and_then(|a| a.signal_entrypoint(sig))
         .unwrap_or(false);
     tracing::debug!(

@@ -48,6 +48,9 @@ pub enum AgentError {
     /// The connection ended before the process's end was reported.
     #[error("the VM ended before the command finished (its entrypoint exited or it was stopped)")]
     Vanished,
+    /// The agent refused the conversation, in its own words.
+    #[error("{0}")]
+    Refused(String),
     /// The agent answered with something other than what the request expects.
     #[error("the guest agent answered a {0} request with an unexpected message")]
     Unexpected(&'static str),
@@ -98,12 +101,12 @@ impl Agent {
     /// errors) and exchanges hellos, waiting at most `timeout` for each step.
     pub fn connect(dir: &Path, id: &str, timeout: Duration) -> Result<Agent, AgentError> {
         let socket = super::vm::agent_socket(dir);
+        let no_answer = || AgentError::NoAnswer {
+            id: id.to_string(),
+            secs: timeout.as_secs().max(1),
+        };
         let stream = vsock::connect(&socket, AGENT_PORT, timeout).map_err(|e| match e {
-            VsockConnectError::Timeout { .. } => AgentError::NoAnswer {
-                id: id.to_string(),
-                secs: timeout.as_secs().max(1),
-            },
-            VsockConnectError::Io { .. } => AgentError::NotUp { id: id.to_string() },
+            VsockConnectError::Timeout { .. } => no_answer(),
             _ => AgentError::NotUp { id: id.to_string() },
         })?;
         let mut agent = Agent { stream };
@@ -116,22 +119,14 @@ impl Agent {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                AgentError::NoAnswer {
-                    id: id.to_string(),
-                    secs: timeout.as_secs().max(1),
-                }
+                no_answer()
             }
             e => AgentError::Protocol(e),
         })?;
         match answer {
             Some(Message::Hello(h)) if h.version == PROTOCOL_VERSION => {}
             Some(Message::Hello(h)) => return Err(AgentError::Version { theirs: h.version }),
-            Some(Message::Failed(f)) => {
-                return Err(AgentError::Protocol(ProtocolError::BadPayload {
-                    kind: 0,
-                    reason: f.message,
-                }))
-            }
+            Some(Message::Failed(f)) => return Err(AgentError::Refused(f.message)),
             Some(_) => return Err(AgentError::Unexpected("hello")),
             None => return Err(AgentError::NotUp { id: id.to_string() }),
         }
@@ -232,6 +227,15 @@ fn forward_stdin(w: &Mutex<UnixStream>, tell_end: bool) {
         if msg.write_to(&mut *w.lock().unwrap()).is_err() || end {
             return;
         }
+    }
+}
+
+/// The stdio of a request: `-t` brings our terminal's size along.
+pub fn stdio_mode(tty: bool, stdin: bool) -> StdioMode {
+    StdioMode {
+        tty,
+        stdin,
+        window: tty.then(window_size).flatten(),
     }
 }
 

@@ -15,18 +15,12 @@ use crate::instance::{now_unix, process, Instance, Status};
 /// signal but SIGKILL is for the entrypoint: the guest agent delivers it once it is up;
 /// until then the VMM gets it and passes it on over the console.
 fn signal(inst: &Instance, sig: Signal) -> bool {
-    match inst.state.pid {
-        Some(_)
-            if inst.target_alive()
-                && inst.spec.mode == Mode::Vm
-                && sig != Signal::SIGKILL
-                && backend::vm::signal_entrypoint(&inst.spec, sig as i32) =>
-        {
-            true
-        }
-        Some(pid) if inst.target_alive() => send(Pid::from_raw(pid), sig).is_ok(),
-        _ => false,
-    }
+    let Some(pid) = inst.state.pid.filter(|_| inst.target_alive()) else {
+        return false;
+    };
+    let for_entrypoint = inst.spec.mode == Mode::Vm && sig != Signal::SIGKILL;
+    (for_entrypoint && backend::vm::signal_entrypoint(&inst.spec, sig as i32))
+        || send(Pid::from_raw(pid), sig).is_ok()
 }
 
 /// Waits until the instance is no longer running (monitor and target both gone, or the

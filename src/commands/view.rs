@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::table;
 use super::Ctx;
 use crate::backend::{self, Mode};
-use crate::cli::Format;
+use crate::cli::{ExecArgs, Format};
 use crate::instance::{now_unix, Instance, Status};
 
 /// The STATUS column: `Up 3 seconds`, `Exited (0) 5 minutes ago`, `Created`.
@@ -276,25 +276,9 @@ pub fn logs(ctx: &Ctx, q: &str, follow: bool) -> anyhow::Result<i32> {
     }
 }
 
-/// What `vcompare exec` was asked for, as typed.
-pub struct ExecArgs<'a> {
-    /// The command and its arguments.
-    pub cmd: &'a [String],
-    /// `-e K=V` (added to the instance's environment, same key replaced).
-    pub env: &'a [String],
-    /// `-w DIR`.
-    pub workdir: Option<&'a str>,
-    /// `-u USER[:GROUP]`.
-    pub user: Option<&'a str>,
-    /// `-i`.
-    pub interactive: bool,
-    /// `-t`.
-    pub tty: bool,
-}
-
 /// `vcompare exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] ID CMD…`.
-pub fn exec(ctx: &Ctx, q: &str, a: &ExecArgs<'_>) -> anyhow::Result<i32> {
-    let i = ctx.instances.resolve(q)?;
+pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<i32> {
+    let i = ctx.instances.resolve(&a.id)?;
     let pid = match i.state.pid {
         Some(p) if i.status() == Status::Running && i.target_alive() => p,
         _ => anyhow::bail!(
@@ -303,7 +287,13 @@ pub fn exec(ctx: &Ctx, q: &str, a: &ExecArgs<'_>) -> anyhow::Result<i32> {
             i.short_id()
         ),
     };
-    let process = crate::commands::spec::exec_process(&i.spec, a.cmd, a.env, a.workdir, a.user)?;
+    let process = crate::commands::spec::exec_process(
+        &i.spec,
+        &a.cmd,
+        &a.env,
+        a.workdir.as_deref(),
+        a.user.as_deref(),
+    )?;
     match i.spec.mode {
         Mode::Container => backend::container::exec(pid, process, a.tty, a.interactive),
         Mode::Vm => backend::vm::exec(&i.spec, process, a.tty, a.interactive),

@@ -119,7 +119,7 @@ pub struct Instance {
 impl Instance {
     /// The 12-hex short id.
     pub fn short_id(&self) -> &str {
-        &self.spec.id[..12]
+        self.spec.short_id()
     }
 
     /// The true status: a `Running` record whose monitor and main process are both gone (the
