@@ -237,9 +237,12 @@ pub struct RunArgs {
     /// host's addresses (repeatable).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
-    /// Fault all guest RAM in up front (VMs).
+    /// Fault all guest RAM in up front (VMs; such runs boot cold).
     #[arg(long)]
     pub prealloc: bool,
+    /// Boot the guest kernel instead of restoring the VM kind's snapshot, and take none (VMs).
+    #[arg(long)]
+    pub no_snapshot: bool,
     /// Watchdog: end the instance after this many seconds.
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -359,10 +362,11 @@ pub struct BenchArgs {
     /// Peers to measure side by side: crun,runc,qemu,firecracker.
     #[arg(long, default_value = "crun,runc,qemu,firecracker")]
     pub peers: String,
-    /// Suites: startup,cpu,memory,density,disk,io,share,net,exec (net: TCP latency and
-    /// throughput through -p and between instances; exec: `exec` round trip and output
-    /// bytes/s, container vs VM; neither is in the default set: net makes a bridge network,
-    /// exec keeps a VM up for the whole suite).
+    /// Suites: startup,cpu,memory,density,disk,io,share,net,exec,snapshot (net: TCP latency
+    /// and throughput through -p and between instances; exec: `exec` round trip and output
+    /// bytes/s, container vs VM; snapshot: VMs restored from a snapshot vs cold boots, and
+    /// Firecracker's restore; none of these is in the default set: net makes a bridge network,
+    /// exec keeps a VM up for the whole suite, snapshot cold-boots many VMs).
     #[arg(long, default_value = "startup,cpu,memory,density,disk")]
     pub suite: String,
     /// Sizes of the share suite.

@@ -15,21 +15,17 @@ use std::time::{Duration, Instant};
 
 use vcompare_vmm::KvmBackend;
 
+use common::vm_root::{static_dir, stderr_lines, text, wait_boot, without_notes, VmRoot as Root};
+
 fn vcompare() -> &'static str {
     env!("CARGO_BIN_EXE_vcompare")
 }
 
-/// A fresh data root per test, removed on drop.
-struct Root(PathBuf);
+/// The data roots of this file are `<temp dir>/vcmp-e2e-NAME-PID`.
+const PREFIX: &str = "vcmp-e2e";
 
+/// This file's own ways of running a VM and reading its state.
 impl Root {
-    fn new(name: &str) -> Root {
-        let p = std::env::temp_dir().join(format!("vcmp-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Root(p)
-    }
-
     /// `vcompare run --mode vm --rm --timeout 540 ARGS…`: a one-shot VM with a watchdog that
     /// fires before nextest's 600 s limit (so a hung VM is ended by vcompare, not left behind)
     /// but leaves room for a nested boot on a loaded host.
@@ -48,23 +44,12 @@ impl Root {
         self.cmd(&all)
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_env(args, &[])
-    }
-
     fn run_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         self.cmd(args)
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap()
-    }
-
-    /// `vcompare --root ROOT ARGS…` in the test's network namespace, not yet started.
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = common::test_host::host_cmd(vcompare());
-        c.arg("--root").arg(&self.0).args(args);
-        c
     }
 
     /// The VMM pid of the running VM `q`, once it has one.
@@ -74,13 +59,6 @@ impl Root {
                 .as_i64()
                 .map(|p| p as i32)
         })
-    }
-
-    /// Runs and asserts exit status 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(o.status.code(), Some(0), "vcompare {args:?}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     /// `ps -a --format json`.
@@ -95,18 +73,6 @@ impl Root {
     /// The `ps -a` record named (or id-prefixed) `q`.
     fn record(&self, q: &str) -> serde_json::Value {
         common::find(&self.ps_json(), &self.id_of(q)).clone()
-    }
-
-    /// The full id of the instance named (or id-prefixed) `q`.
-    fn id_of(&self, q: &str) -> String {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["inspect", "--format", "json", q])).unwrap();
-        v["id"].as_str().unwrap().to_string()
-    }
-
-    /// `inspect --format json Q`.
-    fn inspect(&self, q: &str) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["inspect", "--format", "json", q])).unwrap()
     }
 
     /// Polls `logs Q` until `needle` occurs `n` times; returns the log.
@@ -126,111 +92,10 @@ impl Root {
     }
 }
 
-impl Drop for Root {
-    /// Removes every instance first (`rm -f` kills a detached VM a failed test left running),
-    /// then the directory.
-    fn drop(&mut self) {
-        if self.0.join("instances").is_dir() {
-            let ids = self.run(&["ps", "-a", "-q"]);
-            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-                let _ = self.run(&["rm", "-f", id]);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Polls `f` every 200 ms until it returns `Some`. The 10-minute guard only stops a hang (a
-/// nested boot under load can take minutes); it is not a timing assertion.
-fn wait_boot<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status={:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `s` without the two informational notes vcompare may print around a run: the one-time
-/// "building the default image" and, on PVM hosts only, the VMM's "KVM backend is nested
-/// (PVM) …" line (a detached run's log holds the VMM's stderr too).
-fn without_notes(s: &str) -> String {
-    s.lines()
-        .filter(|l| {
-            !l.starts_with("building the default image")
-                && !l.starts_with("vcompare: KVM backend is nested (PVM)")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// The lines of stderr, minus the notes of [`without_notes`].
-fn stderr_lines(o: &Output) -> Vec<String> {
-    without_notes(&String::from_utf8_lossy(&o.stderr))
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 /// Asserts that `o` is the CLI's refusal: exit status 125 and exactly `line` on stderr.
 fn assert_refused(o: &Output, line: &str) {
     assert_eq!(o.status.code(), Some(125), "{}", text(o));
     assert_eq!(stderr_lines(o), [line], "{}", text(o));
-}
-
-/// Skips the test (the shared convention) unless /dev/kvm is usable, then fails unless every
-/// build product a boot needs is there.
-macro_rules! require_vm {
-    () => {
-        crate::skip_unless!(
-            common::skip::kvm_usable(),
-            "needs a read-write /dev/kvm to boot microVMs"
-        );
-        vm_built();
-    };
-}
-
-/// Asserts the guest kernel and the static init/probe are built, and brings `vcompare-vmm`
-/// up to date next to `vcompare` (build products are not machine capabilities: their
-/// absence is a failure, not a skip).
-fn vm_built() {
-    let kernel_ok = std::env::var_os("VCOMPARE_KERNEL").is_some() || {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/build.sh");
-        Command::new(script)
-            .arg("--print-path")
-            .output()
-            .map(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_file())
-            .unwrap_or(false)
-    };
-    assert!(
-        kernel_ok,
-        "the guest kernel is not built: run kernels/build.sh (scripts/test.sh does)"
-    );
-    let stat = static_dir();
-    assert!(
-        stat.join("vcompare-init").is_file() && stat.join("probe").is_file(),
-        "static binaries missing: run scripts/build-static.sh (scripts/test.sh does)"
-    );
-    common::vmm_binary();
-}
-
-/// Where `scripts/build-static.sh` puts the static init and probe.
-fn static_dir() -> PathBuf {
-    Path::new(vcompare())
-        .parent()
-        .unwrap()
-        .join("../static/x86_64-unknown-linux-gnu/release")
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -248,7 +113,7 @@ fn json(o: &Output) -> serde_json::Value {
 #[test]
 fn vm_probe_info_and_run_flags_reach_the_entrypoint() {
     require_vm!();
-    let root = Root::new("info");
+    let root = Root::new(PREFIX, "info");
     let o = root.run_vm(&[
         "--cpus",
         "2",
@@ -316,7 +181,7 @@ fn vm_probe_info_and_run_flags_reach_the_entrypoint() {
 #[test]
 fn vm_exit_code_and_signal_propagate() {
     require_vm!();
-    let root = Root::new("exit");
+    let root = Root::new(PREFIX, "exit");
     let samples = root.0.join("samples");
     let o = root.run_env(
         &[
@@ -443,7 +308,7 @@ fn vm_exit_code_and_signal_propagate() {
 #[test]
 fn vm_stop_runs_the_trap_and_the_disk_survives_start() {
     require_vm!();
-    let root = Root::new("disk");
+    let root = Root::new(PREFIX, "disk");
     let script = "test -f /mark && echo FOUND-MARK; echo written > /mark; trap 'exit 7' TERM; echo READY; while :; do sleep 1; done";
     let o = root.run(&[
         "run",
@@ -571,8 +436,8 @@ fn vm_stop_runs_the_trap_and_the_disk_survives_start() {
 #[test]
 fn vm_two_at_once_keep_their_own_exit_codes_and_logs() {
     require_vm!();
-    let root = Root::new("two");
-    let shared = Root::new("two-shared");
+    let root = Root::new(PREFIX, "two");
+    let shared = Root::new(PREFIX, "two-shared");
     // Each guest gives up (exit 99) after ~10 minutes if the other never comes up.
     let script = |me: &str, other: &str, code: u8| {
         format!(
@@ -616,7 +481,7 @@ fn vm_two_at_once_keep_their_own_exit_codes_and_logs() {
 #[test]
 fn vm_oom_kill_is_reported_like_a_containers() {
     require_vm!();
-    let root = Root::new("oom");
+    let root = Root::new(PREFIX, "oom");
     let script = "exec probe alloc $(( $(sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo) / 1024 ))";
     let o = root.run(&[
         "run",
@@ -675,7 +540,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn vm_timeout_ends_a_hung_guest() {
     require_vm!();
-    let root = Root::new("timeout");
+    let root = Root::new(PREFIX, "timeout");
     let o = root.run(&[
         "run",
         "--mode",
@@ -718,7 +583,7 @@ fn has_process_with_root(root: &Path) -> bool {
 #[test]
 fn vm_guest_panic_is_reported_with_console_lines() {
     require_vm!();
-    let root = Root::new("panic");
+    let root = Root::new(PREFIX, "panic");
     // No init anywhere: the guest kernel panics ("No working init found").
     let o = root
         .cmd(&[
@@ -753,7 +618,7 @@ fn vm_guest_panic_is_reported_with_console_lines() {
 /// failure to start at all") and one line naming the cause and the fix.
 #[test]
 fn vm_bad_input_is_one_clear_line_and_exit_125() {
-    let root = Root::new("bad");
+    let root = Root::new(PREFIX, "bad");
     let host_mib = std::fs::read_to_string("/proc/meminfo")
         .unwrap()
         .lines()
@@ -797,7 +662,7 @@ fn vm_missing_kernel_is_one_clear_line_and_exit_125() {
         "needs a read-write /dev/kvm: it is checked before the kernel"
     );
     common::vmm_binary();
-    let root = Root::new("nokernel");
+    let root = Root::new(PREFIX, "nokernel");
     let o = root.run_env(
         &["run", "--mode", "vm", "--rm", "vcompare/probe", "true"],
         &[("VCOMPARE_KERNEL", Path::new("/nonexistent/vmlinux"))],
@@ -889,7 +754,7 @@ fn vm_without_kvm_permission_is_one_clear_line() {
     use std::os::unix::fs::FileTypeExt;
     let kvm = std::fs::metadata("/dev/kvm").unwrap();
     assert!(kvm.file_type().is_char_device());
-    let root = Root::new("noperm");
+    let root = Root::new(PREFIX, "noperm");
     std::os::unix::fs::chown(&root.0, Some(65534), Some(65534)).unwrap();
     // The unprivileged user may not be able to reach the build tree: give it private copies.
     let bin = root.0.join("bin");
@@ -982,9 +847,9 @@ fn mode_of(p: &Path) -> u32 {
 fn vm_shares_work_both_ways_and_ro_refuses_writes() {
     require_vm!();
     use std::os::unix::fs::MetadataExt;
-    let root = Root::new("share");
-    let rw = Root::new("share-host-rw");
-    let ro = Root::new("share-host-ro");
+    let root = Root::new(PREFIX, "share");
+    let rw = Root::new(PREFIX, "share-host-rw");
+    let ro = Root::new(PREFIX, "share-host-ro");
     std::fs::write(rw.path("fromhost.txt"), "host-hello\n").unwrap();
     std::fs::write(rw.path("owned"), "").unwrap();
     std::os::unix::fs::chown(rw.path("owned"), Some(4242), Some(4343)).unwrap();
@@ -1123,8 +988,8 @@ fn sha256_of(path: &Path, offset: u64, len: Option<u64>) -> String {
 fn vm_share_streams_files_reaches_large_offsets_and_sees_live_host_changes() {
     require_vm!();
     const MIB: u64 = 1 << 20;
-    let root = Root::new("share-big");
-    let rw = Root::new("share-host-big");
+    let root = Root::new(PREFIX, "share-big");
+    let rw = Root::new(PREFIX, "share-host-big");
     write_pattern(&rw.path("big"), 0, 16);
     // A 301 MiB sparse file whose last MiB is data: the guest reads past 256 MiB.
     write_pattern(&rw.path("far"), 300 * MIB, 1);
@@ -1210,7 +1075,7 @@ if [ -e /mnt/rw/tobedeleted ]; then echo still-there; else echo deleted; fi";
 fn vm_serves_a_published_port_and_a_container_on_its_network() {
     require_vm!();
     use common::test_host::{assert_no_network_leftovers, http_get};
-    let root = Root::new("net");
+    let root = Root::new(PREFIX, "net");
     root.ok(&["network", "create", "mixed"]);
     let page = "mkdir -p /www && echo hello-vm > /www/index.html && exec httpd -f -p 80 -h /www";
     let id = root
@@ -1303,7 +1168,7 @@ fn vm_serves_a_published_port_and_a_container_on_its_network() {
 #[test]
 fn vm_exec_through_the_guest_agent_keeps_the_container_contract() {
     require_vm!();
-    let root = Root::new("exec");
+    let root = Root::new(PREFIX, "exec");
     // `-dit` as in a container: the detached entrypoint's shell gets a pty in the guest
     // whose output goes to the log, and keeps running although nothing types into it.
     root.ok(&[
@@ -1374,7 +1239,7 @@ fn vm_exec_through_the_guest_agent_keeps_the_container_contract() {
 #[test]
 fn vm_run_it_gives_the_entrypoint_a_terminal_and_run_i_streams_stdin() {
     require_vm!();
-    let root = Root::new("tty");
+    let root = Root::new(PREFIX, "tty");
     let mut s = common::pty::PtySession::spawn_sized(
         root.vm_cmd(&["-it", "--network", "none", "vcompare/probe", "sh"]),
         33,

@@ -47,6 +47,10 @@ pub struct Results {
     /// series per mode (`--suite exec`). Absent from older files, hence the default.
     #[serde(default)]
     pub exec: Vec<ExecSeries>,
+    /// VM snapshot/restore vs cold boot (`--suite snapshot`): ours and Firecracker's.
+    /// Absent from older files, hence the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotResults>,
     /// What was not measured, and why (peer not installed, VM mode failing…).
     #[serde(default)]
     pub skipped: Vec<Skipped>,
@@ -337,6 +341,56 @@ impl ExecStreamRun {
     }
 }
 
+/// The snapshot suite's figures: restored vs cold-booted VMs (ours and Firecracker's), the
+/// snapshot's size and cost, and density from one snapshot vs cold boots (see
+/// `suites::snapshot`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SnapshotResults {
+    /// One series per subject: `vm restored`, `vm cold`, `firecracker restored`,
+    /// `firecracker cold`.
+    pub series: Vec<SnapshotSeries>,
+    /// Our snapshot: the memory file's allocated bytes (st_blocks × 512) — what the page
+    /// cache shares between restored VMs at most.
+    pub memory_allocated_bytes: Option<u64>,
+    /// Our snapshot: the memory file's logical size (st_size, = guest RAM).
+    pub memory_logical_bytes: Option<u64>,
+    /// Our snapshot: allocated bytes of the whole snapshot directory (memory, state, disk).
+    pub dir_allocated_bytes: Option<u64>,
+    /// Our snapshot: how long taking it paused the VM (`host.snapshot.taken_pause_ms` of the
+    /// run that took it), ms.
+    pub taken_pause_ms: Option<f64>,
+    /// Firecracker's snapshot of the same guest at the same point, if measured.
+    #[serde(default)]
+    pub firecracker: Option<PeerSnapshot>,
+    /// Density: N VMs restored from one snapshot vs N cold-booted (`vm restored`, `vm cold`).
+    #[serde(default)]
+    pub density: Vec<DensitySeries>,
+}
+
+/// One subject of the snapshot suite: named figures per measured run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSeries {
+    /// vm restored, vm cold, firecracker restored, firecracker cold.
+    pub subject: String,
+    /// What each figure spans for this subject.
+    pub definition: String,
+    /// One map per measured run: figure name (see `suites::snapshot::FIGURES`) → ns.
+    pub runs: Vec<BTreeMap<String, u64>>,
+}
+
+/// Firecracker's snapshot of the guest at the init's `ready` report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PeerSnapshot {
+    /// `PATCH /vm Paused`, ns.
+    pub pause_ns: u64,
+    /// `PUT /snapshot/create` (Full), ns.
+    pub create_ns: u64,
+    /// Memory file allocated bytes.
+    pub memory_allocated_bytes: u64,
+    /// Memory file logical size.
+    pub memory_logical_bytes: u64,
+}
+
 /// A measurement that was not taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -361,6 +415,7 @@ impl Results {
             share: Vec::new(),
             net: Vec::new(),
             exec: Vec::new(),
+            snapshot: None,
             skipped: Vec::new(),
             notes: Vec::new(),
         }
@@ -398,6 +453,10 @@ impl Results {
             || self.exec.iter().any(|s| {
                 is_vm_subject(&s.subject) && !(s.round_trip_ns.is_empty() && s.stream.is_empty())
             })
+            || self
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.series.iter().any(|x| !x.runs.is_empty()))
     }
 
     /// Writes `results.json` into `dir` (pretty-printed, so diffs between runs are readable).
@@ -441,6 +500,14 @@ impl Results {
 pub fn is_vm_subject(subject: &str) -> bool {
     matches!(
         subject,
-        "vm" | "qemu" | "qemu-rootdisk" | "qemu-reference" | "firecracker"
+        "vm" | "vm-cold"
+            | "qemu"
+            | "qemu-rootdisk"
+            | "qemu-reference"
+            | "firecracker"
+            | "vm restored"
+            | "vm cold"
+            | "firecracker restored"
+            | "firecracker cold"
     )
 }

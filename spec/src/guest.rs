@@ -90,6 +90,11 @@ pub struct GuestSpec {
     /// on that connection. `false`: stdout/stderr on the console, stdin `/dev/null`.
     #[serde(default)]
     pub attach: bool,
+    /// Fresh random bytes (hex) the init adds to the guest kernel's entropy pool and then
+    /// reseeds its CRNG with: VMs restored from one snapshot start with the same RNG state,
+    /// and must not hand out the same "random" bytes.
+    #[serde(default)]
+    pub entropy: String,
 }
 
 /// One network interface as the guest init configures it (the host side allocated the
@@ -133,6 +138,26 @@ pub const BOOT_TIMER_PORT: u16 = 0x4f0;
 /// separator": never typed by accident.
 pub const SIGNAL_BYTE: u8 = 0x1c;
 
+/// Byte the VMM sends on the guest console once the init reported [`Phase::Ready`] (and any
+/// snapshot was taken), followed by the host's wall-clock time and a newline (see
+/// [`go_message`]): the init waits for it, so a snapshot never races the init, and a VM
+/// restored from that snapshot learns the current time from it. ASCII "group separator".
+pub const GO_BYTE: u8 = 0x1d;
+
+/// The go message: [`GO_BYTE`], the host's CLOCK_REALTIME in nanoseconds (decimal ASCII, so
+/// no terminal setting can alter it) and `\n`. It fits the UART's 64-byte receive FIFO.
+pub fn go_message(realtime_ns: u64) -> Vec<u8> {
+    let mut m = vec![GO_BYTE];
+    m.extend_from_slice(realtime_ns.to_string().as_bytes());
+    m.push(b'\n');
+    m
+}
+
+/// The wall-clock time in a go message's text after [`GO_BYTE`] (up to the newline).
+pub fn parse_go(text: &[u8]) -> Option<u64> {
+    std::str::from_utf8(text).ok()?.trim().parse().ok()
+}
+
 /// Opening of a console marker, `ESC _ vcompare:<body> ESC \` (an APC sequence terminals
 /// ignore): how the init reports to the boot timer when the guest kernel has no ioperm().
 pub const MARKER_START: &[u8] = b"\x1b_vcompare:";
@@ -166,16 +191,21 @@ pub enum Phase {
     EntrypointExit = 4,
     /// 5: init failed before the entrypoint ran; argument = errno. Details are on the console.
     InitFailed = 5,
+    /// 6: the init has mounted /proc, /sys and /dev and has not read the run's spec yet:
+    /// the point where the VMM may snapshot the VM (every run is alike up to here). The
+    /// init then waits for [`GO_BYTE`] on the console before it goes on.
+    Ready = 6,
 }
 
 impl Phase {
     /// Every phase, in protocol order.
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::InitStart,
         Phase::RootMounted,
         Phase::EntrypointExec,
         Phase::EntrypointExit,
         Phase::InitFailed,
+        Phase::Ready,
     ];
 
     /// The protocol number.
@@ -233,8 +263,19 @@ mod tests {
             assert_eq!(Phase::from_u32(n), Some(p));
         }
         assert_eq!(Phase::from_u32(0), None);
-        assert_eq!(Phase::from_u32(6), None);
+        assert_eq!(Phase::from_u32(7), None);
         assert_eq!(Phase::from_u32(0x77), None);
+    }
+
+    #[test]
+    fn go_message_carries_the_wall_clock_and_fits_the_uart_fifo() {
+        let now = 1_764_633_600_123_456_789u64;
+        let m = go_message(now);
+        assert_eq!(m[0], GO_BYTE);
+        assert_eq!(*m.last().unwrap(), b'\n');
+        assert!(m.len() <= 64, "{} bytes", m.len());
+        assert_eq!(parse_go(&m[1..]), Some(now));
+        assert_eq!(parse_go(b"12x\n"), None);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum StartupPhase {
     VmmSetup,
     /// VM: the guest init started (the kernel has booted and mounted the root disk).
     KernelBoot,
+    /// VM: the init is ready for a snapshot (kernel file systems mounted, spec not read);
+    /// absent in a VM restored from a snapshot, which starts after it.
+    GuestReady,
     /// VM: the init has mounted what the run needs.
     RootMounted,
     /// Both: `execve` of the entrypoint succeeded.
@@ -35,7 +38,7 @@ pub enum StartupPhase {
 
 impl StartupPhase {
     /// Every phase, in declaration order (tests, documentation).
-    pub const ALL: [StartupPhase; 13] = [
+    pub const ALL: [StartupPhase; 14] = [
         StartupPhase::Cgroup,
         StartupPhase::Namespaces,
         StartupPhase::Rootfs,
@@ -44,6 +47,7 @@ impl StartupPhase {
         StartupPhase::VmmLaunch,
         StartupPhase::VmmSetup,
         StartupPhase::KernelBoot,
+        StartupPhase::GuestReady,
         StartupPhase::RootMounted,
         StartupPhase::Exec,
         StartupPhase::Workload,
@@ -62,6 +66,7 @@ impl StartupPhase {
             StartupPhase::VmmLaunch => "vmm_launch",
             StartupPhase::VmmSetup => "vmm_setup",
             StartupPhase::KernelBoot => "kernel_boot",
+            StartupPhase::GuestReady => "guest_ready",
             StartupPhase::RootMounted => "root_mounted",
             StartupPhase::Exec => "exec",
             StartupPhase::Workload => "workload",
@@ -87,6 +92,7 @@ impl From<crate::guest::Phase> for StartupPhase {
             G::EntrypointExec => StartupPhase::Exec,
             G::EntrypointExit => StartupPhase::Workload,
             G::InitFailed => StartupPhase::InitFailed,
+            G::Ready => StartupPhase::GuestReady,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod container;
 pub mod network;
 pub mod vm;
 pub mod vm_agent;
+pub mod vm_snapshot;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -85,6 +86,9 @@ pub struct RunSpec {
     pub ports: Vec<vcompare_network::ports::PortMapping>,
     /// `--prealloc` (VMs): fault all guest RAM in up front.
     pub prealloc: bool,
+    /// `--no-snapshot` (VMs): boot the guest kernel, neither restoring nor taking a snapshot.
+    #[serde(default)]
+    pub no_snapshot: bool,
     /// `--timeout` seconds: watchdog for the whole run (VMs; containers too).
     pub timeout_secs: Option<u64>,
     /// Per-instance directory: copy-on-write layer, VM disk, logs, state.

@@ -21,6 +21,7 @@ use vcompare_vmm::signals::{SavedMask, FORWARDED_SIGNALS};
 use vcompare_vmm::{disk, machine, process, DebugOptions, GuestExit, GuestSpec};
 
 use super::vm_agent::{self, Agent, AgentError};
+use super::vm_snapshot;
 use super::{monotonic_ns, network, process_start_ns, Outcome, PhaseMark, RunHooks, RunSpec};
 
 /// Guest RAM when `--memory` is not given.
@@ -164,6 +165,7 @@ pub fn run(spec: &RunSpec, hooks: &mut dyn RunHooks) -> anyhow::Result<Outcome> 
 }
 
 /// What the checks before any network work established, for the boot itself.
+#[derive(Clone)]
 struct Boot {
     cpus: u8,
     mem: u64,
@@ -208,9 +210,11 @@ const TAP_FD_IN_VMM: i32 = 3;
 fn run_booted(
     spec: &RunSpec,
     hooks: &mut dyn RunHooks,
-    Boot { cpus, mem, kernel }: Boot,
+    boot: Boot,
     nic: Option<(&Attachment, &Tap)>,
 ) -> anyhow::Result<Outcome> {
+    let retry = boot.clone();
+    let Boot { cpus, mem, kernel } = boot;
     let base = process_start_ns();
     let placement = vmm_placement()?;
     if placement == VmmPlacement::InProcess {
@@ -219,7 +223,41 @@ fn run_booted(
     let init = crate::artifacts::find_static("vcompare-init")?;
 
     let image_disk = disk::image_disk(&spec.data_root, &spec.image_digest, &spec.rootfs, &init)?;
-    let root_disk = disk::instance_disk(&spec.instance_dir, &image_disk)?;
+    let mut extra_cmdline = disk::root_cmdline();
+    extra_cmdline.extend(
+        std::env::var(CMDLINE_ENV)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from),
+    );
+    let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
+    let vmm_exe = match &placement {
+        VmmPlacement::Process(p) => p.clone(),
+        VmmPlacement::InProcess => std::env::current_exe().unwrap_or_default(),
+    };
+    let kind = vm_snapshot::VmKind {
+        image_disk: &image_disk,
+        kernel: &kernel,
+        vmm: &vmm_exe,
+        memory_mib: mem,
+        cpus,
+        shares: spec.volumes.iter().map(|v| v.readonly).collect(),
+        nic: nic.is_some(),
+        extra_cmdline: &extra_cmdline,
+        boot_log,
+    };
+    let fresh_disk = !spec.instance_dir.join(disk::INSTANCE_DISK).exists();
+    let planned = Instant::now();
+    let plan = vm_snapshot::plan(spec, &kind, fresh_disk);
+    tracing::debug!(
+        ?plan,
+        ms = planned.elapsed().as_secs_f64() * 1e3,
+        "VM snapshot plan (checksums checked)"
+    );
+    let root_disk = disk::instance_disk(
+        &spec.instance_dir,
+        &vm_snapshot::source_disk(&plan, &image_disk),
+    )?;
     hooks.phase(PhaseMark::new(
         StartupPhase::Disk,
         monotonic_ns().saturating_sub(base),
@@ -254,17 +292,19 @@ fn run_booted(
         boot_timer_port: BOOT_TIMER_PORT,
         network: nic.map(|(att, _)| guest_network(spec, att)),
         attach,
+        entropy: crate::fsutil::random_hex(32),
     };
     // No initramfs: the kernel mounts the disk as its root and starts the init stored on it,
     // which reads this run's spec from the disk's spec area (see vcompare_vmm::disk).
     disk::write_spec(&root_disk, &serde_json::to_vec(&guest)?)?;
-    let state = serde_json::json!({
+    let mut state = serde_json::json!({
         "kernel": kernel,
         "memory_mib": mem,
         "cpus": cpus,
         "disk": root_disk,
         "backend": vcompare_vmm::KvmBackend::detect(),
         "vmm_process": placement.describe(),
+        "snapshot": plan.describe(),
     });
     let _ = std::fs::write(
         spec.instance_dir.join(VM_STATE),
@@ -276,14 +316,6 @@ fn run_booted(
     // VMM forwards (they stay pending, nothing is lost; a dedicated VMM process starts with
     // an empty mask, an in-process VMM takes them over with its signalfd).
     let held = SavedMask::block(&FORWARDED_SIGNALS).context("blocking the forwarded signals")?;
-    let mut extra_cmdline = disk::root_cmdline();
-    extra_cmdline.extend(
-        std::env::var(CMDLINE_ENV)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from),
-    );
-    let boot_log = std::env::var(BOOTLOG_ENV).is_ok_and(|v| v == "1");
 
     let job = vcompare_vmm::VmJob {
         kernel,
@@ -304,6 +336,7 @@ fn run_booted(
             guest_cid: GUEST_CID,
             uds_path: agent_socket(&spec.instance_dir),
         }),
+        snapshot: vm_snapshot::job(&plan),
         extra_cmdline,
         boot_log,
         timeout_secs: spec.timeout_secs,
@@ -330,6 +363,25 @@ fn run_booted(
         a.finish();
     }
     drop(held);
+    if let (true, vm_snapshot::Plan::Restore(dir)) = (result.restore_failed, &plan) {
+        eprintln!(
+            "vcompare: {}; booting cold instead (later runs of this VM kind boot cold too)",
+            result
+                .error
+                .as_deref()
+                .unwrap_or("the VM could not be restored")
+        );
+        vm_snapshot::restore_failed(dir);
+        disk::remove_instance_disk(&spec.instance_dir)?;
+        return run_booted(spec, hooks, retry, nic);
+    }
+    // What happened to the snapshot plan, for `inspect` (and the benchmarks).
+    state["snapshot"]["restored"] = result.restored.into();
+    state["snapshot"]["taken_pause_ms"] = result.snapshot_pause_ms.into();
+    let _ = std::fs::write(
+        spec.instance_dir.join(VM_STATE),
+        serde_json::to_vec_pretty(&state)?,
+    );
     let rel = |ns: u64| ns.saturating_sub(base);
     // `vmm_launch`: the VMM process's `main` (span: disk ready → VMM launch = the CLI's
     // preparation and the spawn); `vmm_setup`: vCPU 0's first KVM_RUN (span: VMM launch →
@@ -500,6 +552,9 @@ fn run_child(
                     marks: Vec::new(),
                     ended_ns: monotonic_ns(),
                     console_tail: Vec::new(),
+                    restored: false,
+                    restore_failed: false,
+                    snapshot_pause_ms: None,
                 }),
                 None => anyhow::bail!("the VMM process failed ({status})"),
             }
@@ -617,6 +672,7 @@ pub fn inspect(spec: &RunSpec, pid: Option<i32>) -> anyhow::Result<serde_json::V
     host["disk"] = state.get("disk").cloned().unwrap_or_default();
     host["kvm_backend"] = state.get("backend").cloned().unwrap_or_default();
     host["vmm_process"] = state.get("vmm_process").cloned().unwrap_or_default();
+    host["snapshot"] = state.get("snapshot").cloned().unwrap_or_default();
     // The guest's own report (sent by our init at boot) when there is one; else the configuration.
     let guest = match std::fs::read(spec.instance_dir.join(GUEST_STATE))
         .ok()

@@ -389,6 +389,7 @@ pub fn build(args: &RunArgs, inp: SpecInputs<'_>) -> Result<RunSpec, SpecError> 
         networks,
         ports,
         prealloc: args.prealloc,
+        no_snapshot: args.no_snapshot,
         timeout_secs: args.timeout,
         data_root: inp.data_root.to_path_buf(),
     })

@@ -311,7 +311,7 @@ impl Store {
             fs::rename(&rootfs, &trash).ctx(|| format!("removing {}", rootfs.display()))?;
             remove_any(&trash).ctx(|| format!("removing {}", trash.display()))?;
         }
-        for cache in ["disks"] {
+        for cache in ["disks", "snapshots"] {
             let d = self.root.join(cache);
             if let Ok(rd) = fs::read_dir(&d) {
                 for e in rd

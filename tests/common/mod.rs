@@ -14,6 +14,7 @@ pub mod exec_checks;
 pub mod pty;
 pub mod skip;
 pub mod test_host;
+pub mod vm_root;
 
 /// A private data directory for one test, removed at the end.
 pub struct Env {

@@ -72,6 +72,7 @@ fn main() {
         shares: Vec::new(),
         net: None,
         vsock: None,
+        snapshot: None,
         extra_cmdline,
         boot_log: bootlog,
         timeout_secs: timeout,

@@ -152,6 +152,13 @@ fn load_guest(
     })
 }
 
+/// vCPUs 0..n (after the irqchip, which they attach their LAPICs to).
+fn create_vcpus(vm: &VmFd, n: u8) -> Result<Vec<VcpuFd>, VmError> {
+    (0..n)
+        .map(|i| vm.create_vcpu(u64::from(i)).map_err(kvm_err("create vCPU")))
+        .collect()
+}
+
 /// The in-kernel LAPIC/IOAPIC/PIC and PIT (which must exist before the vCPUs).
 fn create_irqchip_and_pit(vm: &VmFd) -> Result<(), VmError> {
     vm.set_tss_address(0xfffb_d000)
@@ -164,9 +171,145 @@ fn create_irqchip_and_pit(vm: &VmFd) -> Result<(), VmError> {
     .map_err(kvm_err("in-kernel PIT"))
 }
 
+/// Devices, in the order of their MMIO slots: the root disk, one per share, the NIC, then the
+/// vsock device (after the others, so adding one never moves an earlier slot). Each attach
+/// appends its `virtio_mmio.device=` argument to `cmdline`. With `serial`, COM1 starts in
+/// that saved state (a restore).
+fn attach_devices(
+    job: &VmJob,
+    vm: &VmFd,
+    mem: &GuestMem,
+    console: Box<dyn Write + Send>,
+    on_guest_info: Option<InfoCallback>,
+    serial: Option<&crate::snapshot::device_state::SerialSnapshot>,
+    cmdline: &mut KernelCmdline,
+) -> Result<(Arc<Devices>, EventFd), VmError> {
+    let mut dm = DeviceManager::new(
+        vm,
+        mem.clone(),
+        console,
+        job.boot_log,
+        on_guest_info,
+        serial,
+    )?;
+    if let Some(disk) = &job.root_disk {
+        let blk = Block::open(disk, false, ROOT_DISK_ID)?;
+        dm.attach_virtio_device(vm, Box::new(blk), "virtio-blk irqfd", cmdline)?;
+    }
+    for share in &job.shares {
+        let dev = P9Device::new(&share.host, &share.tag, share.read_only)?;
+        dm.attach_virtio_device(vm, Box::new(dev), "virtio-9p irqfd", cmdline)?;
+    }
+    if let Some(net) = &job.net {
+        let dev = Net::new(net.tap_fd, net.mac)?;
+        dm.attach_virtio_device(vm, Box::new(dev), "virtio-net irqfd", cmdline)?;
+    }
+    if let Some(vsock) = &job.vsock {
+        let dev = Vsock::new(vsock.guest_cid, &vsock.uds_path)?;
+        dm.attach_virtio_device(vm, Box::new(dev), "virtio-vsock irqfd", cmdline)?;
+    }
+    let AttachedDevices { devices, reset_evt } = dm.finish();
+    Ok((devices, reset_evt))
+}
+
+/// Opens /dev/kvm with the error that names the fix.
+fn open_kvm() -> Result<Kvm, VmError> {
+    Kvm::new().map_err(|e| VmError::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))
+}
+
+/// Builds the VM from the snapshot in `dir` instead of booting (see [`crate::snapshot`]):
+/// guest RAM is the snapshot's memory file mapped copy-on-write; the vCPUs, the VM and the
+/// devices get the saved state, in Firecracker's order, and are checked to have taken it.
+fn build_restored(
+    job: &mut VmJob,
+    dir: &std::path::Path,
+    opts: BuildOptions,
+    trace: &mut Trace,
+) -> Result<Vm, VmError> {
+    use crate::snapshot::{self, memory_file, vcpu_state, vm_state, SnapshotError};
+    let BuildOptions {
+        backend,
+        console,
+        on_guest_info,
+        ..
+    } = opts;
+    let kvm = open_kvm()?;
+    let state = snapshot::load(dir)?;
+    if state.memory_mib != job.memory_mib || state.vcpus.len() != usize::from(job.cpus) {
+        return Err(SnapshotError::Mismatch(format!(
+            "taken with {} MiB and {} vCPUs, asked for {} MiB and {}",
+            state.memory_mib,
+            state.vcpus.len(),
+            job.memory_mib,
+            job.cpus
+        ))
+        .into());
+    }
+    trace.step("open+state file");
+    let mem = memory_file::map(
+        &dir.join(snapshot::MEMORY_FILE),
+        &memory::ram_ranges(job.memory_mib)?,
+    )?;
+    trace.step("map memory file");
+    let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
+    trace.step("create_vm");
+    register_memory(&vm, &mem)?;
+    trace.step("memslots");
+    create_irqchip_and_pit(&vm)?;
+    trace.step("irqchip+pit");
+    let vcpus = create_vcpus(&vm, job.cpus)?;
+    trace.step("create vcpus");
+    for (vcpu, s) in vcpus.iter().zip(&state.vcpus) {
+        vcpu_state::restore(vcpu, s)?;
+    }
+    vm_state::restore(&vm, &state.vm)?;
+    for (vcpu, s) in vcpus.iter().zip(&state.vcpus) {
+        vcpu_state::check_exact(vcpu, s)?;
+    }
+    trace.step("kvm state restored");
+    let mut unused = KernelCmdline::default();
+    let (devices, reset_evt) = attach_devices(
+        job,
+        &vm,
+        &mem,
+        console,
+        on_guest_info,
+        Some(&state.devices.serial),
+        &mut unused,
+    )?;
+    if devices.virtio.len() != state.devices.virtio.len() {
+        return Err(SnapshotError::Mismatch(format!(
+            "{} virtio devices in the snapshot, {} now",
+            state.devices.virtio.len(),
+            devices.virtio.len()
+        ))
+        .into());
+    }
+    for (t, s) in devices.virtio.iter().zip(&state.devices.virtio) {
+        t.lock()
+            .unwrap()
+            .restore(s)
+            .map_err(SnapshotError::Mismatch)?;
+    }
+    trace.step("devices restored");
+    Ok(Vm {
+        backend,
+        vcpus,
+        devices,
+        reset_evt,
+        vm,
+        mem,
+        kvm,
+    })
+}
+
 /// Builds the VM for `job` (whose initramfs is consumed: it is written into guest RAM and
-/// the VMM keeps no copy, for RSS). `trace` is the caller's setup stopwatch.
+/// the VMM keeps no copy, for RSS), or restores it from the job's snapshot. `trace` is the
+/// caller's setup stopwatch.
 pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<Vm, VmError> {
+    if let Some(crate::config::SnapshotJob::Restore { dir }) = job.snapshot.clone() {
+        return build_restored(job, &dir, opts, trace);
+    }
     let BuildOptions {
         backend,
         console,
@@ -174,8 +317,7 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
         launched,
         trace: trace_on,
     } = opts;
-    let kvm =
-        Kvm::new().map_err(|e| VmError::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
+    let kvm = open_kvm()?;
     trace.step("validate+open");
     let mem = memory::create(job.memory_mib, job.prealloc)?;
     trace.step("mmap");
@@ -196,9 +338,7 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
             trace.step("memslots");
             create_irqchip_and_pit(&vm)?;
             trace.step("irqchip+pit");
-            let vcpus = (0..job.cpus)
-                .map(|i| vm.create_vcpu(u64::from(i)).map_err(kvm_err("create vCPU")))
-                .collect::<Result<Vec<_>, _>>()?;
+            let vcpus = create_vcpus(&vm, job.cpus)?;
             trace.step("create vcpus");
             Ok(vcpus)
         })();
@@ -219,35 +359,16 @@ pub fn build(job: &mut VmJob, opts: BuildOptions, trace: &mut Trace) -> Result<V
     }
     trace.step("vcpu cpuid+regs");
 
-    // Devices, in the order of their MMIO slots: the root disk, one per share, the NIC, then
-    // the vsock device (after the others, so adding one never moves an earlier slot). Each
-    // attach appends its `virtio_mmio.device=` argument, between ours and the extra ones.
     let tsc_khz = vcpus[0].get_tsc_khz().ok();
     let mut cmdline = KernelCmdline::base(backend, tsc_khz, job.boot_log);
-    let mut dm = DeviceManager::new(&vm, mem.clone(), console, job.boot_log, on_guest_info)?;
-    if let Some(disk) = &job.root_disk {
-        let blk = Block::open(disk, false, ROOT_DISK_ID)?;
-        dm.attach_virtio_device(&vm, Box::new(blk), "virtio-blk irqfd", &mut cmdline)?;
-    }
-    for share in &job.shares {
-        let dev = P9Device::new(&share.host, &share.tag, share.read_only)?;
-        dm.attach_virtio_device(&vm, Box::new(dev), "virtio-9p irqfd", &mut cmdline)?;
-    }
-    if let Some(net) = &job.net {
-        let dev = Net::new(net.tap_fd, net.mac)?;
-        dm.attach_virtio_device(&vm, Box::new(dev), "virtio-net irqfd", &mut cmdline)?;
-    }
-    if let Some(vsock) = &job.vsock {
-        let dev = Vsock::new(vsock.guest_cid, &vsock.uds_path)?;
-        dm.attach_virtio_device(&vm, Box::new(dev), "virtio-vsock irqfd", &mut cmdline)?;
-    }
+    let (devices, reset_evt) =
+        attach_devices(job, &vm, &mem, console, on_guest_info, None, &mut cmdline)?;
     cmdline.extend(job.extra_cmdline.iter().cloned());
     boot::write_cmdline(&mem, &cmdline.to_string())?;
     if backend == KvmBackend::Pvm {
         eprintln!("vcompare: KVM backend is {}: hiding {} CPU features and adding {} kernel arguments for it", backend.describe(),
             crate::cpuid::PVM_MASKED.len(), backend.kernel_args(tsc_khz).len());
     }
-    let AttachedDevices { devices, reset_evt } = dm.finish();
     trace.step("cmdline+devices");
     Ok(Vm {
         backend,

@@ -41,6 +41,10 @@ pub struct VmJob {
     /// side a Unix socket (see [`VsockJob`]); `None` = no vsock device.
     #[serde(default)]
     pub vsock: Option<VsockJob>,
+    /// Snapshot use: take one when the guest is ready, or start from one (see
+    /// [`crate::snapshot`]); `None` = a plain cold boot.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotJob>,
     /// Extra kernel arguments (after ours).
     pub extra_cmdline: Vec<String>,
     /// Forward the kernel's boot log instead of only the entrypoint's output.
@@ -77,6 +81,26 @@ pub struct VsockJob {
     pub guest_cid: u64,
     /// The Unix socket the VMM listens on (created by the VMM, removed when it ends).
     pub uds_path: PathBuf,
+}
+
+/// What a run does with a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotJob {
+    /// Boot cold and, when the guest init is ready, save the VM into `dir` (written as a
+    /// temp sibling and renamed), then go on with this run. `label` is stored with it.
+    Take {
+        /// The snapshot directory to create.
+        dir: PathBuf,
+        /// What the snapshot is for (the caller's key inputs), kept in its state file.
+        label: serde_json::Value,
+    },
+    /// Start from the snapshot in `dir` (checked by the caller) instead of booting; the
+    /// job's root disk must be a copy of that snapshot's disk.
+    Restore {
+        /// The snapshot directory.
+        dir: PathBuf,
+    },
 }
 
 /// Diagnostics switches, off by default; never part of the job on the wire.

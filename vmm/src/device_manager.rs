@@ -109,13 +109,15 @@ pub struct AttachedDevices {
 impl DeviceManager {
     /// Creates the legacy devices: COM1 (IRQ 4) writing to `console` (the whole console if
     /// `boot_log`, else only from the entrypoint's start), the i8042 reset line and the boot
-    /// timer (calling `on_guest_info` with the init's self-description).
+    /// timer (calling `on_guest_info` with the init's self-description); COM1 starts in
+    /// `serial_state` when the VM is restored from a snapshot.
     pub fn new(
         vm: &dyn IrqRegistrar,
         mem: GuestMem,
         console: Box<dyn Write + Send>,
         boot_log: bool,
         on_guest_info: Option<InfoCallback>,
+        serial_state: Option<&crate::snapshot::device_state::SerialSnapshot>,
     ) -> Result<Self, VmError> {
         let forward = Arc::new(AtomicBool::new(boot_log));
         let serial_irq = EventTrigger::new().map_err(VmError::Host)?;
@@ -126,10 +128,11 @@ impl DeviceManager {
         if let Some(f) = on_guest_info {
             boot_timer.on_guest_info(f);
         }
-        let serial = Console::new(
-            serial_irq,
-            ConsoleSink::new(console, forward).with_boot_timer(boot_timer.clone()),
-        );
+        let sink = ConsoleSink::new(console, forward).with_boot_timer(boot_timer.clone());
+        let serial = match serial_state {
+            Some(s) => Console::from_snapshot(serial_irq, sink, s).map_err(VmError::Host)?,
+            None => Console::new(serial_irq, sink),
+        };
         let reset = EventTrigger::new().map_err(VmError::Host)?;
         let reset_evt = reset.0.try_clone().map_err(VmError::Host)?;
         Ok(DeviceManager {
@@ -229,7 +232,7 @@ mod tests {
         let mem = crate::memory::create(32, false).unwrap();
         let irqs = Irqs::default();
         let mut dm =
-            DeviceManager::new(&irqs, mem, Box::new(std::io::sink()), false, None).unwrap();
+            DeviceManager::new(&irqs, mem, Box::new(std::io::sink()), false, None, None).unwrap();
         let mut cmdline = KernelCmdline::default();
         let n = 4;
         let slots: Vec<MmioSlot> = (0..n)

@@ -46,6 +46,9 @@ pub enum VmError {
     /// The guest-agent channel: the vsock device's Unix socket could not be set up.
     #[error(transparent)]
     Vsock(#[from] crate::devices::virtio::vsock::VsockError),
+    /// Restoring from a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// Host resources (eventfd, threads, signals).
     #[error("VMM error: {0}")]
     Host(std::io::Error),

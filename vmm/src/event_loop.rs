@@ -7,7 +7,7 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use vcompare_spec::guest::{Phase, SIGNAL_BYTE};
+use vcompare_spec::guest::{go_message, Phase, SIGNAL_BYTE};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::Devices;
@@ -15,14 +15,33 @@ use crate::exit::LoopEnd;
 use crate::signals::SignalGuard;
 use crate::vcpu::VcpuShared;
 
-/// Runs until the VM's work is over; returns why.
+/// The host's CLOCK_REALTIME in ns (for the go message).
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs until the VM's work is over; returns why. When the guest init reports it is ready,
+/// `on_ready` runs (it may snapshot the VM) and then the go message is sent; `go_now` sends
+/// it at once instead (a restored VM, whose init already reported ready before the
+/// snapshot).
 pub fn main_loop(
     timeout: Option<Duration>,
     devices: &Devices,
     shared: &VcpuShared,
     reset_evt: &EventFd,
     signals: Option<&SignalGuard>,
+    go_now: bool,
+    on_ready: &mut dyn FnMut(&VcpuShared),
 ) -> LoopEnd {
+    // The go message's bytes not yet in the UART's receive FIFO.
+    let mut go: Vec<u8> = if go_now {
+        go_message(realtime_ns())
+    } else {
+        Vec::new()
+    };
     let deadline = timeout.map(|t| Instant::now() + t);
     // Signals waiting for the entrypoint to exist (the init reads the console only then).
     let mut pending: Vec<i32> = Vec::new();
@@ -44,13 +63,23 @@ pub fn main_loop(
             pollfd(reset_evt.as_raw_fd()),
             pollfd(shared.end_evt.as_raw_fd()),
             pollfd(devices.boot_timer.done.as_raw_fd()),
+            pollfd(devices.boot_timer.ready.as_raw_fd()),
         ];
+        let signal_slot = fds.len();
         if let Some(s) = signals {
             fds.push(pollfd(s.raw_fd()));
         }
         let first_host_event = fds.len();
         fds.extend(host_events.iter().map(|&(_, fd)| pollfd(fd)));
-        let mut wait_ms: i64 = if pending.is_empty() { 1000 } else { 50 };
+        if !go.is_empty() {
+            let sent = devices.serial.lock().unwrap().send_to_guest(&go);
+            go.drain(..sent);
+        }
+        let mut wait_ms: i64 = if pending.is_empty() && go.is_empty() {
+            1000
+        } else {
+            50
+        };
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -66,6 +95,12 @@ pub fn main_loop(
         if fds[0].revents != 0 || fds[2].revents != 0 {
             return LoopEnd::Reset;
         }
+        if fds[3].revents != 0 {
+            let _ = devices.boot_timer.ready.read();
+            on_ready(shared);
+            go = go_message(realtime_ns());
+            continue;
+        }
         for (&(slot, _), p) in host_events.iter().zip(&fds[first_host_event..]) {
             if p.revents != 0 {
                 devices.virtio[slot].lock().unwrap().process_host_event();
@@ -77,7 +112,7 @@ pub fn main_loop(
             }
         }
         if let Some(s) = signals {
-            if fds.len() > 3 && fds[3].revents != 0 {
+            if fds[signal_slot].revents != 0 {
                 while let Some(sig) = s.read() {
                     if sig == libc::SIGTERM || sig == libc::SIGINT {
                         stop_requests += 1;

@@ -26,6 +26,7 @@
 //! - `cpuid.rs`: the CPUID each vCPU sees (PVM masking).
 //! - `backend_detect.rs`: hardware KVM or PVM.
 //! - `devices/`: COM1, i8042 reset, the boot timer, virtio-mmio (block, 9p, net on a TAP) and the buses.
+//! - `snapshot/`: snapshot and restore (vCPU, VM and device state, the memory file).
 //! - `disk.rs`: the root disk image and the spec area on it.
 //! - `initramfs.rs`: cpio newc archives for booting without a root disk.
 //! - `trace.rs`: the setup stopwatch (debug events, `RUST_LOG=vcompare_vmm=debug`).
@@ -50,6 +51,7 @@ pub mod machine;
 pub mod memory;
 pub mod process;
 pub mod signals;
+pub mod snapshot;
 pub mod trace;
 pub mod vcpu;
 pub mod vcpu_manager;
@@ -60,7 +62,7 @@ pub mod guest_spec {
 }
 
 pub use backend_detect::KvmBackend;
-pub use config::{DebugOptions, NetJob, VmConfig, VmHooks, VmJob, VsockJob};
+pub use config::{DebugOptions, NetJob, SnapshotJob, VmConfig, VmHooks, VmJob, VsockJob};
 pub use error::VmError;
 pub use exit::GuestExit;
 pub use guest_spec::GuestSpec;

@@ -10,11 +10,14 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::backend_detect::KvmBackend;
 use crate::builder::{self, BuildOptions};
+use crate::config::SnapshotJob;
 use crate::devices::boot_timer::Mark;
 use crate::exit::{self, GuestReport};
 use crate::guest_profile::GuestProfile;
 use crate::signals::SignalGuard;
+use crate::snapshot::{self, vcpu_state, PausedVm, TakeRequest};
 use crate::trace::Trace;
+use crate::vcpu::VcpuShared;
 use crate::vcpu_manager::VcpuManager;
 
 pub use crate::builder::validate;
@@ -48,6 +51,10 @@ pub struct VmReport {
     pub ended: Instant,
     /// The guest init's self-description (JSON), if it sent one.
     pub guest_info: Option<String>,
+    /// The VM was restored from a snapshot instead of booting.
+    pub restored: bool,
+    /// A snapshot was taken during this run: how long the vCPUs were paused for it, ms.
+    pub snapshot_pause_ms: Option<f64>,
 }
 
 /// Boots the VM and runs it until the guest is done. The calling thread runs vCPU 0 (no
@@ -92,6 +99,54 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
         kvm,
     } = builder::build(&mut job, opts, &mut trace)?;
 
+    let restored = matches!(job.snapshot, Some(SnapshotJob::Restore { .. }));
+    let take = match &job.snapshot {
+        Some(SnapshotJob::Take { dir, label }) => match vcpu_state::msr_indices(&kvm) {
+            Ok(msrs) => Some((dir.clone(), label.clone(), msrs)),
+            Err(e) => {
+                eprintln!("vcompare: not taking a VM snapshot: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    let snapshot_pause_ms = std::sync::Mutex::new(None);
+    let cpus = usize::from(job.cpus);
+    let on_ready = |shared: &VcpuShared| {
+        let Some((dir, label, msrs)) = &take else {
+            return;
+        };
+        let paused_at = Instant::now();
+        let taken = shared
+            .pause_all(cpus, msrs.clone(), Duration::from_secs(5))
+            .and_then(|states| {
+                let req = TakeRequest {
+                    dir,
+                    label: label.clone(),
+                    memory_mib: job.memory_mib,
+                    backend,
+                    disk: job.root_disk.as_deref(),
+                };
+                let paused = PausedVm {
+                    vm: &vm,
+                    mem: &mem,
+                    devices: &devices,
+                    vcpus: states,
+                    paused_at,
+                };
+                let r = snapshot::take(&req, paused);
+                shared.resume();
+                r
+            });
+        match taken {
+            Ok(_) => {
+                let ms = paused_at.elapsed().as_secs_f64() * 1e3;
+                tracing::debug!(ms, "snapshot taken");
+                *snapshot_pause_ms.lock().unwrap() = Some(ms);
+            }
+            Err(e) => eprintln!("vcompare: could not snapshot the VM ({e}); later runs boot cold until one succeeds"),
+        }
+    };
     let mut vcpus = VcpuManager::start(vcpus, &devices)?;
     let on_memory = hooks.on_memory;
     let timeout = job.timeout_secs.map(Duration::from_secs);
@@ -102,7 +157,16 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
             let r: Vec<(u64, u64)> = mem.iter().map(|r| (r.as_ptr() as u64, r.len())).collect();
             f(&r);
         }
-        crate::event_loop::main_loop(timeout, &devices, shared, &reset_evt, signals.as_ref())
+        let mut on_ready = on_ready;
+        crate::event_loop::main_loop(
+            timeout,
+            &devices,
+            shared,
+            &reset_evt,
+            signals.as_ref(),
+            restored,
+            &mut on_ready,
+        )
     })?;
     if let Some(first) = vcpus.first_entry() {
         tracing::debug!(
@@ -135,7 +199,17 @@ pub fn run(cfg: VmConfig) -> Result<VmReport, VmError> {
             console_tail: tail,
             ended,
             guest_info: timer.guest_info(),
+            restored,
+            snapshot_pause_ms: snapshot_pause_ms.into_inner().unwrap(),
         }),
+        // A restored guest that fails before it has even read its spec never ran anything of
+        // this run: the restore itself is what failed, and the caller may boot cold instead.
+        Err(failure) if restored && timer.last(Phase::RootMounted).is_none() => {
+            Err(snapshot::SnapshotError::Inexact(format!(
+                "the restored guest failed before reading its spec: {failure}"
+            ))
+            .into())
+        }
         Err(failure) => Err(VmError::Guest {
             failure,
             lines: tail,

@@ -43,6 +43,16 @@ pub struct VmResult {
     pub ended_ns: u64,
     /// Last console lines.
     pub console_tail: Vec<String>,
+    /// The VM was restored from a snapshot.
+    #[serde(default)]
+    pub restored: bool,
+    /// Restoring from the snapshot failed before the guest ran anything of this run (the
+    /// caller may boot cold instead); `error` says why.
+    #[serde(default)]
+    pub restore_failed: bool,
+    /// A snapshot was taken during the run: how long the vCPUs were paused for it, ms.
+    #[serde(default)]
+    pub snapshot_pause_ms: Option<f64>,
 }
 
 /// An `Instant` (CLOCK_MONOTONIC on Linux) as CLOCK_MONOTONIC ns.
@@ -68,6 +78,10 @@ pub fn run_job(job: VmJob, debug: DebugOptions, launched: Instant) -> std::io::R
 /// Boots `job` in the calling process and returns how it ended: the body of [`run_job`],
 /// and what the CLI calls directly when it runs the VMM in-process.
 pub fn execute(job: VmJob, debug: DebugOptions, launched: Instant) -> VmResult {
+    let restoring = matches!(
+        job.snapshot,
+        Some(crate::config::SnapshotJob::Restore { .. })
+    );
     let cfg = VmConfig {
         debug,
         ..VmConfig::new(job, launched)
@@ -88,15 +102,21 @@ pub fn execute(job: VmJob, debug: DebugOptions, launched: Instant) -> VmResult {
                 .collect(),
             ended_ns: instant_ns(r.ended),
             console_tail: r.console_tail,
+            restored: r.restored,
+            restore_failed: false,
+            snapshot_pause_ms: r.snapshot_pause_ms,
         },
         Err(e) => VmResult {
             exit: None,
+            restore_failed: restoring && matches!(e, crate::error::VmError::Snapshot(_)),
             error: Some(e.to_string()),
             launched_ns: Some(instant_ns(launched)),
             first_entry_ns: None,
             marks: Vec::new(),
             ended_ns: monotonic_ns(),
             console_tail: Vec::new(),
+            restored: restoring,
+            snapshot_pause_ms: None,
         },
     }
 }
@@ -118,6 +138,9 @@ mod tests {
             }],
             ended_ns: 9,
             console_tail: vec!["x".into()],
+            restored: false,
+            restore_failed: false,
+            snapshot_pause_ms: None,
         };
         let back: VmResult = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
         assert_eq!(back.exit, Some(GuestExit::Signaled(15)));
@@ -142,7 +165,8 @@ mod tests {
                 "root_mounted",
                 "entrypoint_exec",
                 "entrypoint_exit",
-                "init_failed"
+                "init_failed",
+                "ready"
             ]
         );
     }
@@ -159,6 +183,7 @@ mod tests {
             shares: Vec::new(),
             net: None,
             vsock: None,
+            snapshot: None,
             extra_cmdline: vec!["x=1".into()],
             boot_log: false,
             timeout_secs: None,
@@ -185,6 +210,7 @@ mod tests {
                 "result_path",
                 "root_disk",
                 "shares",
+                "snapshot",
                 "timeout_secs",
                 "vsock"
             ]

@@ -4,15 +4,17 @@
 //! and kicking the threads out of KVM_RUN with a real-time signal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::Devices;
 use crate::guest_profile::{GuestProfile, Sampler};
+use crate::snapshot::vcpu_state::{self, VcpuState};
+use crate::snapshot::SnapshotError;
 
 /// Why a vCPU stopped the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +51,10 @@ pub struct VcpuShared {
     pub end_evt: EventFd,
     /// When vCPU 0 entered the guest for the first time (end of VMM setup).
     pub first_entry: OnceLock<Instant>,
-    /// Linux thread ids of the vCPU threads, by index (for `inspect`).
+    /// Linux thread ids of the vCPU threads, by index (for `inspect` and kicks).
     pub tids: Mutex<Vec<(usize, i32)>>,
+    /// Where vCPUs park while the main loop takes a snapshot.
+    pub pause: PauseGate,
 }
 
 impl VcpuShared {
@@ -62,7 +66,67 @@ impl VcpuShared {
             end_evt: EventFd::new(libc::EFD_NONBLOCK)?,
             first_entry: OnceLock::new(),
             tids: Mutex::new(Vec::new()),
+            pause: PauseGate::default(),
         })
+    }
+
+    /// Kicks every vCPU thread out of KVM_RUN once.
+    fn kick_all(&self) {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        for &(_, tid) in self.tids.lock().unwrap().iter() {
+            // SAFETY: tgkill with our own pid only reaches our threads; the handler is empty.
+            unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, kick_signal()) };
+        }
+    }
+
+    /// Pauses every vCPU (they finish their pending I/O and save their own KVM state with
+    /// the MSRs in `msr_indices`) and returns the states in index order. Each stays parked
+    /// until [`VcpuShared::resume`]; on an error they are resumed here.
+    pub fn pause_all(
+        &self,
+        vcpus: usize,
+        msr_indices: Vec<u32>,
+        timeout: Duration,
+    ) -> Result<Vec<VcpuState>, SnapshotError> {
+        let gate = &self.pause;
+        *gate.msr_indices.lock().unwrap() = msr_indices;
+        gate.requested.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        let mut parked = gate.parked.lock().unwrap();
+        while parked.len() < vcpus {
+            if Instant::now() > deadline {
+                drop(parked);
+                self.resume();
+                return Err(SnapshotError::PauseTimeout(timeout));
+            }
+            drop(parked);
+            self.kick_all();
+            parked = gate.parked.lock().unwrap();
+            parked = gate
+                .cv
+                .wait_timeout(parked, Duration::from_millis(1))
+                .unwrap()
+                .0;
+        }
+        let mut states: Vec<(usize, Result<VcpuState, String>)> = parked.drain(..).collect();
+        drop(parked);
+        states.sort_by_key(|(i, _)| *i);
+        let out: Result<Vec<VcpuState>, String> = states.into_iter().map(|(_, s)| s).collect();
+        out.map_err(|e| {
+            self.resume();
+            SnapshotError::Inexact(e)
+        })
+    }
+
+    /// Lets the parked vCPUs run again.
+    pub fn resume(&self) {
+        let gate = &self.pause;
+        let mut parked = gate.parked.lock().unwrap();
+        parked.clear();
+        gate.requested.store(false, Ordering::Release);
+        drop(parked);
+        gate.cv.notify_all();
     }
 
     fn report(&self, index: usize, end: VcpuEnd) {
@@ -72,6 +136,58 @@ impl VcpuShared {
             let _ = self.end_evt.write(1);
         }
     }
+}
+
+/// Where vCPU threads park for a snapshot: the main loop sets `requested` and kicks them;
+/// each completes the I/O it was in the middle of, saves its own state and waits.
+#[derive(Default)]
+pub struct PauseGate {
+    requested: AtomicBool,
+    msr_indices: Mutex<Vec<u32>>,
+    parked: Mutex<Vec<(usize, Result<VcpuState, String>)>>,
+    cv: Condvar,
+}
+
+impl PauseGate {
+    /// Parks vCPU `index` (called by its own thread, out of KVM_RUN) until the main loop
+    /// resumes it.
+    fn park(&self, index: usize, vcpu: &mut VcpuFd, devices: &Devices) {
+        // KVM_RUN with immediate_exit completes an I/O exit the vCPU is in the middle of
+        // (the device's answer to an `in`) without entering the guest, so the saved
+        // registers are those after the instruction (Firecracker does the same).
+        vcpu.set_kvm_immediate_exit(1);
+        for _ in 0..16 {
+            match vcpu.run() {
+                Ok(exit) => {
+                    if !serve_io(exit, devices) {
+                        break;
+                    }
+                }
+                Err(_) => break, // EINTR: nothing pending any more
+            }
+        }
+        vcpu.set_kvm_immediate_exit(0);
+        let indices = self.msr_indices.lock().unwrap().clone();
+        let state = vcpu_state::save(vcpu, &indices).map_err(|e| format!("vCPU {index}: {e}"));
+        let mut parked = self.parked.lock().unwrap();
+        parked.push((index, state));
+        self.cv.notify_all();
+        while self.requested.load(Ordering::Acquire) {
+            parked = self.cv.wait(parked).unwrap();
+        }
+    }
+}
+
+/// Dispatches an I/O or MMIO exit to the devices; false for any other exit.
+fn serve_io(exit: VcpuExit, devices: &Devices) -> bool {
+    match exit {
+        VcpuExit::IoIn(port, data) => devices.pio_read(port, data),
+        VcpuExit::IoOut(port, data) => devices.pio_write(port, data),
+        VcpuExit::MmioRead(addr, data) => devices.mmio_read(addr, data),
+        VcpuExit::MmioWrite(addr, data) => devices.mmio_write(addr, data),
+        _ => return false,
+    }
+    true
 }
 
 /// The signal used to kick vCPU threads out of KVM_RUN.
@@ -198,14 +314,22 @@ fn run_loop(
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
+        if shared.pause.requested.load(Ordering::Acquire) {
+            shared.pause.park(index, vcpu, devices);
+            continue;
+        }
         if index == 0 {
             shared.first_entry.get_or_init(Instant::now);
         }
         match vcpu.run() {
-            Ok(VcpuExit::IoIn(port, data)) => devices.pio_read(port, data),
-            Ok(VcpuExit::IoOut(port, data)) => devices.pio_write(port, data),
-            Ok(VcpuExit::MmioRead(addr, data)) => devices.mmio_read(addr, data),
-            Ok(VcpuExit::MmioWrite(addr, data)) => devices.mmio_write(addr, data),
+            Ok(
+                exit @ (VcpuExit::IoIn(..)
+                | VcpuExit::IoOut(..)
+                | VcpuExit::MmioRead(..)
+                | VcpuExit::MmioWrite(..)),
+            ) => {
+                serve_io(exit, devices);
+            }
             Ok(VcpuExit::Intr) => {
                 if let Some(p) = profile.as_deref_mut() {
                     p.sample(vcpu);

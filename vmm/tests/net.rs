@@ -181,6 +181,7 @@ fn job(work: &Path, kernel: &Path, spec: &GuestSpec, net: Option<NetJob>) -> VmJ
         shares: Vec::new(),
         net,
         vsock: None,
+        snapshot: None,
         extra_cmdline: disk::root_cmdline(),
         // VCOMPARE_NET_BOOTLOG=1: the kernel's log on the console too (for diagnosis).
         boot_log: std::env::var_os("VCOMPARE_NET_BOOTLOG").is_some(),

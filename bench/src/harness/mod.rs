@@ -61,6 +61,9 @@ pub struct Harness {
     /// The QEMU peer's once-per-run preparation, made on first use (startup and memory share
     /// it); `None` until then.
     pub qemu_setups: Option<Vec<crate::peers::qemu::QemuSetup>>,
+    /// The Firecracker peer's once-per-run preparation: `None` until first use, then
+    /// `Some(None)` when it is not measured (not found, no kernel; the skip says why).
+    pub firecracker: Option<Option<crate::peers::firecracker::FirecrackerSetup>>,
     /// VM subjects that had their untimed warm-up boot in this run (one per subject).
     pub warmed: Vec<String>,
     /// Whether VM subjects get that warm-up boot (off only for smoke runs: `--no-vm-warm-up`).
@@ -95,6 +98,7 @@ impl Harness {
             kernel: Err("not looked up".into()),
             vm_disk: Err("not looked up".into()),
             qemu_setups: None,
+            firecracker: None,
             warmed: Vec::new(),
             vm_warm_up: true,
             counter: 0,

@@ -92,10 +92,15 @@ pub struct QemuSetup {
     pub disk: PathBuf,
 }
 
+/// A report of the init as it appears on the console.
+pub fn phase_marker(phase: vcompare_spec::guest::Phase) -> Vec<u8> {
+    use vcompare_spec::guest::{console_marker, encode_report};
+    console_marker(&encode_report(phase, 0).to_string()).into_bytes()
+}
+
 /// The init's first report (init start) as it appears on the console.
 fn init_marker() -> Vec<u8> {
-    use vcompare_spec::guest::{console_marker, encode_report, Phase};
-    console_marker(&encode_report(Phase::InitStart, 0).to_string()).into_bytes()
+    phase_marker(vcompare_spec::guest::Phase::InitStart)
 }
 
 fn failed(cmd: &str, e: impl std::fmt::Display) -> BenchError {
@@ -146,7 +151,7 @@ pub fn prepare(
 /// The per-boot preparation vcompare's CLI also does for every VM: a fresh copy of the image's
 /// VM disk (reflink or sparse copy, the same function) and the run's spec (`args`) written
 /// onto it.
-fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
+pub(crate) fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
     let _ = std::fs::remove_file(&setup.disk);
     vcompare_vmm::disk::clone_or_copy(&setup.image_disk, &setup.disk)
         .map_err(|e| failed("copy the VM disk for QEMU", e))?;
@@ -166,7 +171,7 @@ fn fresh_disk(setup: &QemuSetup, args: &[&str]) -> Result<()> {
 }
 
 /// TSC frequency guess from /proc/cpuinfo (for `lpj=`; only skips a calibration loop).
-fn tsc_khz() -> Option<u32> {
+pub(crate) fn tsc_khz() -> Option<u32> {
     let c = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = c
         .lines()
@@ -179,12 +184,78 @@ fn tsc_khz() -> Option<u32> {
     Some((mhz * 1000.0) as u32)
 }
 
-/// What the console reader reports.
-enum ConsoleEvent {
+/// What a VM peer's console reader reports.
+pub(crate) enum ConsoleEvent {
     /// A complete console line.
     Line(String),
-    /// The init marker was read at this many ns after the spawn.
-    Init(u64),
+    /// Marker number `.0` of the reader's list was first read at `.1` ns after the start.
+    Marker(usize, u64),
+}
+
+/// Reads a VM peer's serial console (its stdout) on a thread: complete lines, and the instant
+/// (ns after `t0`) each of `markers` first appears — bytes, not lines: a marker is not
+/// followed by a newline. With `go_on = (i, input)` the go message is written to the serial
+/// input as soon as marker `i` (the init's `ready`) is read, as vcompare's VMM answers it.
+/// Every VM peer reads its console through this, so "init" means the same read everywhere.
+pub(crate) fn console_reader(
+    mut stdout: impl std::io::Read + Send + 'static,
+    t0: Instant,
+    markers: Vec<Vec<u8>>,
+    mut go_on: Option<(usize, std::process::ChildStdin)>,
+) -> (mpsc::Receiver<ConsoleEvent>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<ConsoleEvent>();
+    let reader = std::thread::spawn(move || {
+        let longest = markers.iter().map(Vec::len).max().unwrap_or(0);
+        let mut found = vec![false; markers.len()];
+        let (mut acc, mut line) = (Vec::new(), Vec::new());
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let at = t0.elapsed().as_nanos() as u64;
+            if found.iter().any(|f| !f) {
+                acc.extend_from_slice(&buf[..n]);
+                for (i, m) in markers.iter().enumerate() {
+                    if found[i] || !acc.windows(m.len()).any(|w| w == m.as_slice()) {
+                        continue;
+                    }
+                    found[i] = true;
+                    if let Some((_, input)) = go_on.as_mut().filter(|g| g.0 == i) {
+                        let _ = std::io::Write::write_all(input, &go_message_now());
+                    }
+                    if tx.send(ConsoleEvent::Marker(i, at)).is_err() {
+                        return;
+                    }
+                }
+                let keep = acc.len().saturating_sub(longest);
+                acc.drain(..keep);
+            }
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    let l = String::from_utf8_lossy(&line).into_owned();
+                    line.clear();
+                    if tx.send(ConsoleEvent::Line(l)).is_err() {
+                        return;
+                    }
+                } else {
+                    line.push(b);
+                }
+            }
+        }
+    });
+    (rx, reader)
+}
+
+/// The go message with the host's CLOCK_REALTIME now (see
+/// [`vcompare_spec::guest::go_message`]): a peer VMM's serial input must get it after the
+/// init's `ready`, or the init never reads its spec.
+pub(crate) fn go_message_now() -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    vcompare_spec::guest::go_message(now)
 }
 
 /// One QEMU boot's figures.
@@ -264,12 +335,30 @@ pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -
         setup.disk.display()
     ))
     .args(["-device", "virtio-blk-device,drive=vda"])
-    .stdin(Stdio::null())
+    .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    boot_command(cmd, label, setup, args, until, timeout, MEMORY_MIB << 20)
+}
+
+/// Boots a VM peer whose VMM is `cmd` (serial console on its piped stdin/stdout), running
+/// `args` in the guest, stopped as `until` says. QEMU's and Firecracker's cold boots both go
+/// through it, so they share the start event (before the per-boot disk copy and spec), the
+/// end events (the init's console reports) and the VMM memory rule (`ram_bytes` of RAM).
+pub(crate) fn boot_command(
+    mut cmd: Command,
+    label: &str,
+    setup: &QemuSetup,
+    args: &[&str],
+    until: Until,
+    timeout: Duration,
+    ram_bytes: u64,
+) -> Result<QemuBoot> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // The start event: before the per-boot preparation, as for `vcompare run` (whose CLI
     // copies the disk and writes the spec after the harness spawned it).
-    let marker = init_marker();
     let t0 = Instant::now();
     fresh_disk(setup, args)?;
     let mut child = cmd.spawn().map_err(|source| BenchError::Spawn {
@@ -277,42 +366,18 @@ pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -
         source,
     })?;
     let pid = child.id();
-    let mut stdout = child.stdout.take().expect("piped");
-    // Console bytes → (complete lines, the instant the init marker was read). Bytes, not
-    // lines: the marker is not followed by a newline.
-    let (tx, rx) = mpsc::channel::<ConsoleEvent>();
-    let reader = std::thread::spawn(move || {
-        let (mut acc, mut line, mut found) = (Vec::new(), Vec::new(), false);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            let at = t0.elapsed().as_nanos() as u64;
-            if !found {
-                acc.extend_from_slice(&buf[..n]);
-                if acc.windows(marker.len()).any(|w| w == marker) {
-                    found = true;
-                    if tx.send(ConsoleEvent::Init(at)).is_err() {
-                        break;
-                    }
-                }
-                let keep = acc.len().saturating_sub(marker.len());
-                acc.drain(..keep);
-            }
-            for &b in &buf[..n] {
-                if b == b'\n' {
-                    let l = String::from_utf8_lossy(&line).into_owned();
-                    line.clear();
-                    if tx.send(ConsoleEvent::Line(l)).is_err() {
-                        return;
-                    }
-                } else {
-                    line.push(b);
-                }
-            }
-        }
-    });
+    let stdout = child.stdout.take().expect("piped");
+    let serial_in = child.stdin.take().expect("piped");
+    // Marker 0: init start (the end event); marker 1: ready, answered with the go message.
+    let (rx, reader) = console_reader(
+        stdout,
+        t0,
+        vec![
+            init_marker(),
+            phase_marker(vcompare_spec::guest::Phase::Ready),
+        ],
+        Some((1, serial_in)),
+    );
     let mut boot = QemuBoot::default();
     let mut stopped_at: Option<u64> = None;
     let mut last_lines: Vec<String> = Vec::new();
@@ -330,19 +395,19 @@ pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -
                         last_lines.remove(0);
                     }
                     if hit && stopped_at.is_none() {
-                        boot.memory = vmm_memory(pid, MEMORY_MIB << 20);
+                        boot.memory = vmm_memory(pid, ram_bytes);
                         stopped_at = Some(t0.elapsed().as_nanos() as u64);
                         let _ = child.kill();
                     }
                 }
-                ConsoleEvent::Init(at) if boot.init_ns.is_none() => {
+                ConsoleEvent::Marker(0, at) if boot.init_ns.is_none() => {
                     boot.init_ns = Some(at);
                     if matches!(until, Until::Init) {
                         stopped_at = Some(at);
                         let _ = child.kill();
                     }
                 }
-                ConsoleEvent::Init(_) => {}
+                ConsoleEvent::Marker(..) => {}
             }
         }
         // The shared exit detector (pidfd), 1 ms at a time so console events are handled.
@@ -363,9 +428,10 @@ pub fn boot(setup: &QemuSetup, args: &[&str], until: Until, timeout: Duration) -
     while let Ok(ev) = rx.try_recv() {
         match ev {
             ConsoleEvent::Line(line) => last_lines.push(line),
-            ConsoleEvent::Init(at) => {
+            ConsoleEvent::Marker(0, at) => {
                 boot.init_ns.get_or_insert(at);
             }
+            ConsoleEvent::Marker(..) => {}
         }
     }
     let _ = std::fs::remove_file(&setup.disk);

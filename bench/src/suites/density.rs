@@ -32,7 +32,9 @@ fn available_avg() -> i64 {
     }
 }
 
-fn pss_of_instance(pid: u32) -> u64 {
+/// Summed PSS of an instance's host processes (its VMM or container process and its monitor):
+/// the density figure, shared with the snapshot suite's density.
+pub(crate) fn pss_of_instance(pid: u32) -> u64 {
     let mut pids = vec![pid];
     if let Some(m) = memory::monitor_of(pid) {
         pids.push(m);

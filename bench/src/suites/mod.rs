@@ -13,6 +13,7 @@ pub mod exec;
 pub mod memory;
 pub mod net;
 pub mod share;
+pub mod snapshot;
 pub mod startup;
 
 use std::process::Command;
@@ -26,7 +27,7 @@ use crate::results::Results;
 /// Every suite `vcompare bench --suite` accepts (`io` is an alias for the cpu suite's file
 /// I/O workload). Exported so the CLI checks its flag against the suites that exist here.
 pub const NAMES: &[&str] = &[
-    "startup", "cpu", "memory", "density", "disk", "io", "share", "net", "exec",
+    "startup", "cpu", "memory", "density", "disk", "io", "share", "net", "exec", "snapshot",
 ];
 
 /// What to measure, parsed from `vcompare bench` flags.
@@ -84,10 +85,17 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
             * (plan.mode("host") as u64 * cost::HOST
                 + plan.mode("container") as u64 * cost::CONTAINER);
         t += (r + 1) * (plan.peer("crun") as u64 + plan.peer("runc") as u64) * cost::PEER_CONTAINER;
-        t += v * (vm * cost::VM + 2 * vm * plan.peer("qemu") as u64 * cost::QEMU);
+        // vm (restored) and vm-cold, the QEMU subjects and Firecracker.
+        t += v
+            * (2 * vm * cost::VM
+                + (2 * plan.peer("qemu") as u64 + plan.peer("firecracker") as u64)
+                    * vm
+                    * cost::QEMU);
     }
-    // The VM warm-up boots: one per VM subject (ours, two QEMU subjects) once per run.
-    t += vm * (cost::VM + 2 * plan.peer("qemu") as u64 * cost::QEMU);
+    // The VM warm-up boots: one per VM subject (vm, vm-cold, QEMU's, Firecracker) once per run.
+    t += vm
+        * (2 * cost::VM
+            + (2 * plan.peer("qemu") as u64 + plan.peer("firecracker") as u64) * cost::QEMU);
     if plan.suite("cpu") {
         t +=
             (r + 1) * (plan.mode("host") as u64 + plan.mode("container") as u64) * cost::CPU_SCRIPT
@@ -116,6 +124,9 @@ pub fn estimate_ms(h: &Harness, plan: &Plan) -> u64 {
     if plan.suite("exec") {
         t += exec::estimate_ms(h, plan);
     }
+    if plan.suite("snapshot") {
+        t += snapshot::estimate_ms(h, plan);
+    }
     t
 }
 
@@ -142,6 +153,10 @@ pub fn run_all(h: &mut Harness, plan: &Plan, results: &mut Results) {
     // Its VM is booted once and stays up for the suite; removed before net starts.
     if plan.suite("exec") {
         exec::run(h, plan, results);
+    }
+    // Boots VMs only (restored and cold, ours and Firecracker's).
+    if plan.suite("snapshot") {
+        snapshot::run(h, plan, results);
     }
     // Last: it is the only suite that creates a network, and its VM server boots once.
     if plan.suite("net") {
@@ -192,10 +207,21 @@ pub fn run_args<'a>(network: Network<'a>, flags: &[&'a str]) -> Vec<&'a str> {
 /// workload, kept by the instance so its record and disk can be read afterwards (startup and
 /// disk suites).
 pub fn probe_true_kept<'a>(name: &'a str, mode: &'a str, image: &'a str) -> Vec<&'a str> {
-    run_args(
-        Network::None,
-        &["--name", name, "--mode", mode, image, "/bin/probe", "true"],
-    )
+    probe_true_kept_with(name, mode, image, &[])
+}
+
+/// [`probe_true_kept`] with further `run` flags before the image (e.g. `--no-snapshot`), so
+/// the VM subjects that differ only in a flag run the same command line otherwise.
+pub fn probe_true_kept_with<'a>(
+    name: &'a str,
+    mode: &'a str,
+    image: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut flags = vec!["--name", name, "--mode", mode];
+    flags.extend_from_slice(extra);
+    flags.extend_from_slice(&[image, "/bin/probe", "true"]);
+    run_args(Network::None, &flags)
 }
 
 /// How long a short probe script may take in a `mode` instance: a VM gets 400 s, since every
@@ -417,12 +443,68 @@ pub fn qemu_setups(h: &mut Harness, plan: &Plan, results: &mut Results) -> Vec<q
     setups
 }
 
+/// The Firecracker peer's once-per-run preparation (kernel arguments, config file), made on
+/// first use and shared by the startup and snapshot suites; `None` — with one skip line saying
+/// why — when no binary is found or there is no kernel or VM disk.
+pub fn firecracker_setup(
+    h: &mut Harness,
+    plan: &Plan,
+    results: &mut Results,
+) -> Option<crate::peers::firecracker::FirecrackerSetup> {
+    use crate::peers::firecracker;
+    if let Some(s) = &h.firecracker {
+        return s.clone();
+    }
+    let setup = if !(plan.peer("firecracker") && plan.mode("vm")) {
+        None
+    } else if !firecracker::available() {
+        results.skip(
+            "peer firecracker",
+            format!(
+                "no firecracker binary (set ${} or put firecracker on PATH)",
+                firecracker::BINARY_ENV
+            ),
+        );
+        None
+    } else {
+        match (h.kernel.clone(), h.vm_disk.clone()) {
+            (Ok(kernel), Ok((disk, init))) => {
+                match firecracker::prepare(&h.scratch, &kernel, &init, &disk) {
+                    Ok(s) => {
+                        results.note_once(format!("firecracker peer: {} booting {} with the same kernel arguments as vcompare's VM (root on a fresh copy of the image's VM disk, as `qemu-rootdisk`), 1 vCPU, {} MiB", s.binary.display(), kernel.display(), firecracker::MEMORY_MIB));
+                        Some(s)
+                    }
+                    Err(e) => {
+                        results.skip("peer firecracker", e.to_string());
+                        None
+                    }
+                }
+            }
+            (Err(why), _) => {
+                results.skip("peer firecracker", format!("no guest kernel: {why}"));
+                None
+            }
+            (_, Err(why)) => {
+                results.skip(
+                    "peer firecracker",
+                    format!("no VM disk for the image: {why}"),
+                );
+                None
+            }
+        }
+    };
+    h.firecracker = Some(setup.clone());
+    setup
+}
+
 /// The warm-up of a VM subject: one untimed boot, the first time `subject` (vm, qemu,
 /// qemu-rootdisk, qemu-reference) is about to be measured in this run, exactly as its timed
 /// boots run (`vcompare run --mode vm IMAGE /bin/probe true` + `rm`; QEMU up to init). A failed
 /// warm-up is not an error here: the timed boot that follows fails the same way and is reported.
 pub fn vm_warm_up(h: &mut Harness, results: &mut Results, subject: &str) {
-    if h.warmed.iter().any(|w| w == subject) || (subject == "vm" && h.vm_broken.is_some()) {
+    if h.warmed.iter().any(|w| w == subject)
+        || (startup::vm_subject_flags(subject).is_some() && h.vm_broken.is_some())
+    {
         return;
     }
     h.warmed.push(subject.to_string());
@@ -431,9 +513,19 @@ pub fn vm_warm_up(h: &mut Harness, results: &mut Results, subject: &str) {
         return;
     }
     h.advance(0, &format!("{subject} warm-up boot"));
-    if subject == "vm" {
-        // Exactly a timed boot (run + rm), its figures dropped.
-        let _ = startup::vcompare_once(h, "vm", false, results);
+    if let Some(flags) = startup::vm_subject_flags(subject) {
+        // Exactly a timed boot (run + rm), its figures dropped. For `vm` it is the boot that
+        // takes the VM kind's snapshot (when none exists yet) that every measured boot restores.
+        let _ = startup::vcompare_probe(h, "vm", flags, false, results);
+    } else if subject == startup::FIRECRACKER {
+        if let Some(setup) = h.firecracker.clone().flatten() {
+            let _ = crate::peers::firecracker::boot(
+                &setup,
+                &["/bin/probe", "true"],
+                qemu::Until::Init,
+                startup::VM_TIMEOUT,
+            );
+        }
     } else if let Some(setup) = h
         .qemu_setups
         .as_ref()

@@ -10,8 +10,13 @@
 //! - crun / runc: spawn `crun|runc run -b BUNDLE ID` on the same rootfs and command (their
 //!   `run` deletes the container before exiting; crun's hybrid-cgroup workaround is timed in
 //!   the child and subtracted);
-//! - qemu subjects: the clock starts before the per-boot disk copy and spec, then qemu is
-//!   spawned; mark "init" = the init's first phase report ([`crate::peers::qemu`]).
+//! - qemu subjects and firecracker: the clock starts before the per-boot disk copy and spec,
+//!   then the VMM is spawned; mark "init" = the init's first phase report
+//!   ([`crate::peers::qemu`], [`crate::peers::firecracker`]);
+//! - vm and vm-cold: vcompare's VM restored from the snapshot of its VM kind (taken by the
+//!   warm-up boot) and booted cold (`--no-snapshot`), side by side; `inspect` must confirm
+//!   each run started that way, else the run is dropped (not comparable). The peers boot cold,
+//!   so they compare with `vm-cold`.
 //!
 //! Every subject gets one untimed warm-up: host, container, crun and runc a round before the
 //! measured ones; each VM subject a boot ([`super::vm_warm_up`]).
@@ -114,9 +119,32 @@ pub(crate) fn vcompare_once(
     want_disk: bool,
     results: &mut Results,
 ) -> Result<(StartupRun, Option<(u64, u64)>)> {
+    vcompare_probe(h, mode, &[], want_disk, results).map(|p| (p.run, p.usage))
+}
+
+/// What [`vcompare_probe`] measured: the run, the instance directory's disk use (if asked),
+/// and the instance's `inspect` record (e.g. to check a VM was restored from its snapshot).
+pub(crate) struct ProbeRun {
+    /// Wall time, phases, marks, removal.
+    pub run: StartupRun,
+    /// (allocated, apparent) bytes of the instance directory.
+    pub usage: Option<(u64, u64)>,
+    /// `vcompare inspect NAME --format json`, read before the removal.
+    pub record: Value,
+}
+
+/// [`vcompare_once`] with further `run` flags (`extra`, e.g. `--no-snapshot`), returning the
+/// inspect record too.
+pub(crate) fn vcompare_probe(
+    h: &mut Harness,
+    mode: &str,
+    extra: &[&str],
+    want_disk: bool,
+    results: &mut Results,
+) -> Result<ProbeRun> {
     let name = h.fresh_name(mode);
     let image = h.image.clone();
-    let args = super::probe_true_kept(&name, mode, &image);
+    let args = super::probe_true_kept_with(&name, mode, &image, extra);
     let label = format!("vcompare run --mode {mode} {image} /bin/probe true");
     let timed = spawn_timed(h.vcompare(&args), &label)?;
     let spawn_mono_ns = timed.spawn_mono_ns;
@@ -177,8 +205,99 @@ pub(crate) fn vcompare_once(
             return Err(e);
         }
     }
-    record?;
-    Ok((run, usage))
+    Ok(ProbeRun {
+        run,
+        usage,
+        record: record?,
+    })
+}
+
+/// The VM subject of the Firecracker peer (cold boots, compared with `vm-cold`).
+pub const FIRECRACKER: &str = "firecracker";
+
+/// vcompare's VM subject booted cold (`--no-snapshot`): the one QEMU and Firecracker compare with.
+pub const VM_COLD: &str = "vm-cold";
+
+/// The `run` flags of vcompare's VM subjects: `vm` (the default: restored from the snapshot
+/// of its VM kind, which its warm-up boot took) and `vm-cold` (`--no-snapshot`); `None` for
+/// any other subject.
+pub fn vm_subject_flags(subject: &str) -> Option<&'static [&'static str]> {
+    match subject {
+        "vm" => Some(&[]),
+        VM_COLD => Some(&["--no-snapshot"]),
+        _ => None,
+    }
+}
+
+/// The VM run's snapshot plan and outcome from its inspect record (`host.snapshot`: `plan`
+/// restore/take/cold, `restored`, `taken_pause_ms`, `dir`), wherever the record nests it.
+pub fn snapshot_info(record: &Value) -> Option<&Value> {
+    match record {
+        Value::Object(m) => {
+            if let Some(s) = m.get("snapshot").filter(|s| s.get("plan").is_some()) {
+                return Some(s);
+            }
+            m.values().find_map(snapshot_info)
+        }
+        Value::Array(a) => a.iter().find_map(snapshot_info),
+        _ => None,
+    }
+}
+
+/// Checks that a run of VM subject `subject` started the way the subject says: `vm` restored
+/// from a snapshot, `vm-cold` booted cold. A run that did not is not comparable: an error.
+pub fn check_snapshot_kind(subject: &str, record: &Value) -> Result<()> {
+    let info = snapshot_info(record);
+    let restored = info
+        .and_then(|i| i.get("restored"))
+        .and_then(Value::as_bool)
+        // A running instance has only its plan (`restored` is written when the run ends).
+        .or_else(|| match info?.get("plan")?.as_str()? {
+            "restore" => Some(true),
+            "cold" => Some(false),
+            _ => None,
+        });
+    let want = subject == "vm";
+    if restored == Some(want) {
+        return Ok(());
+    }
+    Err(crate::error::BenchError::Parse {
+        what: format!("startup {subject}: the run's snapshot state"),
+        detail: format!(
+            "expected {}, `vcompare inspect` says host.snapshot = {} — not comparable, run dropped",
+            if want {
+                "a VM restored from its snapshot"
+            } else {
+                "a cold boot"
+            },
+            info.map(Value::to_string)
+                .unwrap_or_else(|| "(absent)".into())
+        ),
+    })
+}
+
+/// A VM peer's boot (QEMU, Firecracker) as a startup run: its wall figure, the `init` mark and
+/// the one span launch → init.
+fn peer_boot_run(b: &qemu::QemuBoot) -> StartupRun {
+    let mut marks = BTreeMap::new();
+    if let Some(i) = b.init_ns {
+        marks.insert("init".to_string(), i);
+    }
+    let phases = b
+        .init_ns
+        .map(|i| {
+            vec![PhaseSpan {
+                name: "launch → init".into(),
+                duration_ns: i,
+            }]
+        })
+        .unwrap_or_default();
+    StartupRun {
+        wall_ns: b.wall_ns,
+        phases,
+        marks,
+        remove_ns: None,
+    }
 }
 
 /// One host run of `probe true`.
@@ -252,7 +371,9 @@ pub fn definition(subject: &str) -> String {
     match subject {
         "host" => "spawn `probe true` on the host → its exit (fork+exec+exit floor)".into(),
         "container" => format!("spawn `vcompare run --mode container IMAGE /bin/probe true` → its exit{rm}"),
-        "vm" => format!("spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit (CLI preparation incl. the disk copy, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off); {LAUNCH_TO_INIT}{rm}"),
+        "vm" => format!("spawn `vcompare run --mode vm IMAGE /bin/probe true` → its exit, **restored from the VM kind's snapshot** (taken by the warm-up boot; every measured run is checked with `inspect` to have been restored, else dropped): CLI preparation incl. the copy of the snapshot's disk, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN after the restore (memory file mapped copy-on-write, KVM and device state restored), init reads the spec, probe, power-off; no `kernel_boot` mark (the kernel booted when the snapshot was taken){rm}"),
+        "vm-cold" => format!("the same command with `--no-snapshot`: a **cold boot** (CLI preparation incl. the disk copy, VMM setup = `vcompare-vmm` launch → vCPU 0's first KVM_RUN, guest kernel boot, init, probe, power-off; checked with `inspect` not to have been restored); {LAUNCH_TO_INIT}; the subject QEMU and Firecracker compare with{rm}"),
+        "firecracker" => format!("`firecracker --no-api --config-file CFG` (same kernel and kernel arguments, root on a fresh copy of the image's VM disk with the same spec — as `qemu-rootdisk` and vcompare's VMM —, 1 vCPU, 256 MiB), a cold boot; {LAUNCH_TO_INIT}; Firecracker is stopped there, so its wall figure is launch → init"),
         "crun" => "spawn `crun run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit; `run` includes the delete; on a hybrid cgroup host the harness's own workaround (private mount namespace without /sys/fs/cgroup/unified, done between fork and exec) is timed in the child and subtracted".into(),
         "runc" => "spawn `runc run -b BUNDLE` (same rootfs and command, OCI default spec, no user namespace) → its exit; `run` includes the delete".into(),
         "qemu" => format!("`qemu-system-x86_64 -M microvm,acpi=off -cpu host` (on PVM `host,-arch-capabilities`: PVM refuses QEMU's write of that MSR) (same kernel and kernel arguments, 256 MiB, 1 vCPU; the conventional boot: `-initrd` with vcompare's init as /init, built once per run like vcompare's cached image disk; a fresh copy of the image's VM disk as virtio-blk); {LAUNCH_TO_INIT}; QEMU is stopped there, so its wall figure is launch → init"),
@@ -346,21 +467,18 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
     }
     // VMs: few runs, vcompare and QEMU alternating, each after one untimed warm-up boot.
     let mut vm_subjects: Vec<String> = Vec::new();
-    if super::vm_usable(h, plan, results, "startup", h.vm_runs as u64 * cost::VM) {
+    if super::vm_usable(h, plan, results, "startup", 2 * h.vm_runs as u64 * cost::VM) {
         vm_subjects.push("vm".into());
+        vm_subjects.push(VM_COLD.into());
     }
     let qemu_setups = super::qemu_setups(h, plan, results);
     vm_subjects.extend(qemu_setups.iter().map(|s| s.subject.clone()));
-    if plan.peer("firecracker") && plan.mode("vm") {
-        let why = if peers::firecracker::available() {
-            "found on PATH but not driven by this harness yet (its figures would use the same start/end events, warm-up and VMM-memory function as every VM subject)"
-        } else {
-            "firecracker is not on PATH"
-        };
-        results.skip("peer firecracker", why);
+    let firecracker = super::firecracker_setup(h, plan, results);
+    if firecracker.is_some() {
+        vm_subjects.push(FIRECRACKER.into());
     }
     for subject in vm_subjects.clone() {
-        if subject != "vm" || h.vm_broken.is_none() {
+        if vm_subject_flags(&subject).is_none() || h.vm_broken.is_none() {
             vm_warm_up(h, results, &subject);
         }
     }
@@ -369,67 +487,67 @@ pub fn run(h: &mut Harness, plan: &Plan, results: &mut Results) {
         order.rotate_left(round % vm_subjects.len().max(1));
         for subject in order {
             let subject = subject.as_str();
-            if subject == "vm" && h.vm_broken.is_some() || failed.iter().any(|f| f == subject) {
+            let ours = vm_subject_flags(subject);
+            if ours.is_some() && h.vm_broken.is_some() || failed.iter().any(|f| f == subject) {
                 h.advance(
-                    if subject == "vm" {
-                        cost::VM
-                    } else {
-                        cost::QEMU
-                    },
+                    if ours.is_some() { cost::VM } else { cost::QEMU },
                     &format!("startup {subject} skipped"),
                 );
                 continue;
             }
-            if subject == "vm" {
-                let r = vcompare_once(h, "vm", want_disk, results);
-                h.advance(cost::VM, &format!("startup vm {}/{}", round + 1, h.vm_runs));
+            let progress = format!("startup {subject} {}/{}", round + 1, h.vm_runs);
+            if let Some(flags) = ours {
+                let r = vcompare_probe(h, "vm", flags, want_disk, results);
+                h.advance(cost::VM, &progress);
                 match r {
-                    Ok((run, usage)) => {
-                        series(&mut results.startup, "vm").runs.push(run);
-                        if let Some(u) = usage {
-                            disk_samples.entry("vm".into()).or_default().push(u);
+                    Ok(p) => match check_snapshot_kind(subject, &p.record) {
+                        Ok(()) => {
+                            series(&mut results.startup, subject).runs.push(p.run);
+                            if let Some(u) = p.usage {
+                                disk_samples.entry(subject.into()).or_default().push(u);
+                            }
                         }
-                    }
+                        Err(e) => {
+                            h.say(&e.to_string());
+                            results.skip(
+                                format!("startup {subject} run {}", round + 1),
+                                e.to_string(),
+                            );
+                        }
+                    },
                     Err(e) => vm_failed(h, results, "startup", &e),
                 }
+                continue;
+            }
+            let r = if subject == FIRECRACKER {
+                match &firecracker {
+                    Some(setup) => peers::firecracker::boot(
+                        setup,
+                        &["/bin/probe", "true"],
+                        qemu::Until::Init,
+                        VM_TIMEOUT,
+                    ),
+                    None => continue,
+                }
             } else if let Some(setup) = qemu_setups.iter().find(|q| q.subject == subject) {
-                let r = qemu::boot(
+                qemu::boot(
                     setup,
                     &["/bin/probe", "true"],
                     qemu::Until::Init,
                     VM_TIMEOUT,
-                );
-                h.advance(
-                    cost::QEMU,
-                    &format!("startup {subject} {}/{}", round + 1, h.vm_runs),
-                );
-                match r {
-                    Ok(b) => {
-                        let mut marks = BTreeMap::new();
-                        if let Some(i) = b.init_ns {
-                            marks.insert("init".to_string(), i);
-                        }
-                        let phases = b
-                            .init_ns
-                            .map(|i| {
-                                vec![PhaseSpan {
-                                    name: "launch → init".into(),
-                                    duration_ns: i,
-                                }]
-                            })
-                            .unwrap_or_default();
-                        series(&mut results.startup, subject).runs.push(StartupRun {
-                            wall_ns: b.wall_ns,
-                            phases,
-                            marks,
-                            remove_ns: None,
-                        });
-                    }
-                    Err(e) => {
-                        h.say(&format!("startup {subject}: {e}"));
-                        results.skip(format!("startup {subject}"), e.to_string());
-                        failed.push(subject.into());
-                    }
+                )
+            } else {
+                continue;
+            };
+            h.advance(cost::QEMU, &progress);
+            match r {
+                Ok(b) => series(&mut results.startup, subject)
+                    .runs
+                    .push(peer_boot_run(&b)),
+                Err(e) => {
+                    h.say(&format!("startup {subject}: {e}"));
+                    results.skip(format!("startup {subject}"), e.to_string());
+                    failed.push(subject.into());
                 }
             }
         }

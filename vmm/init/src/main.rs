@@ -1,6 +1,9 @@
 //! vcompare's guest init: PID 1 inside the microVM, started by the kernel from the image's
-//! root disk (which the kernel mounted as `/`). It mounts /proc, /sys and /dev, reads the
-//! run's spec from the disk's spec area, configures the network (`net.rs`, with `--network`),
+//! root disk (which the kernel mounted as `/`). It mounts /proc, /sys and /dev, reports
+//! "ready" and waits for the VMM's go message on the console (the VMM may snapshot the VM at
+//! that point, and a VM restored from the snapshot resumes right there: see
+//! `vcompare_vmm::snapshot`), sets the wall clock from that message, reads the run's spec
+//! from the disk's spec area, reseeds the guest's RNG with the spec's fresh bytes, configures the network (`net.rs`, with `--network`),
 //! sets hostname, user, environment and working directory, opens the guest agent's vsock
 //! listener (`agent.rs`: `exec`, `run -i/-t`, `stop`), runs the entrypoint as its child
 //! (`spawn.rs`; at boot, or — with `run -i/-t` — when the host attaches), reaps zombies,
@@ -28,8 +31,8 @@ use spawn::cstr;
 use sys::errno;
 
 use vcompare_spec::guest::{
-    console_marker, encode_report, exit_arg, spec_area, GuestShare, GuestSpec, Phase,
-    BOOT_TIMER_PORT, MARKER_INFO_PREFIX, SPEC_AREA_BYTES, SPEC_DEVICE_VAR,
+    console_marker, encode_report, exit_arg, parse_go, spec_area, GuestShare, GuestSpec, Phase,
+    BOOT_TIMER_PORT, GO_BYTE, MARKER_INFO_PREFIX, SPEC_AREA_BYTES, SPEC_DEVICE_VAR,
 };
 
 /// One line on the console (the init's stderr), prefixed so it is told from the workload's.
@@ -247,23 +250,131 @@ fn mount_kernel_filesystems() -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the spec from the last [`SPEC_AREA_BYTES`] of `device` (see [`spec_area`]).
+/// Reads the spec from the last [`SPEC_AREA_BYTES`] of `device` (see [`spec_area`]), with
+/// O_DIRECT: a VM restored from a snapshot must see this run's spec on its disk, never a
+/// page the guest's cache might hold from an earlier read.
 fn read_spec(device: &str) -> Result<GuestSpec, String> {
-    use std::io::Seek;
-    use std::os::unix::fs::FileExt;
-    let mut f = std::fs::File::open(device).map_err(|e| format!("open {device}: {e}"))?;
-    let size = f
-        .seek(std::io::SeekFrom::End(0))
-        .map_err(|e| format!("size of {device}: {e}"))?;
-    let mut area = vec![0u8; SPEC_AREA_BYTES as usize];
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(device)
+        .map_err(|e| format!("open {device}: {e}"))?;
+    // SAFETY: BLKGETSIZE64 writes one u64.
+    let mut size = 0u64;
+    if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), BLKGETSIZE64, &mut size) } != 0 {
+        return Err(format!(
+            "size of {device}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     let at = size
         .checked_sub(SPEC_AREA_BYTES)
         .ok_or("device too small")?;
-    f.read_exact_at(&mut area, at)
+    // O_DIRECT wants a block-aligned buffer: read into an aligned part of a larger one.
+    let mut raw = vec![0u8; SPEC_AREA_BYTES as usize + 4096];
+    let skip = raw.as_ptr().align_offset(4096);
+    let area = &mut raw[skip..skip + SPEC_AREA_BYTES as usize];
+    f.read_exact_at(area, at)
         .map_err(|e| format!("read {device}: {e}"))?;
-    let json = spec_area::decode(&area).map_err(|e| format!("{e} on {device}"))?;
+    let json = spec_area::decode(area).map_err(|e| format!("{e} on {device}"))?;
     serde_json::from_slice(json).map_err(|e| e.to_string())
 }
+
+/// `BLKGETSIZE64`: a block device's size in bytes.
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// Reports [`Phase::Ready`] and waits for the VMM's go message on the console (see
+/// [`vcompare_spec::guest::go_message`]); returns the host's wall-clock time from it. Until
+/// then the guest is identical in every run, which is what makes one snapshot serve them all.
+fn ready_and_wait_for_go(port: u16) -> Result<u64, String> {
+    report(port, Phase::Ready, 0);
+    let mut seen_go = false;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        // The whole message arrives at once (the VMM queues it in the UART's FIFO): read what
+        // is there, not a byte per read (each read is emulated guest-kernel work on PVM hosts).
+        // SAFETY: reading into a local buffer from the console.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return Err(format!(
+                "the console closed before the VMM's go ({})",
+                std::io::Error::last_os_error()
+            ));
+        }
+        for &b in &buf[..n as usize] {
+            match b {
+                GO_BYTE => {
+                    seen_go = true;
+                    text.clear();
+                }
+                b'\n' if seen_go => {
+                    return parse_go(&text)
+                        .ok_or_else(|| "malformed go message from the VMM".to_string())
+                }
+                c if seen_go && text.len() < 32 => text.push(c),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Sets the guest's wall clock to the host's (`ns` since the epoch): a VM restored from a
+/// snapshot would otherwise resume with the snapshot's time.
+fn set_wall_clock(ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: clock_settime reads the timespec.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+        log(&format!(
+            "cannot set the wall clock: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// Adds the run's fresh random bytes (hex) to the guest kernel's entropy pool and reseeds
+/// its CRNG: VMs restored from one snapshot must not share their random state.
+fn reseed_entropy(hex: &str) {
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    if bytes.is_empty() {
+        return;
+    }
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + bytes.len());
+    info.extend_from_slice(&((bytes.len() * 8) as i32).to_ne_bytes());
+    info.extend_from_slice(&(bytes.len() as i32).to_ne_bytes());
+    info.extend_from_slice(&bytes);
+    let Ok(random) = std::fs::OpenOptions::new().write(true).open("/dev/random") else {
+        log("cannot open /dev/random to reseed the guest's RNG");
+        return;
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&random);
+    // SAFETY: RNDADDENTROPY reads a rand_pool_info of the given size; RNDRESEEDCRNG takes no
+    // argument.
+    let ok = unsafe {
+        libc::ioctl(fd, RNDADDENTROPY, info.as_ptr()) == 0 && libc::ioctl(fd, RNDRESEEDCRNG) == 0
+    };
+    if !ok {
+        log(&format!(
+            "cannot reseed the guest's RNG: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// `RNDADDENTROPY` = _IOW('R', 0x03, int[2]).
+const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+/// `RNDRESEEDCRNG` = _IO('R', 0x07).
+const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
 
 /// Mounts each shared host directory (virtio-9p, by its tag) at its path in the image. The
 /// message size is the largest the Linux virtio transport takes: fewer, larger requests mean
@@ -310,6 +421,11 @@ fn main() {
     if let Err(e) = mount_kernel_filesystems() {
         fail(port, &e);
     }
+    console_raw();
+    match ready_and_wait_for_go(port) {
+        Ok(now) => set_wall_clock(now),
+        Err(e) => fail(port, &e),
+    }
     let device = std::env::var(SPEC_DEVICE_VAR).unwrap_or_else(|_| "/dev/vda".into());
     let spec = match read_spec(&device) {
         Ok(s) => s,
@@ -322,6 +438,7 @@ fn main() {
     if spec.process.args.is_empty() {
         fail(port, "no command to run");
     }
+    reseed_entropy(&spec.entropy);
     report(port, Phase::RootMounted, 0);
     if let Err(e) = mount_shares(&spec.shares) {
         fail(port, &e);
@@ -333,7 +450,6 @@ fn main() {
         // SAFETY: pointer/length of a valid byte string.
         unsafe { libc::sethostname(spec.hostname.as_ptr().cast(), spec.hostname.len()) };
     }
-    console_raw();
 
     // SIGCHLD through a signalfd, so one poll covers children and the console.
     // SAFETY: local sigset manipulation; signalfd returns a new fd.

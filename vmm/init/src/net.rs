@@ -19,6 +19,7 @@ struct IfReq {
 #[repr(C)]
 union IfReqData {
     addr: libc::sockaddr_in,
+    hwaddr: libc::sockaddr,
     flags: libc::c_short,
     _pad: [u8; 24],
 }
@@ -126,6 +127,7 @@ fn configure_interface(sock: &OwnedFd, net: &GuestNetwork) -> Result<(), String>
         g => Some(parse_ip("gateway", g)?),
     };
     let ctx = |e: String| format!("network: {e}");
+    set_mac(sock, name, &net.mac).map_err(ctx)?;
     let mut r = ifreq(name)?;
     r.data.addr = sockaddr(addr);
     ioctl(
@@ -149,6 +151,37 @@ fn configure_interface(sock: &OwnedFd, net: &GuestNetwork) -> Result<(), String>
     }
     write_file("/etc/resolv.conf", &net.resolv_conf)?;
     write_file("/etc/hosts", &net.hosts)
+}
+
+/// Gives the (still down) interface the run's MAC address. After a cold boot the NIC already
+/// has it (the driver read it from the device); a VM restored from a snapshot carries the
+/// snapshot's, and must not share it with its siblings on the bridge. Empty = keep.
+fn set_mac(sock: &OwnedFd, name: &str, mac: &str) -> Result<(), String> {
+    if mac.is_empty() {
+        return Ok(());
+    }
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad MAC address {mac:?}"))?;
+    if bytes.len() != 6 {
+        return Err(format!("bad MAC address {mac:?}"));
+    }
+    // SAFETY: an all-zero sockaddr is a valid value.
+    let mut hw: libc::sockaddr = unsafe { std::mem::zeroed() };
+    hw.sa_family = libc::ARPHRD_ETHER;
+    for (d, s) in hw.sa_data.iter_mut().zip(&bytes) {
+        *d = *s as libc::c_char;
+    }
+    let mut r = ifreq(name)?;
+    r.data.hwaddr = hw;
+    ioctl(
+        sock,
+        libc::SIOCSIFHWADDR,
+        &mut r,
+        &format!("MAC {mac} on {name}"),
+    )
 }
 
 /// `route add default gw GW`: the subnet's own route came with the address.

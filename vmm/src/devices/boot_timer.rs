@@ -41,6 +41,9 @@ pub struct BootTimer {
     /// Written when the guest reports the entrypoint's end or an init failure: the VM's
     /// work is over and the VMM need not wait for the guest kernel's reboot path.
     pub done: EventFd,
+    /// Written when the init reports [`Phase::Ready`]: the main loop may snapshot the VM,
+    /// then sends the go message the init waits for.
+    pub ready: EventFd,
     info: Mutex<Option<String>>,
     on_info: Mutex<Option<InfoCallback>>,
 }
@@ -54,6 +57,7 @@ impl BootTimer {
             forward,
             keep_forwarding,
             done: EventFd::new(libc::EFD_NONBLOCK)?,
+            ready: EventFd::new(libc::EFD_NONBLOCK)?,
             info: Mutex::new(None),
             on_info: Mutex::new(None),
         })
@@ -81,6 +85,9 @@ impl BootTimer {
                     self.forward.store(false, Ordering::SeqCst);
                 }
                 let _ = self.done.write(1);
+            }
+            Phase::Ready => {
+                let _ = self.ready.write(1);
             }
             _ => {}
         }

@@ -186,6 +186,23 @@ impl Console {
         }
     }
 
+    /// A UART in the state of a snapshot (registers and receive FIFO), raising `irq` and
+    /// writing to `sink`.
+    pub fn from_snapshot(
+        irq: EventTrigger,
+        sink: ConsoleSink,
+        s: &crate::snapshot::device_state::SerialSnapshot,
+    ) -> std::io::Result<Self> {
+        let uart = Serial::from_state(&s.into(), irq, vm_superio::serial::NoEvents, sink)
+            .map_err(|e| std::io::Error::other(format!("serial state: {e:?}")))?;
+        Ok(Console { uart })
+    }
+
+    /// The UART's registers and receive FIFO, for a snapshot.
+    pub fn snapshot(&self) -> crate::snapshot::device_state::SerialSnapshot {
+        self.uart.state().into()
+    }
+
     /// Register read at `offset` (0..8).
     pub fn read(&mut self, offset: u8) -> u8 {
         self.uart.read(offset)

@@ -7,6 +7,7 @@ use super::footprint::{density_slopes, memory_median};
 use super::format::{fmt_bytes, fmt_ns, fmt_num};
 use super::net::{net_median, NET_FIGURES};
 use super::share::{share_median, SHARE_FIGURES};
+use super::snapshot::{snapshot_density_slope, snapshot_figure};
 use super::startup::startup_median;
 use crate::results::Results;
 use crate::stats::{median, ratio, summarize};
@@ -137,6 +138,34 @@ pub fn compare(a: &Results, la: &str, b: &Results, lb: &str) -> String {
             mib_s(b),
             &fmt_num,
         );
+    }
+    let snap_subjects = |r: &Results| {
+        r.snapshot
+            .as_ref()
+            .map(|s| s.series.clone())
+            .unwrap_or_default()
+    };
+    for s in &sorted_union(&snap_subjects(a), &snap_subjects(b), |s| s.subject.clone()) {
+        for (f, label) in crate::suites::snapshot::FIGURES {
+            let (x, y) = (snapshot_figure(a, s, f), snapshot_figure(b, s, f));
+            if x.is_some() || y.is_some() {
+                row(format!("snapshot {s} {label}"), x, y, &fmt_ns);
+            }
+        }
+    }
+    for s in [
+        crate::suites::snapshot::RESTORED,
+        crate::suites::snapshot::COLD,
+    ] {
+        let (x, y) = (snapshot_density_slope(a, s), snapshot_density_slope(b, s));
+        if x.is_some() || y.is_some() {
+            row(
+                format!("snapshot density {s} (PSS per VM)"),
+                x,
+                y,
+                &fmt_bytes,
+            );
+        }
     }
     if a.has_vm_numbers() || b.has_vm_numbers() {
         md.push_str(&format!(

@@ -25,9 +25,14 @@ pub fn memory_median(r: &Results, subject: &str, metric: &str) -> Option<f64> {
 
 /// (slope of PSS sum, slope of MemAvailable drop) per instance, bytes.
 pub fn density_slopes(r: &Results, subject: &str) -> (Option<f64>, Option<f64>) {
-    let Some(s) = r.density.iter().find(|s| s.subject == subject) else {
-        return (None, None);
-    };
+    match r.density.iter().find(|s| s.subject == subject) {
+        Some(s) => series_slopes(s),
+        None => (None, None),
+    }
+}
+
+/// [`density_slopes`] of one series (also the snapshot suite's density series).
+pub fn series_slopes(s: &crate::results::DensitySeries) -> (Option<f64>, Option<f64>) {
     let pss: Vec<(f64, f64)> = s
         .points
         .iter()

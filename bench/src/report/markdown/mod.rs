@@ -13,6 +13,7 @@ mod footprint;
 mod format;
 mod net;
 mod share;
+mod snapshot;
 mod startup;
 mod targets;
 
@@ -23,6 +24,7 @@ pub use footprint::{density_slopes, memory_median};
 pub use format::{fmt_bytes, fmt_ns, fmt_num, fmt_ratio, vm_caveat};
 pub use net::{net_is_vm, net_median, net_ratio, net_samples, net_slowdown, NET_FIGURES};
 pub use share::{share_median, share_ratio, share_samples, share_slowdown, SHARE_FIGURES};
+pub use snapshot::{snapshot_density_slope, snapshot_figure, snapshot_ratio};
 pub use startup::{
     mark_median, phase_median, removal_median, startup_median, startup_with_removal_median,
 };
@@ -106,6 +108,9 @@ pub fn render(r: &Results, charts: &[String]) -> String {
     }
     if !r.exec.is_empty() {
         exec::section(&mut md, r);
+    }
+    if r.snapshot.is_some() {
+        snapshot::section(&mut md, r);
     }
     if !r.skipped.is_empty() {
         let _ = writeln!(md, "## Not measured in this run\n");

@@ -264,6 +264,46 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_transport_goes_on_where_the_snapshot_left_it() {
+        let path = disk();
+        let mut d = BlockDriver::new(&path).unwrap();
+        d.request(VIRTIO_BLK_T_IN, 1, false);
+        let _ = d.irq.read();
+        let saved = d.transport.snapshot();
+        assert_eq!(saved.status, 1 | 2 | 8 | 4);
+        assert_eq!(
+            (saved.queues[0].next_avail, saved.queues[0].next_used),
+            (1, 1)
+        );
+        // A new device on the same guest memory (as after a restore), its transport put back.
+        let dev = Block::open(&path, false, "vcmp-test").unwrap();
+        let irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut restored = super::super::mmio::MmioTransport::new(
+            Box::new(dev),
+            d.mem.clone(),
+            irq.try_clone().unwrap(),
+        );
+        restored.restore(&saved).unwrap();
+        assert_eq!(restored.snapshot(), saved);
+        d.transport = restored;
+        d.irq = irq;
+        // The next request is served from where the queue stood, with no re-negotiation.
+        d.request(VIRTIO_BLK_T_IN, 1, false);
+        assert_eq!(d.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
+        assert_eq!(
+            d.mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(),
+            2,
+            "used idx"
+        );
+        assert_eq!(d.irq.read().unwrap(), 1);
+        // A snapshot of another device kind does not fit.
+        let mut other = saved.clone();
+        other.device_type = 19;
+        assert!(d.transport.restore(&other).is_err());
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn out_of_range_is_ioerr() {
         let path = disk();
         let mut d = BlockDriver::new(&path).unwrap();

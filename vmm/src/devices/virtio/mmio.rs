@@ -8,6 +8,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::{VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::memory::GuestMem;
+use crate::snapshot::device_state::TransportSnapshot;
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VENDOR: u32 = 0x4d43_5056; // "VPCM"
@@ -208,6 +209,56 @@ impl MmioTransport {
         if self.device.process_host_event(&mut self.queues, &self.mem) {
             self.signal_used();
         }
+    }
+
+    /// The transport's registers and queues, for a snapshot (the vCPUs are paused, so no
+    /// request is in flight: every device here finishes a request within the exit).
+    pub fn snapshot(&self) -> TransportSnapshot {
+        TransportSnapshot {
+            device_type: self.device.device_type(),
+            queue_sel: self.queue_sel,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            config_generation: self.config_generation,
+            queues: self.queues.iter().map(|q| q.state().into()).collect(),
+        }
+    }
+
+    /// Puts the registers and queues of a snapshot back, onto a device recreated for this
+    /// run; a device the driver had started is activated again with the acked features (so
+    /// virtio-net configures its new TAP).
+    pub fn restore(&mut self, s: &TransportSnapshot) -> Result<(), String> {
+        if s.device_type != self.device.device_type() || s.queues.len() != self.queues.len() {
+            return Err(format!(
+                "device type {} with {} queues in the snapshot, {} with {} now",
+                s.device_type,
+                s.queues.len(),
+                self.device.device_type(),
+                self.queues.len()
+            ));
+        }
+        self.queues = s
+            .queues
+            .iter()
+            .map(|q| Queue::try_from(virtio_queue::QueueState::from(*q)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("queue state: {e}"))?;
+        self.queue_sel = s.queue_sel;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.status = s.status;
+        self.interrupt_status = s.interrupt_status;
+        self.config_generation = s.config_generation;
+        if self.status & STATUS_DRIVER_OK != 0 {
+            self.device
+                .activate(self.driver_features)
+                .map_err(|e| format!("activating device type {}: {e}", s.device_type))?;
+        }
+        Ok(())
     }
 
     /// Current device status (for tests and diagnostics).
