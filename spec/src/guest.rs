@@ -153,6 +153,16 @@ pub fn go_message(realtime_ns: u64) -> Vec<u8> {
     m
 }
 
+/// The go message stamped with the host's CLOCK_REALTIME now: what a VMM (ours, or a peer's
+/// serial input in the benchmarks) sends when the init reports ready.
+pub fn go_message_now() -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    go_message(now)
+}
+
 /// The wall-clock time in a go message's text after [`GO_BYTE`] (up to the newline).
 pub fn parse_go(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(text).ok()?.trim().parse().ok()

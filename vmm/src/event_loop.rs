@@ -7,21 +7,13 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use vcompare_spec::guest::{go_message, Phase, SIGNAL_BYTE};
+use vcompare_spec::guest::{go_message_now, Phase, SIGNAL_BYTE};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::Devices;
 use crate::exit::LoopEnd;
 use crate::signals::SignalGuard;
 use crate::vcpu::VcpuShared;
-
-/// The host's CLOCK_REALTIME in ns (for the go message).
-fn realtime_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
 
 /// Runs until the VM's work is over; returns why. When the guest init reports it is ready,
 /// `on_ready` runs (it may snapshot the VM) and then the go message is sent; `go_now` sends
@@ -37,11 +29,7 @@ pub fn main_loop(
     on_ready: &mut dyn FnMut(&VcpuShared),
 ) -> LoopEnd {
     // The go message's bytes not yet in the UART's receive FIFO.
-    let mut go: Vec<u8> = if go_now {
-        go_message(realtime_ns())
-    } else {
-        Vec::new()
-    };
+    let mut go: Vec<u8> = if go_now { go_message_now() } else { Vec::new() };
     let deadline = timeout.map(|t| Instant::now() + t);
     // Signals waiting for the entrypoint to exist (the init reads the console only then).
     let mut pending: Vec<i32> = Vec::new();
@@ -98,7 +86,7 @@ pub fn main_loop(
         if fds[3].revents != 0 {
             let _ = devices.boot_timer.ready.read();
             on_ready(shared);
-            go = go_message(realtime_ns());
+            go = go_message_now();
             continue;
         }
         for (&(slot, _), p) in host_events.iter().zip(&fds[first_host_event..]) {

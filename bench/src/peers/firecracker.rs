@@ -353,7 +353,7 @@ impl ApiVmm {
 
     /// Writes the go message to the serial input (the init waits for it after `ready`).
     fn go(&mut self) -> Result<()> {
-        let msg = qemu::go_message_now();
+        let msg = vcompare_spec::guest::go_message_now();
         self.stdin
             .as_mut()
             .map(|i| i.write_all(&msg))

@@ -222,7 +222,10 @@ pub(crate) fn console_reader(
                     }
                     found[i] = true;
                     if let Some((_, input)) = go_on.as_mut().filter(|g| g.0 == i) {
-                        let _ = std::io::Write::write_all(input, &go_message_now());
+                        let _ = std::io::Write::write_all(
+                            input,
+                            &vcompare_spec::guest::go_message_now(),
+                        );
                     }
                     if tx.send(ConsoleEvent::Marker(i, at)).is_err() {
                         return;
@@ -245,17 +248,6 @@ pub(crate) fn console_reader(
         }
     });
     (rx, reader)
-}
-
-/// The go message with the host's CLOCK_REALTIME now (see
-/// [`vcompare_spec::guest::go_message`]): a peer VMM's serial input must get it after the
-/// init's `ready`, or the init never reads its spec.
-pub(crate) fn go_message_now() -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    vcompare_spec::guest::go_message(now)
 }
 
 /// One QEMU boot's figures.
